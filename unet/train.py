@@ -1,0 +1,202 @@
+"""Train one U-Net configuration from the command line.
+
+    python -m unet.train --data DIR|synthetic [--epochs N ...] --out RUN_DIR
+
+Writes ``RUN_DIR/config.yaml`` (the resolved settings), ``RUN_DIR/metrics.csv`` (one row per epoch, rewritten
+atomically after every epoch) and ``RUN_DIR/model.pt`` (weights, config and history). Exit status: 0 done,
+1 the run diverged or failed, 2 bad input (data or settings), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from unet.config import ModelConfig, TrainConfig
+from unet.data import folder_datasets, synthetic_datasets
+from unet.doctor import inspect_folder
+from unet.errors import UNetError
+from unet.fit import FitResult, check_config, fit
+from unet.history import EPOCH_FIELDS, EpochRecord
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = TrainConfig()
+    model = ModelConfig()
+    p = argparse.ArgumentParser(prog="python -m unet.train", description="Train one U-Net configuration.")
+    p.add_argument("--data", required=True, help="dataset folder (DIR/images, DIR/masks) or 'synthetic'")
+    p.add_argument("--out", required=True, type=Path, help="run folder for checkpoint, config and metrics")
+    p.add_argument("--val", type=Path, default=None, help="explicit validation folder (same layout)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="validation share when --val is not given")
+    p.add_argument("--patch-size", type=int, default=256, help="training crop size for folder data")
+    p.add_argument("--normalization", default="zscore", help="zscore, minmax, dtype or none")
+    p.add_argument("--num-classes", type=int, default=None, help="classes of multi-class masks (0..K-1)")
+    p.add_argument("--synthetic-size", type=int, default=64, help="image size of the synthetic data")
+    p.add_argument("--synthetic-train", type=int, default=128, help="synthetic training images")
+    p.add_argument("--synthetic-val", type=int, default=32, help="synthetic validation images")
+    p.add_argument("--foreground", type=float, default=0.1, help="synthetic foreground fraction")
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.learning_rate, help="learning rate")
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument("--optimizer", default=defaults.optimizer, help="adam, adamw or sgd")
+    p.add_argument("--scheduler", default=defaults.scheduler, help="none, plateau or cosine")
+    p.add_argument("--loss", default=defaults.loss, help="bce, dice, dice_bce, focal, ce or dice_ce")
+    p.add_argument("--pos-weight", type=float, default=None, help="BCE weight of foreground pixels")
+    p.add_argument("--depth", type=int, default=model.depth, help="downsampling steps, 2 to 6")
+    p.add_argument("--filters", type=int, default=model.base_filters, help="filters of the first level")
+    p.add_argument("--norm", default=model.norm, help="batch, instance, group or none")
+    p.add_argument("--activation", default=model.activation)
+    p.add_argument("--upsampling", default=model.upsampling, help="transpose or bilinear")
+    p.add_argument("--grad-clip", type=float, default=None)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--no-channels-last", action="store_true", help="keep contiguous memory format")
+    p.add_argument("--num-workers", type=int, default=defaults.num_workers)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def load_data(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The (train, val) datasets the arguments name; folder data is inspected first."""
+    if args.data == "synthetic":
+        return synthetic_datasets(
+            n_train=args.synthetic_train,
+            n_val=args.synthetic_val,
+            size=args.synthetic_size,
+            foreground_fraction=args.foreground,
+            num_classes=args.num_classes or 1,
+            seed=args.seed,
+        )
+    report = inspect_folder(Path(args.data), val_root=args.val, num_classes=args.num_classes)
+    if not report.ok:
+        errors = [f for f in report.findings if f.severity == "error"]
+        raise UNetError(f"{errors[0].message}: {errors[0].fix} (python -m unet.doctor {args.data} shows all findings)")
+    return folder_datasets(
+        Path(args.data),
+        val_root=args.val,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        patch_size=args.patch_size,
+        normalization=args.normalization,
+        num_classes=args.num_classes,
+    )
+
+
+def config_from_args(args: argparse.Namespace, *, in_channels: int, num_classes: int) -> TrainConfig:
+    return TrainConfig(
+        model=ModelConfig(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            depth=args.depth,
+            base_filters=args.filters,
+            norm=args.norm,
+            activation=args.activation,
+            upsampling=args.upsampling,
+        ),
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        scheduler=args.scheduler,
+        loss=args.loss,
+        pos_weight=args.pos_weight,
+        seed=args.seed,
+        device=args.device,
+        mixed_precision=not args.no_amp,
+        channels_last=False if args.no_channels_last else None,
+        grad_clip=args.grad_clip,
+        num_workers=args.num_workers,
+    )
+
+
+def write_atomic(path: Path, write: Callable[[Any], None], *, binary: bool = False) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_metrics(path: Path, history: list[EpochRecord]) -> None:
+    def write(f: Any) -> None:
+        writer = csv.DictWriter(f, fieldnames=EPOCH_FIELDS)
+        writer.writeheader()
+        for record in history:
+            writer.writerow(record.to_dict())
+
+    write_atomic(path, write)
+
+
+def save_run(out: Path, config: TrainConfig, result: FitResult) -> None:
+    write_metrics(out / "metrics.csv", result.history)
+    state = {
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "config": config.to_dict(),
+        "history": [r.to_dict() for r in result.history],
+        "stop_reason": result.stop_reason,
+    }
+    write_atomic(out / "model.pt", lambda f: torch.save(state, f), binary=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        train, val = load_data(args)
+        config = config_from_args(args, in_channels=train.in_channels, num_classes=train.num_classes)
+        check_config(config)
+    except UNetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out / "config.yaml", lambda f: yaml.safe_dump(config.to_dict(), f, sort_keys=False))
+    history: list[EpochRecord] = []
+    bar = tqdm(total=config.epochs, unit="epoch", disable=args.quiet, file=sys.stderr)
+
+    def on_epoch(record: EpochRecord) -> None:
+        history.append(record)
+        write_metrics(args.out / "metrics.csv", history)
+        bar.set_postfix(loss=f"{record.train_loss:.4f}", val_dice=f"{record.val_dice:.3f}")
+        bar.update(1)
+
+    try:
+        result = fit(config, train, val, on_epoch)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: {len(history)} finished epoch(s) kept in {args.out / 'metrics.csv'}", file=sys.stderr)
+        return 130
+    except UNetError as e:
+        bar.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    bar.close()
+    save_run(args.out, config, result)
+    best = result.best
+    if result.stop_reason == "diverged":
+        print(f"diverged: {result.stop_message}; run written to {args.out}", file=sys.stderr)
+        return 1
+    summary = f"best val Dice {best.val_dice:.4f} at epoch {best.epoch}" if best else "no finite val Dice"
+    print(f"{summary}; checkpoint, config.yaml and metrics.csv written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
