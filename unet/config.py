@@ -52,7 +52,7 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on where measured faster (CPU and CUDA convolutions)
     grad_clip: float | None = None  # clip the global gradient norm to this value
     num_workers: int = 0  # DataLoader worker processes
-    divergence_factor: float = 1e3  # a train loss this many times its first value counts as diverged
+    divergence_factor: float = 100.0  # a train/val loss this many times the initial loss counts as diverged
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelConfig):

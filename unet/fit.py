@@ -149,8 +149,8 @@ def fit(
             images_per_s=train_stats.images / train_seconds if train_seconds > 0 else 0.0,
         )
         result.history.append(record)
-        if first_loss is None and math.isfinite(record.train_loss):
-            first_loss = record.train_loss
+        if first_loss is None and math.isfinite(train_stats.first_loss):
+            first_loss = train_stats.first_loss
         diverged = _divergence(record, first_loss, config.divergence_factor, train_stats.bad_step)
         stop = on_epoch is not None and bool(on_epoch(record))
         if diverged:
@@ -170,6 +170,7 @@ class _EpochStats:
     grad_norm_max: float
     images: int
     bad_step: int | None  # 1-based step whose loss was NaN/inf, if any
+    first_loss: float  # loss of the epoch's first step, before its update
 
 
 class _Amp:
@@ -255,6 +256,7 @@ def _train_epoch(
     steps = images = 0
     total = len(loader)
     bad_step: int | None = None
+    first_loss: torch.Tensor | None = None
     for images_batch, masks in loader:
         images_batch = images_batch.to(device, non_blocking=True, memory_format=memory_format)
         masks = masks.to(device, non_blocking=True)
@@ -264,6 +266,8 @@ def _train_epoch(
         loss = criterion(logits.float(), masks)
         steps += 1
         images += images_batch.shape[0]
+        if first_loss is None:
+            first_loss = loss.detach()
         if not torch.isfinite(loss):
             loss_sum += loss.detach()
             bad_step = steps
@@ -285,6 +289,7 @@ def _train_epoch(
         grad_norm_max=float(norm_max) if good_steps else float("nan"),
         images=images,
         bad_step=bad_step,
+        first_loss=float(first_loss) if first_loss is not None else float("nan"),
     )
 
 
@@ -321,9 +326,12 @@ def _divergence(record: EpochRecord, first_loss: float | None, factor: float, ba
         return f"train loss became {record.train_loss} at epoch {record.epoch}, step {bad_step}: lower the learning rate"
     if not math.isfinite(record.val_loss):
         return f"val loss became {record.val_loss} at epoch {record.epoch}: lower the learning rate"
-    if first_loss is not None and record.train_loss > factor * first_loss:
-        return (
-            f"train loss {record.train_loss:.4g} at epoch {record.epoch} is over {factor:g}x its first value "
-            f"{first_loss:.4g}: lower the learning rate"
-        )
+    if first_loss is None:
+        return None
+    for name, value in (("train", record.train_loss), ("val", record.val_loss)):
+        if value > factor * first_loss:
+            return (
+                f"{name} loss {value:.4g} at epoch {record.epoch} is over {factor:g}x the initial loss "
+                f"{first_loss:.4g}: lower the learning rate"
+            )
     return None

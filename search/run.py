@@ -1,0 +1,134 @@
+"""Run a hyperparameter search: ``python -m search.run --study NAME|PATH.yaml``.
+
+Exit status: 0 done, 2 bad input (study file, data, storage URL, a stored study that conflicts),
+130 interrupted (Ctrl-C or SIGTERM), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+
+from search.data import inspect_study_data, load_study_data
+from search.local import run_local
+from search.objective import TrialContext
+from search.progress import Progress, summary
+from search.spec import SpecError, StudySpec, list_studies, load_spec
+from search.store import StoreError, default_storage_url, open_storage, redact_url
+from search.study import StudyConflictError, count_trials, open_study
+from unet.errors import UNetError
+
+BACKENDS = ("local",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m search.run", description="Search U-Net hyperparameters.")
+    p.add_argument("--study", help="a study name from studies/ (see --list) or a path to a .yaml file")
+    p.add_argument("--list", action="store_true", help="list the shipped studies and exit")
+    p.add_argument("--storage", help="SQLAlchemy URL of the study store (default: ./unet-search.db)")
+    p.add_argument("--data", type=Path, help="train on this folder (DIR/images, DIR/masks) instead")
+    p.add_argument("--n-trials", type=int, help="trials the study should have in total (resuming counts)")
+    p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
+    p.add_argument("--seed", type=int, help="sampler seed")
+    p.add_argument("--backend", choices=BACKENDS, default="local", help="where trials run")
+    p.add_argument("--dry-run", action="store_true", help="check the study, data and store, then stop")
+    p.add_argument("--verbose", action="store_true", help="log what the service does")
+    return p
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (e.g. a pod's preemption) takes the same path as Ctrl-C."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
+    """The spec with the command-line overrides applied, and the storage URL."""
+    if args.n_trials is not None and args.n_trials < 1:
+        raise SpecError(f"--n-trials must be >= 1 but got {args.n_trials}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise SpecError(f"--timeout must be > 0 seconds but got {args.timeout}")
+    spec = load_spec(args.study).with_overrides(
+        data_path=args.data, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed
+    )
+    url = args.storage or default_storage_url(Path.cwd())
+    return spec, url
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.list:
+        for name, description in list_studies():
+            print(f"{name:<14} {description}")
+        return 0
+    if not args.study:
+        print("error: --study NAME|PATH.yaml is required (python -m search.run --list shows the studies)",
+              file=sys.stderr)
+        return 2
+    try:
+        spec, url = resolve(args)
+        shown = redact_url(url)
+        if args.dry_run:
+            return dry_run(spec, shown)
+        data = load_study_data(spec)
+        storage = open_storage(url)
+        study, created = open_study(storage, spec)
+    except (SpecError, StoreError, StudyConflictError, UNetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    n_trials, timeout = spec.budget.n_trials, spec.budget.timeout
+    before = count_trials(study)
+    print(f"Study {spec.name} ({spec.source or 'spec'}): {'created' if created else 'resumed'} in {shown}",
+          file=sys.stderr)
+    print(f"Data: {data.description}; backend {args.backend}; "
+          f"{before.finished} of {n_trials} trials already finished", file=sys.stderr)
+    progress = Progress(study, n_trials=n_trials, timeout=timeout)
+    ctx = TrialContext(spec=spec, storage=storage, data=data, on_epoch=progress.on_epoch)
+    status = 0
+    try:
+        with sigterm_as_interrupt():
+            run_local(study, ctx, n_trials=n_trials, timeout=timeout, on_trial=progress.on_trial)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the running trial is marked interrupted and will run again on resume",
+              file=sys.stderr)
+        status = 130
+    print(summary(study, n_trials=n_trials, storage_display=shown, storage_arg=shown))
+    return status
+
+
+def dry_run(spec: StudySpec, shown: str) -> int:
+    """Check the study file and the data, print the plan, and create nothing."""
+    report = inspect_study_data(spec)
+    print(f"Study {spec.name} from {spec.source}: {spec.description}")
+    print(f"Space: {', '.join(spec.space)}; {spec.budget.n_trials} trials of up to "
+          f"{spec.budget.max_epochs} epochs; sampler {spec.sampler.name} seed {spec.sampler.seed}")
+    print(f"Store (not opened): {shown}")
+    if report is not None:
+        print(report.format())
+        if not report.ok:
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

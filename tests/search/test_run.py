@@ -1,0 +1,243 @@
+"""python -m search.run end to end: runs, resumes, faults, bad input and exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import optuna
+import pytest
+import torch
+import yaml
+from optuna.trial import TrialState
+
+from search import objective
+from search.run import main
+from search.spec import STUDIES_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+DSB = REPO.parent / "shared" / "data" / "dsb2018-nuclei"
+
+
+def study_file(tmp_path: Path, name: str, **changes) -> Path:
+    """A copy of unet-smoke named ``name`` with top-level sections updated by ``changes``."""
+    spec = yaml.safe_load((STUDIES_DIR / "unet-smoke.yaml").read_text())
+    spec["name"] = name
+    for section, values in changes.items():
+        if isinstance(values, dict) and isinstance(spec.get(section), dict):
+            spec[section] = {**spec[section], **values}
+        else:
+            spec[section] = values
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+
+
+def run_cli(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "search.run", *args],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, **kwargs,
+    )
+
+
+def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--study", "unet-smoke"]) == 0
+    out = capsys.readouterr()
+    url = f"sqlite:///{tmp_path / 'unet-search.db'}"
+    assert f"created in {url}" in out.err  # the default store, in the working directory, is named
+    done = trials(url, "unet-smoke")
+    assert len(done) == 3 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done)
+    assert done[0].params == {"learning_rate": 0.01, "optimizer": "adam"}  # the baseline goes first
+    for t in done:
+        assert t.user_attrs["diagnosis"]
+        # Every epoch is an intermediate value, the last included, and a row of the epoch table.
+        with sqlite3.connect(tmp_path / "unet-search.db") as db:
+            epochs = [e for (e,) in db.execute(
+                "SELECT epoch FROM unet_search_epochs WHERE trial_id = ? ORDER BY epoch", (t._trial_id,))]
+        assert epochs == sorted(t.intermediate_values) and epochs
+        if t.state == TrialState.PRUNED:
+            assert t.user_attrs["stop_reason"] in ("plateau", "diverged", "underperforming")
+            assert t.user_attrs["stop_epoch"] == max(epochs)
+            assert t.user_attrs["stop_detail"]
+    assert "Best trial #" in out.out and "optuna-dashboard" in out.out
+
+    # The same command again resumes: the study already has its 3 trials, so nothing new runs.
+    assert main(["--study", "unet-smoke"]) == 0
+    assert "resumed" in capsys.readouterr().err
+    assert len(trials(url, "unet-smoke")) == 3
+    # A larger --n-trials counts the finished ones.
+    assert main(["--study", "unet-smoke", "--n-trials", "4"]) == 0
+    assert len(trials(url, "unet-smoke")) == 4
+
+
+@pytest.mark.slow
+def test_real_folder_data_end_to_end(tmp_path, monkeypatch):
+    path = study_file(
+        tmp_path, "dsb-smoke",
+        data={"source": "folder", "folder": {"path": str(DSB), "patch_size": 64}},
+        budget={"n_trials": 2, "max_epochs": 2},
+    )
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["--study", str(path), "--storage", url]) == 0
+    done = trials(url, "dsb-smoke")
+    assert len(done) == 2
+    stored = optuna.load_study(study_name="dsb-smoke", storage=url).user_attrs["spec"]
+    assert stored["data"]["folder"]["path"] == str(DSB)
+    assert all(t.intermediate_values for t in done)
+
+
+def test_out_of_memory_fails_the_trial_and_the_study_goes_on(tmp_path, monkeypatch):
+    real_fit = objective.fit
+    calls = []
+
+    def fit(config, train, val, on_epoch=None, **kwargs):
+        calls.append(config)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_fit(config, train, val, on_epoch, **kwargs)
+
+    monkeypatch.setattr(objective, "fit", fit)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["--study", "unet-smoke", "--storage", url]) == 0
+    done = trials(url, "unet-smoke")
+    assert len(done) == 3
+    oom = done[0]
+    assert oom.state == TrialState.FAIL
+    assert oom.user_attrs["stop_reason"] == "out_of_memory"
+    assert oom.user_attrs["stop_detail"]["params"] == {"learning_rate": 0.01, "optimizer": "adam"}
+    assert "2.00 GiB" in oom.user_attrs["stop_detail"]["error"]
+    assert all(t.state != TrialState.FAIL for t in done[1:])
+
+
+def wait_for(condition, *, timeout: float = 120.0, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def epochs_recorded(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return con.execute("SELECT count(*) FROM unet_search_epochs").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_leaves_no_running_trial(tmp_path):
+    path = study_file(tmp_path, "killed", budget={"n_trials": 3, "max_epochs": 30},
+                      pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0,
+                                           "divergence_factor": 5.0}})
+    db = tmp_path / "s.db"
+    url = f"sqlite:///{db}"
+    proc = run_cli("--study", str(path), "--storage", url, cwd=tmp_path)
+    wait_for(lambda: epochs_recorded(db) >= 2, what="the first epochs")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [t.state for t in trials(url, "killed")] == [TrialState.RUNNING]
+
+    second = run_cli("--study", str(path), "--storage", url, "--n-trials", "2", cwd=tmp_path)
+    out, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, out
+    done = trials(url, "killed")
+    assert not [t for t in done if t.state == TrialState.RUNNING]
+    lost = done[0]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["stop_reason"] == "worker_lost"
+    assert lost.user_attrs["stop_epoch"] >= 2
+    counted = [t for t in done if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(counted) == 2  # the exact count, the lost trial not among them
+    assert len({t.number for t in done}) == len(done)
+
+
+@pytest.mark.slow
+def test_sigterm_marks_the_trial_interrupted_and_exits_130(tmp_path):
+    path = study_file(tmp_path, "stopped", budget={"n_trials": 2, "max_epochs": 30},
+                      pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0,
+                                           "divergence_factor": 5.0}})
+    db = tmp_path / "s.db"
+    url = f"sqlite:///{db}"
+    proc = run_cli("--study", str(path), "--storage", url, cwd=tmp_path)
+    wait_for(lambda: epochs_recorded(db) >= 1, what="the first epoch")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "Study stopped" in out  # the summary is printed
+    done = trials(url, "stopped")
+    first = done[0]
+    assert first.state == TrialState.FAIL and first.user_attrs["stop_reason"] == "interrupted"
+    waiting = [t for t in done if t.state == TrialState.WAITING]
+    assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == first.params  # run again on resume
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--study", "unet-lrr"], "unet-lr"),
+        (["--study", "unet-smoke", "--storage", "nosuchdb://x"], "storage URL"),
+        (["--study", "unet-smoke", "--storage", "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/test"], "***"),
+        (["--study", "unet-smoke", "--data", "/nonexistent/folder"], "/nonexistent/folder"),
+        (["--study", "unet-smoke", "--n-trials", "0"], "--n-trials must be >= 1"),
+        ([], "--study"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "s3cret" not in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "unet-search.db").exists()  # nothing half-written
+
+
+def test_broken_dataset_stops_before_any_trial(tmp_path, capsys):
+    data = tmp_path / "broken"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    (data / "images" / "a.png").write_bytes(b"not a png at all")
+    cv2.imwrite(str(data / "masks" / "a.png"), np.zeros((8, 8), np.uint8))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["--study", "unet-smoke", "--data", str(data), "--storage", url]) == 2
+    assert "a.png" in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_changed_study_file_conflicts_with_the_stored_study(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    path = study_file(tmp_path, "changing", budget={"n_trials": 1})
+    assert main(["--study", str(path), "--storage", url]) == 0
+    path = study_file(tmp_path, "changing", budget={"n_trials": 1},
+                      space={"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+                             "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]}})
+    assert main(["--study", str(path), "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "space changed" in err and "new name" in err
+
+
+def test_list_and_dry_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("unet-lr", "unet-arch", "unet-full", "unet-smoke"):
+        assert name in listed
+    assert main(["--study", "unet-lr", "--dry-run", "--data", str(DSB)]) == 0
+    out = capsys.readouterr().out
+    assert "learning_rate" in out and "0/255" in out
+    assert not (tmp_path / "unet-search.db").exists()
