@@ -1,0 +1,219 @@
+"""The dataset doctor: the real dataset passes with its notes, broken folders fail with the right finding."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from unet.data import folder_datasets
+from unet.data.problems import DataProblem
+from unet.doctor import Report, inspect_folder, main
+
+
+@pytest.fixture(scope="module")
+def dsb2018() -> Path:
+    """The shared real dataset: 59 RGBA microscopy PNGs of nine sizes, masks exactly {0, 255}."""
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dsb2018-nuclei"
+    if not root.is_dir():
+        pytest.skip(f"shared dataset missing: {root}")
+    return root
+
+
+def _write(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), array)
+
+
+def _pair(root: Path, stem: str, mask: np.ndarray, *, image: np.ndarray | None = None) -> None:
+    if image is None:
+        image = np.random.default_rng(len(stem)).integers(0, 255, mask.shape[:2]).astype(np.uint8)
+    _write(root / "images" / f"{stem}.png", image)
+    _write(root / "masks" / f"{stem}.png", mask)
+
+
+def _square_mask(side: int = 32, *, fill: int = 255, fg: int = 10) -> np.ndarray:
+    """A ``side`` x ``side`` mask with ``fg`` x ``fg`` foreground pixels of value ``fill``."""
+    mask = np.zeros((side, side), np.uint8)
+    mask[:fg, :fg] = fill
+    return mask
+
+
+def _codes(report: Report, severity: str) -> set[str]:
+    return {f.code for f in report.findings if f.severity == severity}
+
+
+def test_dsb2018_is_usable_with_its_notes(dsb2018: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = inspect_folder(dsb2018)
+    assert report.ok and _codes(report, "error") == set()
+    assert {"masks-0-255", "image-sizes", "alpha-dropped"} <= _codes(report, "info")
+    assert report.counts == {"images": 59, "masks": 59, "pairs": 59}
+    assert len(report.image_sizes) == 9 and sum(report.image_sizes.values()) == 59
+    assert next(iter(report.image_sizes)) == "256x256" and list(report.image_sizes)[-1] == "1388x1040"
+    sizes = next(f for f in report.findings if f.code == "image-sizes")
+    assert sizes.message.startswith("9 sizes from 256x256 to 1388x1040")
+    assert report.channels == {"RGBA": 59} and report.dtypes == {"uint8": 59}
+    assert report.mask_values == {"0,255": 59}
+    # PROVENANCE.txt: foreground averages 15.7% per image, from 0.26% to 59.2%
+    stats = report.foreground["1"]
+    assert round(stats["mean"], 3) == 0.157
+    assert round(stats["min"], 4) == 0.0026 and round(stats["max"], 3) == 0.592
+    assert report.empty_masks == [] and report.unreadable == []
+    assert main([str(dsb2018)]) == 0
+    out = capsys.readouterr().out
+    assert "verdict:      usable" in out and "[masks-0-255]" in out
+
+
+def test_json_output_is_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for stem in "ab":
+        _pair(tmp_path, stem, _square_mask())
+    assert main([str(tmp_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["counts"]["pairs"] == 2
+    assert data == json.loads(json.dumps(inspect_folder(tmp_path).to_dict()))
+
+
+def test_foreground_imbalance_is_a_warning_with_the_loss_advice(tmp_path: Path) -> None:
+    for stem in "abc":
+        _pair(tmp_path, stem, _square_mask(fg=7))  # 49 of 1024 pixels
+    _pair(tmp_path, "d", _square_mask(fg=0))  # empty
+    _pair(tmp_path, "e", _square_mask(fg=0))
+    report = inspect_folder(tmp_path)
+    assert report.ok
+    warning = next(f for f in report.findings if f.code == "foreground-imbalance")
+    assert warning.severity == "warning"
+    assert warning.message == "foreground is 2.9% of pixels"  # 3 * 49 / (5 * 1024) = 2.87%
+    assert "dice or focal" in warning.fix
+    assert report.foreground["1"]["pixels"] == pytest.approx(3 * 49 / (5 * 1024))
+    assert report.foreground["1"]["mean"] == pytest.approx(3 * 49 / 1024 / 5)
+    assert report.foreground["1"]["min"] == 0.0 and report.foreground["1"]["max"] == pytest.approx(49 / 1024)
+    empty = next(f for f in report.findings if f.code == "empty-masks")
+    assert empty.severity == "warning" and empty.message.startswith("2 of 5 masks are empty")
+
+
+def test_balanced_foreground_gets_no_imbalance_warning(tmp_path: Path) -> None:
+    for stem in "ab":
+        _pair(tmp_path, stem, _square_mask(fg=16))  # 25%
+    assert "foreground-imbalance" not in _codes(inspect_folder(tmp_path), "warning")
+
+
+def test_multi_class_masks_report_per_class_and_suggest_num_classes(tmp_path: Path) -> None:
+    mask = np.zeros((20, 20), np.uint8)
+    mask[:10, :10], mask[10:, 10:11] = 1, 3  # 25% class 1, 2.5% class 3, class 2 absent
+    for stem in "ab":
+        _pair(tmp_path, stem, mask)
+    report = inspect_folder(tmp_path)
+    error = next(f for f in report.findings if f.code == "mask-classes")
+    assert "num_classes=4" in error.fix and "--num-classes 4" in error.fix
+    fixed = inspect_folder(tmp_path, num_classes=4)
+    assert fixed.ok and set(fixed.foreground) == {"1", "2", "3"}
+    assert fixed.foreground["1"]["pixels"] == pytest.approx(0.25)
+    assert fixed.foreground["3"]["pixels"] == pytest.approx(0.025)
+    imbalanced = [f.message for f in fixed.findings if f.code == "foreground-imbalance"]
+    assert imbalanced == ["class 3 is 2.5% of pixels"]
+    assert [f.message for f in fixed.findings if f.code == "class-absent"] == ["class 2 appears in no mask"]
+
+
+def test_16_bit_and_unpaired_masks_are_reported(tmp_path: Path) -> None:
+    image = np.full((32, 32), 4000, np.uint16)
+    for stem in "ab":
+        _pair(tmp_path, stem, _square_mask(fg=16), image=image)
+    _write(tmp_path / "masks" / "stray.png", _square_mask())
+    report = inspect_folder(tmp_path)
+    assert report.ok
+    assert report.value_ranges == {"uint16": [4000.0, 4000.0]}
+    assert "16-bit" in _codes(report, "info") and "unpaired-mask" in _codes(report, "warning")
+    assert report.unpaired_masks == [str(tmp_path / "masks" / "stray.png")]
+
+
+def test_overlap_between_train_and_validation_folders_is_a_warning(tmp_path: Path) -> None:
+    for part in ("train", "val"):
+        _pair(tmp_path / part, "same", _square_mask(fg=16))
+    report = inspect_folder(tmp_path / "train", val_root=tmp_path / "val")
+    assert report.ok and "train-val-overlap" in _codes(report, "warning")
+    assert report.counts == {
+        "images": 1,
+        "masks": 1,
+        "pairs": 1,
+        "val_images": 1,
+        "val_masks": 1,
+        "val_pairs": 1,
+    }
+
+
+def _missing(root: Path) -> None:
+    pass
+
+
+def _no_masks(root: Path) -> None:
+    _write(root / "images" / "a.png", _square_mask())
+
+
+def _no_images(root: Path) -> None:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+
+
+def _unpaired_image(root: Path) -> None:
+    _pair(root, "a", _square_mask())
+    _write(root / "images" / "b.png", _square_mask())
+
+
+def _corrupt(root: Path) -> None:
+    _pair(root, "a", _square_mask())
+    _pair(root, "b", _square_mask())
+    (root / "images" / "b.png").write_bytes(b"\x89PNG not really")
+
+
+def _mismatch(root: Path) -> None:
+    _pair(root, "a", _square_mask())
+    _pair(root, "b", _square_mask(24), image=np.zeros((32, 32), np.uint8))
+
+
+def _ambiguous(root: Path) -> None:
+    _pair(root, "a", _square_mask())
+    _pair(root, "b", _square_mask(fill=128))  # {0, 128}
+
+
+def _single(root: Path) -> None:
+    _pair(root, "a", _square_mask())
+
+
+BROKEN: list[tuple[Callable[[Path], None], str]] = [
+    (_missing, "missing-folder"),
+    (_no_masks, "missing-subfolder"),
+    (_no_images, "no-images"),
+    (_unpaired_image, "unpaired-image"),
+    (_corrupt, "unreadable"),
+    (_mismatch, "size-mismatch"),
+    (_ambiguous, "mask-values"),
+    (_single, "too-few-images"),
+]
+
+
+@pytest.mark.parametrize(("build", "code"), BROKEN, ids=[case[1] for case in BROKEN])
+def test_broken_folders_exit_2_with_the_finding_the_dataset_would_raise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], build: Callable[[Path], None], code: str
+) -> None:
+    root = tmp_path / "data"
+    build(root)
+    assert main([str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "NOT usable" in out and f"ERROR   [{code}]" in out
+    report = inspect_folder(root)
+    assert not report.ok and code in _codes(report, "error")
+    finding = next(f for f in report.findings if f.code == code)
+    assert finding.fix and "\n" not in finding.message
+    with pytest.raises(DataProblem) as caught:  # the dataset refuses the same folder, for the same reason
+        folder_datasets(root, patch_size=8)
+    assert caught.value.code == code
+
+
+def test_bad_num_classes_is_an_error_finding(tmp_path: Path) -> None:
+    for stem in "ab":
+        _pair(tmp_path, stem, _square_mask())
+    assert main([str(tmp_path), "--num-classes", "0"]) == 2
