@@ -35,8 +35,13 @@ def make_batches(images: int, size: int, seed: int) -> TensorDataset:
     return TensorDataset(x, y)
 
 
-def bare_epoch(config: TrainConfig, data: TensorDataset, model: torch.nn.Module, opt: torch.optim.Optimizer,
-               memory_format: torch.memory_format) -> float:
+def bare_epoch(
+    config: TrainConfig,
+    data: TensorDataset,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    memory_format: torch.memory_format,
+) -> float:
     """Images/s of one epoch of the plainest loop: forward, loss, backward, step."""
     loss_fn = build_loss(config.loss, num_classes=1)
     loader = DataLoader(data, batch_size=config.batch_size, shuffle=True)
@@ -56,13 +61,19 @@ def bare_epoch(config: TrainConfig, data: TensorDataset, model: torch.nn.Module,
 def run(epochs: int, size: int, images: int) -> dict[str, object]:
     config = TrainConfig(
         model=ModelConfig(in_channels=3, num_classes=1, depth=3, base_filters=16),
-        batch_size=8, epochs=1, loss="dice_bce", device="cpu",
+        batch_size=8,
+        epochs=1,
+        loss="dice_bce",
+        device="cpu",
     )
     data = make_batches(images, size, seed=0)
     val = make_batches(8, size, seed=1)
     results: dict[str, list[float]] = {"fit": [], "bare_channels_last": [], "bare_contiguous": []}
     models = {}
-    for fmt_name, fmt in (("bare_channels_last", torch.channels_last), ("bare_contiguous", torch.contiguous_format)):
+    for fmt_name, fmt in (
+        ("bare_channels_last", torch.channels_last),
+        ("bare_contiguous", torch.contiguous_format),
+    ):
         seed_everything(0)
         model = build_model(config.model).to(memory_format=fmt)
         models[fmt_name] = (model, build_optimizer(model.parameters(), config), fmt)

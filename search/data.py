@@ -55,7 +55,9 @@ def load_study_data(spec: StudySpec) -> StudyData:
             normalization=f.normalization,
             num_classes=f.num_classes,
         )
-        description = f"folder {f.path}: {len(train)} train + {len(val)} val images, patches of {f.patch_size}"
+        description = (
+            f"folder {f.path}: {len(train)} train + {len(val)} val images, patches of {f.patch_size}"
+        )
     else:
         s = spec.data.synthetic
         train, val = synthetic_datasets(

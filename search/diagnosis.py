@@ -87,7 +87,10 @@ class _Curves:
 
 
 def diagnose(
-    history: Sequence[Mapping[str, float]], *, params: Mapping[str, object] | None = None
+    history: Sequence[Mapping[str, float]],
+    *,
+    params: Mapping[str, object] | None = None,
+    stop_reason: str | None = None,
 ) -> Diagnosis:
     """Label a trial's training run and say why its loss did (not) decrease.
 
@@ -95,6 +98,8 @@ def diagnose(
         history: one row per epoch, in order, with the keys of ``unet.history.EPOCH_FIELDS`` (missing
             or None values are read as NaN, i.e. unknown).
         params: the trial's hyperparameters; ``learning_rate`` and ``loss`` are quoted in the summary.
+        stop_reason: why the trial was stopped, if it was; a trial stopped as "diverged" (e.g. on a loss
+            far above the initial step's, which the per-epoch curves cannot show) is diagnosed so.
 
     Returns:
         The first matching diagnosis of the module's rule list, with its evidence.
@@ -110,6 +115,13 @@ def diagnose(
         found = rule(curves, evidence)
         if found is not None:
             return found
+        if rule is _diverged and stop_reason == "diverged":
+            return Diagnosis(
+                "diverged",
+                f"diverged: the trial was stopped as diverged at epoch {curves.n}{curves.lr_text}: "
+                + _DIVERGED_FIX,
+                evidence | {"stop_reason": "diverged"},
+            )
     return _healthy(curves, evidence)
 
 
@@ -155,9 +167,14 @@ def _base_evidence(c: _Curves) -> dict[str, float | int | str]:
     }
 
 
+_DIVERGED_FIX = (
+    "the learning rate is too high or the loss overflowed; lower it 10x, set grad_clip or turn off "
+    "mixed precision"
+)
+
+
 def _diverged(c: _Curves, evidence: dict[str, float | int | str]) -> Diagnosis | None:
-    fix = "the learning rate is too high or the loss overflowed; lower it 10x, set grad_clip or turn off "
-    fix += "mixed precision"
+    fix = _DIVERGED_FIX
     for i in range(c.n):
         for name, values in (("train loss", c.train), ("val loss", c.val)):
             value, first = values[i], values[0]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import TrialState
 
+from search.claims import claim_lock
 from search.heartbeat import reap_lost_trials
 from search.objective import TrialContext, TrialOutcome, execute_trial
 from search.study import Counts, count_trials, enqueue_retry, make_sampler
@@ -55,17 +56,13 @@ def run_local(
     started = time.monotonic()
     while True:
         reap_and_retry(study, ctx, grace_seconds=grace_seconds)
-        counts = count_trials(study)
-        if counts.finished >= n_trials:
-            return counts
-        if timeout is not None and time.monotonic() - started >= timeout:
-            logger.info("timeout of %.0f s reached: no new trial is started", timeout)
-            return counts
-        if counts.finished + counts.running >= n_trials:
+        timed_out = timeout is not None and time.monotonic() - started >= timeout
+        trial, counts = _claim(study, ctx, n_trials=n_trials, timed_out=timed_out)
+        if trial is None:
+            if timed_out or counts.finished >= n_trials:
+                return counts
             time.sleep(POLL_SECONDS)  # the last trials run elsewhere; wait for them or their reaping
             continue
-        study.sampler = make_sampler(ctx.spec, salt=len(study.get_trials(deepcopy=False)))
-        trial = study.ask()
         try:
             outcome = execute_trial(ctx, trial)
         except KeyboardInterrupt:
@@ -76,6 +73,18 @@ def run_local(
         frozen = tell(study, trial, outcome)
         if on_trial is not None:
             on_trial(frozen, outcome, count_trials(study))
+
+
+def _claim(
+    study: optuna.Study, ctx: TrialContext, *, n_trials: int, timed_out: bool
+) -> tuple[optuna.Trial | None, Counts]:
+    """Count and, if the budget has room, start the next trial, under the study's claim lock."""
+    with claim_lock(ctx.storage.engine, study.study_name):
+        counts = count_trials(study)
+        if timed_out or counts.finished + counts.running >= n_trials:
+            return None, counts
+        study.sampler = make_sampler(ctx.spec, salt=len(study.get_trials(deepcopy=False)))
+        return study.ask(), counts
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> optuna.trial.FrozenTrial:

@@ -113,8 +113,13 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
     except _Stop as stop:
         outcome = _stopped(trial, stop.decision)
     except KeyboardInterrupt:
-        _record_stop(trial, "interrupted", len(history), {"epochs_done": len(history)},
-                     f"interrupted after {len(history)} epoch(s)")
+        _record_stop(
+            trial,
+            "interrupted",
+            len(history),
+            {"epochs_done": len(history)},
+            f"interrupted after {len(history)} epoch(s)",
+        )
         _record_diagnosis(trial, history, params)
         raise
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:
@@ -129,15 +134,22 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
     else:
         if result.stop_reason == "diverged":
             last = history[-1].epoch if history else 0
-            outcome = _stopped(trial, StopDecision("diverged", last, {"fit": result.stop_message or ""},
-                                                   result.stop_message or "diverged"))
+            outcome = _stopped(
+                trial,
+                StopDecision(
+                    "diverged", last, {"fit": result.stop_message or ""}, result.stop_message or "diverged"
+                ),
+            )
         else:
             best = result.best
             value = best.val_dice if best is not None else 0.0
             trial.set_user_attr("best_epoch", best.epoch if best is not None else 0)
-            outcome = TrialOutcome(TrialState.COMPLETE, value=value,
-                                   message=f"val Dice {value:.4f} at epoch {best.epoch if best else 0}")
-    _record_diagnosis(trial, history, params)
+            outcome = TrialOutcome(
+                TrialState.COMPLETE,
+                value=value,
+                message=f"val Dice {value:.4f} at epoch {best.epoch if best else 0}",
+            )
+    _record_diagnosis(trial, history, params, outcome.reason)
     return outcome
 
 
@@ -146,8 +158,9 @@ def _stopped(trial: optuna.Trial, decision: StopDecision) -> TrialOutcome:
     return TrialOutcome(TrialState.PRUNED, reason=decision.reason, message=decision.message)
 
 
-def _out_of_memory(trial: optuna.Trial, history: list[EpochRecord], params: dict[str, Any],
-                   error: BaseException) -> TrialOutcome:
+def _out_of_memory(
+    trial: optuna.Trial, history: list[EpochRecord], params: dict[str, Any], error: BaseException
+) -> TrialOutcome:
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     detail = {"error": first_line[:300], "params": {k: _plain(v) for k, v in params.items()}}
     message = f"out of memory with {_format_params(params)}: {first_line[:120]}"
@@ -165,10 +178,12 @@ def _record_stop(trial: optuna.Trial, reason: str, epoch: int, detail: dict[str,
     trial.set_user_attr("stop_message", message)
 
 
-def _record_diagnosis(trial: optuna.Trial, history: list[EpochRecord], params: dict[str, Any]) -> None:
+def _record_diagnosis(
+    trial: optuna.Trial, history: list[EpochRecord], params: dict[str, Any], stop_reason: str | None = None
+) -> None:
     if not history:
         return
-    d = diagnose([r.to_dict() for r in history], params=params)
+    d = diagnose([r.to_dict() for r in history], params=params, stop_reason=stop_reason)
     trial.set_user_attr("diagnosis", d.label)
     trial.set_user_attr("diagnosis_summary", d.summary)
 

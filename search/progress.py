@@ -17,7 +17,7 @@ from unet.history import EpochRecord
 
 
 def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     minutes, s = divmod(seconds, 60)
     hours, m = divmod(minutes, 60)
     return f"{hours}h{m:02d}m{s:02d}s" if hours else f"{m}m{s:02d}s"
@@ -30,8 +30,14 @@ class Progress:
     finished trial.
     """
 
-    def __init__(self, study: optuna.Study, *, n_trials: int, timeout: float | None = None,
-                 stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        *,
+        n_trials: int,
+        timeout: float | None = None,
+        stream: TextIO | None = None,
+    ) -> None:
         self.study = study
         self.n_trials = n_trials
         self.timeout = timeout
@@ -82,8 +88,9 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
     return max(scored, key=lambda t: (t.value, -t.number), default=None)
 
 
-def summary(study: optuna.Study, *, n_trials: int, storage_display: str, storage_arg: str,
-            top: int = 5) -> str:
+def summary(
+    study: optuna.Study, *, n_trials: int, storage_display: str, storage_arg: str, top: int = 5
+) -> str:
     """The end-of-run text: best trial, top trials, stop reasons and diagnoses, where things are."""
     trials = study.get_trials(deepcopy=False)
     counts = count_trials(study)
@@ -97,8 +104,10 @@ def summary(study: optuna.Study, *, n_trials: int, storage_display: str, storage
     if best is None:
         lines.append("No trial completed yet.")
     else:
-        lines.append(f"Best trial #{best.number}: val Dice {best.value:.4f} at epoch "
-                     f"{best.user_attrs.get('best_epoch', '?')}")
+        lines.append(
+            f"Best trial #{best.number}: val Dice {best.value:.4f} at epoch "
+            f"{best.user_attrs.get('best_epoch', '?')}"
+        )
         lines += [f"    {k} = {_fmt(v)}" for k, v in best.params.items()]
         ranked = sorted(
             (t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
@@ -107,7 +116,9 @@ def summary(study: optuna.Study, *, n_trials: int, storage_display: str, storage
         lines.append(f"Top {len(ranked)}:")
         for t in ranked:
             params = ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
-            lines.append(f"    #{t.number:<4} {t.value:.4f}  {params}  [{t.user_attrs.get('diagnosis', '-')}]")
+            lines.append(
+                f"    #{t.number:<4} {t.value:.4f}  {params}  [{t.user_attrs.get('diagnosis', '-')}]"
+            )
     reasons = Counter(t.user_attrs["stop_reason"] for t in trials if "stop_reason" in t.user_attrs)
     if reasons:
         lines.append("Stopped early: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))

@@ -72,17 +72,22 @@ def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # A trial's own warnings (e.g. divergence) already show in the progress line.
+        logging.getLogger("unet").setLevel(logging.ERROR)
     if args.list:
         for name, description in list_studies():
             print(f"{name:<14} {description}")
         return 0
     if not args.study:
-        print("error: --study NAME|PATH.yaml is required (python -m search.run --list shows the studies)",
-              file=sys.stderr)
+        print(
+            "error: --study NAME|PATH.yaml is required (python -m search.run --list shows the studies)",
+            file=sys.stderr,
+        )
         return 2
     try:
         spec, url = resolve(args)
@@ -98,10 +103,15 @@ def main(argv: list[str] | None = None) -> int:
 
     n_trials, timeout = spec.budget.n_trials, spec.budget.timeout
     before = count_trials(study)
-    print(f"Study {spec.name} ({spec.source or 'spec'}): {'created' if created else 'resumed'} in {shown}",
-          file=sys.stderr)
-    print(f"Data: {data.description}; backend {args.backend}; "
-          f"{before.finished} of {n_trials} trials already finished", file=sys.stderr)
+    print(
+        f"Study {spec.name} ({spec.source or 'spec'}): {'created' if created else 'resumed'} in {shown}",
+        file=sys.stderr,
+    )
+    print(
+        f"Data: {data.description}; backend {args.backend}; "
+        f"{before.finished} of {n_trials} trials already finished",
+        file=sys.stderr,
+    )
     progress = Progress(study, n_trials=n_trials, timeout=timeout)
     ctx = TrialContext(spec=spec, storage=storage, data=data, on_epoch=progress.on_epoch)
     status = 0
@@ -109,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_as_interrupt():
             run_local(study, ctx, n_trials=n_trials, timeout=timeout, on_trial=progress.on_trial)
     except KeyboardInterrupt:
-        print("\ninterrupted: the running trial is marked interrupted and will run again on resume",
-              file=sys.stderr)
+        print(
+            "\ninterrupted: the running trial is marked interrupted and will run again on resume",
+            file=sys.stderr,
+        )
         status = 130
     print(summary(study, n_trials=n_trials, storage_display=shown, storage_arg=shown))
     return status
@@ -120,8 +132,10 @@ def dry_run(spec: StudySpec, shown: str) -> int:
     """Check the study file and the data, print the plan, and create nothing."""
     report = inspect_study_data(spec)
     print(f"Study {spec.name} from {spec.source}: {spec.description}")
-    print(f"Space: {', '.join(spec.space)}; {spec.budget.n_trials} trials of up to "
-          f"{spec.budget.max_epochs} epochs; sampler {spec.sampler.name} seed {spec.sampler.seed}")
+    print(
+        f"Space: {', '.join(spec.space)}; {spec.budget.n_trials} trials of up to "
+        f"{spec.budget.max_epochs} epochs; sampler {spec.sampler.name} seed {spec.sampler.seed}"
+    )
     print(f"Store (not opened): {shown}")
     if report is not None:
         print(report.format())

@@ -101,7 +101,8 @@ def _reject_unknown(data: dict[str, Any], cls: type, prefix: str) -> None:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(
-            f"unknown setting {prefix}{unknown[0]!r}: valid settings are {', '.join(prefix + n for n in sorted(names))}"
+            f"unknown setting {prefix}{unknown[0]!r}: valid settings are "
+            + ", ".join(prefix + n for n in sorted(names))
         )
 
 

@@ -1,9 +1,9 @@
 """The training loop: ``fit(config, train, val, on_epoch)`` trains one U-Net and returns its history.
 
-The loop is deliberately plain (one optimizer step per batch, validation after every epoch) so that its speed
-stays within a few percent of a bare PyTorch loop (``bench/train_loop.py`` measures it). Non-finite losses stop
-the run with a reason instead of training on; ``on_epoch`` may stop it too, by returning True or by raising
-(the search service raises Optuna's ``TrialPruned`` from it).
+The loop is deliberately plain (one optimizer step per batch, validation after every epoch) so that its
+speed stays within a few percent of a bare PyTorch loop (``bench/train_loop.py`` measures it). Non-finite
+losses stop the run with a reason instead of training on; ``on_epoch`` may stop it too, by returning True
+or by raising (the search service raises its own stop exception from it).
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but CUDA is not available: use device 'auto' or 'cpu'")
+        raise ConfigError(
+            f"device {name!r} was asked for but CUDA is not available: use device 'auto' or 'cpu'"
+        )
     return torch.device(name)
 
 
@@ -200,7 +202,11 @@ def _loaders(
     pin = device.type == "cuda"
     # Dropping a last batch of one image keeps batch norm defined; otherwise keep every image.
     drop_last = len(train) % config.batch_size == 1 and len(train) > config.batch_size  # type: ignore[arg-type]
-    common = {"num_workers": config.num_workers, "pin_memory": pin, "persistent_workers": config.num_workers > 0}
+    common = {
+        "num_workers": config.num_workers,
+        "pin_memory": pin,
+        "persistent_workers": config.num_workers > 0,
+    }
     train_loader = DataLoader(
         train,
         batch_size=config.batch_size,
@@ -320,10 +326,13 @@ def _validate(
     return float(loss_sum) / max(batches, 1), {"dice": float(scores["dice"]), "iou": float(scores["iou"])}
 
 
-def _divergence(record: EpochRecord, first_loss: float | None, factor: float, bad_step: int | None) -> str | None:
+def _divergence(
+    record: EpochRecord, first_loss: float | None, factor: float, bad_step: int | None
+) -> str | None:
     """A one-line reason when the epoch shows divergence, else None."""
     if bad_step is not None:
-        return f"train loss became {record.train_loss} at epoch {record.epoch}, step {bad_step}: lower the learning rate"
+        where = f"at epoch {record.epoch}, step {bad_step}"
+        return f"train loss became {record.train_loss} {where}: lower the learning rate"
     if not math.isfinite(record.val_loss):
         return f"val loss became {record.val_loss} at epoch {record.epoch}: lower the learning rate"
     if first_loss is None:

@@ -83,7 +83,9 @@ def load_data(args: argparse.Namespace) -> tuple[Any, Any]:
     report = inspect_folder(Path(args.data), val_root=args.val, num_classes=args.num_classes)
     if not report.ok:
         errors = [f for f in report.findings if f.severity == "error"]
-        raise UNetError(f"{errors[0].message}: {errors[0].fix} (python -m unet.doctor {args.data} shows all findings)")
+        raise UNetError(
+            f"{errors[0].message}: {errors[0].fix} (python -m unet.doctor {args.data} shows all findings)"
+        )
     return folder_datasets(
         Path(args.data),
         val_root=args.val,
@@ -181,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         result = fit(config, train, val, on_epoch)
     except KeyboardInterrupt:
         bar.close()
-        print(f"interrupted: {len(history)} finished epoch(s) kept in {args.out / 'metrics.csv'}", file=sys.stderr)
+        print(
+            f"interrupted: {len(history)} finished epoch(s) kept in {args.out / 'metrics.csv'}",
+            file=sys.stderr,
+        )
         return 130
     except UNetError as e:
         bar.close()

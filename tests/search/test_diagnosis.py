@@ -213,3 +213,23 @@ def test_empty_history_is_an_error() -> None:
 def test_unknown_label_is_rejected() -> None:
     with pytest.raises(ValueError, match="'sad'"):
         Diagnosis("sad", "sad: no")
+
+
+def test_a_trial_stopped_as_diverged_is_diagnosed_diverged_from_one_epoch():
+    # fit stops on a val loss far above the initial step's; one finite epoch cannot show it by itself.
+    row = {
+        "epoch": 1,
+        "train_loss": 26.9,
+        "val_loss": 3.5e6,
+        "val_dice": 0.02,
+        "val_iou": 0.01,
+        "learning_rate": 10.0,
+        "grad_norm": 2.8,
+        "grad_norm_max": 9.0,
+        "seconds": 1.0,
+        "images_per_s": 50.0,
+    }
+    assert diagnose([row]).label != "diverged"
+    found = diagnose([row], params={"learning_rate": 10.0}, stop_reason="diverged")
+    assert found.label == "diverged"
+    assert "learning rate 10" in found.summary and "lower it 10x" in found.summary

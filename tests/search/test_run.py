@@ -47,8 +47,12 @@ def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 def run_cli(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "search.run", *args],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)}, **kwargs,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        **kwargs,
     )
 
 
@@ -65,8 +69,12 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
         assert t.user_attrs["diagnosis"]
         # Every epoch is an intermediate value, the last included, and a row of the epoch table.
         with sqlite3.connect(tmp_path / "unet-search.db") as db:
-            epochs = [e for (e,) in db.execute(
-                "SELECT epoch FROM unet_search_epochs WHERE trial_id = ? ORDER BY epoch", (t._trial_id,))]
+            epochs = [
+                e
+                for (e,) in db.execute(
+                    "SELECT epoch FROM unet_search_epochs WHERE trial_id = ? ORDER BY epoch", (t._trial_id,)
+                )
+            ]
         assert epochs == sorted(t.intermediate_values) and epochs
         if t.state == TrialState.PRUNED:
             assert t.user_attrs["stop_reason"] in ("plateau", "diverged", "underperforming")
@@ -86,7 +94,8 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_real_folder_data_end_to_end(tmp_path, monkeypatch):
     path = study_file(
-        tmp_path, "dsb-smoke",
+        tmp_path,
+        "dsb-smoke",
         data={"source": "folder", "folder": {"path": str(DSB), "patch_size": 64}},
         budget={"n_trials": 2, "max_epochs": 2},
     )
@@ -143,9 +152,12 @@ def epochs_recorded(db: Path) -> int:
 
 @pytest.mark.slow
 def test_resume_after_sigkill_leaves_no_running_trial(tmp_path):
-    path = study_file(tmp_path, "killed", budget={"n_trials": 3, "max_epochs": 30},
-                      pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0,
-                                           "divergence_factor": 5.0}})
+    path = study_file(
+        tmp_path,
+        "killed",
+        budget={"n_trials": 3, "max_epochs": 30},
+        pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}},
+    )
     db = tmp_path / "s.db"
     url = f"sqlite:///{db}"
     proc = run_cli("--study", str(path), "--storage", url, cwd=tmp_path)
@@ -169,9 +181,12 @@ def test_resume_after_sigkill_leaves_no_running_trial(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_marks_the_trial_interrupted_and_exits_130(tmp_path):
-    path = study_file(tmp_path, "stopped", budget={"n_trials": 2, "max_epochs": 30},
-                      pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0,
-                                           "divergence_factor": 5.0}})
+    path = study_file(
+        tmp_path,
+        "stopped",
+        budget={"n_trials": 2, "max_epochs": 30},
+        pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}},
+    )
     db = tmp_path / "s.db"
     url = f"sqlite:///{db}"
     proc = run_cli("--study", str(path), "--storage", url, cwd=tmp_path)
@@ -184,7 +199,9 @@ def test_sigterm_marks_the_trial_interrupted_and_exits_130(tmp_path):
     first = done[0]
     assert first.state == TrialState.FAIL and first.user_attrs["stop_reason"] == "interrupted"
     waiting = [t for t in done if t.state == TrialState.WAITING]
-    assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == first.params  # run again on resume
+    assert (
+        len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == first.params
+    )  # run again on resume
 
 
 @pytest.mark.parametrize(
@@ -192,7 +209,10 @@ def test_sigterm_marks_the_trial_interrupted_and_exits_130(tmp_path):
     [
         (["--study", "unet-lrr"], "unet-lr"),
         (["--study", "unet-smoke", "--storage", "nosuchdb://x"], "storage URL"),
-        (["--study", "unet-smoke", "--storage", "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/test"], "***"),
+        (
+            ["--study", "unet-smoke", "--storage", "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/test"],
+            "***",
+        ),
         (["--study", "unet-smoke", "--data", "/nonexistent/folder"], "/nonexistent/folder"),
         (["--study", "unet-smoke", "--n-trials", "0"], "--n-trials must be >= 1"),
         ([], "--study"),
@@ -223,9 +243,15 @@ def test_changed_study_file_conflicts_with_the_stored_study(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 's.db'}"
     path = study_file(tmp_path, "changing", budget={"n_trials": 1})
     assert main(["--study", str(path), "--storage", url]) == 0
-    path = study_file(tmp_path, "changing", budget={"n_trials": 1},
-                      space={"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
-                             "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]}})
+    path = study_file(
+        tmp_path,
+        "changing",
+        budget={"n_trials": 1},
+        space={
+            "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+            "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+        },
+    )
     assert main(["--study", str(path), "--storage", url]) == 2
     err = capsys.readouterr().err
     assert "space changed" in err and "new name" in err

@@ -21,7 +21,9 @@ def synthetic():
 
 def small_config(**changes) -> TrainConfig:
     model = ModelConfig(in_channels=1, num_classes=1, depth=3, base_filters=16)
-    return TrainConfig(model=model, epochs=4, batch_size=8, learning_rate=3e-3, device="cpu").replace(**changes)
+    return TrainConfig(model=model, epochs=4, batch_size=8, learning_rate=3e-3, device="cpu").replace(
+        **changes
+    )
 
 
 def test_synthetic_set_trains_to_high_dice(synthetic):
@@ -96,7 +98,9 @@ def test_same_seed_same_history_on_cpu(synthetic):
     a = fit(small_config(epochs=2), train, val)
     b = fit(small_config(epochs=2), train, val)
     fields = ("train_loss", "val_loss", "val_dice", "grad_norm")
-    assert [[getattr(r, f) for f in fields] for r in a.history] == [[getattr(r, f) for f in fields] for r in b.history]
+    assert [[getattr(r, f) for f in fields] for r in a.history] == [
+        [getattr(r, f) for f in fields] for r in b.history
+    ]
     c = fit(small_config(epochs=2, seed=1), train, val)
     assert c.history[0].train_loss != a.history[0].train_loss
 
@@ -148,7 +152,7 @@ def test_bad_numbers_fail_when_the_config_is_made(changes, message):
 
 def test_channels_must_match_the_data(synthetic):
     train, val = synthetic
-    with pytest.raises(ConfigError, match="model.in_channels is 3 but the images have 1 channel"):
+    with pytest.raises(ConfigError, match=r"model\.in_channels is 3 but the images have 1 channel"):
         fit(small_config(model={"in_channels": 3}), train, val)
 
 

@@ -20,7 +20,16 @@ TINY = ["--epochs", "2", "--depth", "2", "--filters", "4", "--batch-size", "4", 
 
 def test_synthetic_run_writes_checkpoint_config_and_metrics(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["--data", "synthetic", "--synthetic-size", "32", "--synthetic-train", "16", "--synthetic-val", "8"]
+    argv = [
+        "--data",
+        "synthetic",
+        "--synthetic-size",
+        "32",
+        "--synthetic-train",
+        "16",
+        "--synthetic-val",
+        "8",
+    ]
     assert main([*argv, *TINY, "--out", str(out)]) == 0
     assert "best val Dice" in capsys.readouterr().out
     config = yaml.safe_load((out / "config.yaml").read_text())
@@ -42,7 +51,16 @@ def test_folder_run_on_real_data(tmp_path):
 
 
 def test_diverged_run_exits_1(tmp_path, capsys):
-    argv = ["--data", "synthetic", "--synthetic-size", "32", "--synthetic-train", "16", "--synthetic-val", "8"]
+    argv = [
+        "--data",
+        "synthetic",
+        "--synthetic-size",
+        "32",
+        "--synthetic-train",
+        "16",
+        "--synthetic-val",
+        "8",
+    ]
     assert main([*argv, *TINY, "--lr", "10", "--out", str(tmp_path / "run")]) == 1
     assert "diverged" in capsys.readouterr().err
 
@@ -69,8 +87,14 @@ MASK[8:16, 8:16] = 255
         (lambda root: write_folder(root / "d", images={}, masks={}), "no image files"),
         (lambda root: write_folder(root / "d", images={"a.png": IMG}, masks={}), "no mask"),
         (lambda root: write_folder(root / "d", images={"a.png": IMG}, masks={"a.png": MASK[:16]}), "size"),
-        (lambda root: write_folder(root / "d", images={"a.png": IMG},
-                                   masks={"a.png": np.where(MASK > 0, 128, 7).astype(np.uint8)}), "7"),
+        (
+            lambda root: write_folder(
+                root / "d",
+                images={"a.png": IMG},
+                masks={"a.png": np.where(MASK > 0, 128, 7).astype(np.uint8)},
+            ),
+            "7",
+        ),
     ],
 )
 def test_bad_folders_exit_2_with_one_line(tmp_path, capsys, make, message):
@@ -93,6 +117,16 @@ def test_corrupt_image_exits_2(tmp_path, capsys):
     [("--loss", "dise", "Did you mean 'dice'"), ("--norm", "bach", "Did you mean 'batch'")],
 )
 def test_unknown_names_exit_2_with_did_you_mean(tmp_path, capsys, flag, value, message):
-    argv = ["--data", "synthetic", "--synthetic-size", "32", *TINY, flag, value, "--out", str(tmp_path / "run")]
+    argv = [
+        "--data",
+        "synthetic",
+        "--synthetic-size",
+        "32",
+        *TINY,
+        flag,
+        value,
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
