@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -26,13 +27,19 @@ from search.study import StudyConflictError, count_trials, open_study
 from unet.errors import UNetError
 
 BACKENDS = ("local",)
+# The store URL may come from the environment (e.g. a Kubernetes Secret): no password on the command line.
+STORAGE_ENV = "UNET_SEARCH_STORAGE"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.run", description="Search U-Net hyperparameters.")
     p.add_argument("--study", help="a study name from studies/ (see --list) or a path to a .yaml file")
     p.add_argument("--list", action="store_true", help="list the shipped studies and exit")
-    p.add_argument("--storage", help="SQLAlchemy URL of the study store (default: ./unet-search.db)")
+    p.add_argument(
+        "--storage",
+        default=os.environ.get(STORAGE_ENV),
+        help=f"SQLAlchemy URL of the study store (default: ${STORAGE_ENV}, else ./unet-search.db)",
+    )
     p.add_argument("--data", type=Path, help="train on this folder (DIR/images, DIR/masks) instead")
     p.add_argument("--n-trials", type=int, help="trials the study should have in total (resuming counts)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
