@@ -157,7 +157,7 @@ def fit(
         stop = on_epoch is not None and bool(on_epoch(record))
         if diverged:
             result.stop_reason, result.stop_message = "diverged", diverged
-            logger.warning("training stopped: %s", diverged)
+            logger.info("training stopped: %s", diverged)  # the caller reports it
             break
         if stop:
             result.stop_reason, result.stop_message = "callback", f"stopped by on_epoch after epoch {epoch}"
