@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.claims import claim_lock
 from search.spec import StudySpec
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,16 @@ def open_study(storage: optuna.storages.BaseStorage, spec: StudySpec) -> tuple[o
     Raises:
         StudyConflictError: a study of that name exists with a different fingerprint.
     """
+    engine = getattr(storage, "engine", None)
+    if engine is None:  # not a SQL store: one process, nothing to race with
+        return _create_or_load(storage, spec)
+    # Workers started together (e.g. the pods of an Indexed Job) would otherwise load the study between
+    # its creation and its user attributes, and refuse it as "not made by unet-search".
+    with claim_lock(engine, spec.name):
+        return _create_or_load(storage, spec)
+
+
+def _create_or_load(storage: optuna.storages.BaseStorage, spec: StudySpec) -> tuple[optuna.Study, bool]:
     sampler = make_sampler(spec)
     try:
         study = optuna.create_study(
@@ -144,9 +155,12 @@ def enqueue_retry(study: optuna.Study, trial: FrozenTrial, *, max_retries: int) 
         Whether a retry was enqueued.
     """
     retries = int(trial.user_attrs.get("retry", 0))
-    if retries >= max_retries or not trial.params:
+    # A trial lost before it drew its parameters (e.g. while it waited for a Ray worker) still has those
+    # it was enqueued with (a baseline, a retry); a sampled one has none: the next trial samples anew.
+    params = trial.params or trial.system_attrs.get("fixed_params", {})
+    if retries >= max_retries or not params:
         logger.info("trial %d is not retried (%d of %d retries used)", trial.number, retries, max_retries)
         return False
     origin = trial.user_attrs.get("retry_of", trial.number)
-    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": origin, "retry": retries + 1})
+    study.enqueue_trial(dict(params), user_attrs={"retry_of": origin, "retry": retries + 1})
     return True
