@@ -94,6 +94,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
     """
     spec, data = ctx.spec, ctx.data
     params = suggest_params(trial, spec.space)
+    trial.set_user_attr("train_images", len(data.train))  # images per epoch, for the compute in reports
     history: list[EpochRecord] = []
     stopper = make_stopper(spec)
 

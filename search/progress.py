@@ -127,7 +127,8 @@ def summary(
         lines.append("Diagnoses: " + ", ".join(f"{n} {d}" for d, n in sorted(diagnoses.items())))
     lines += [
         f"Store: {storage_display}",
-        f"Dashboard: optuna-dashboard {storage_arg}",
+        f"Dashboard: python -m search.dashboard --storage {storage_arg}",
+        f"Report: python -m search.report --study {study.study_name} --storage {storage_arg}",
         f"Epochs table (SQL): SELECT * FROM unet_search_epochs WHERE study_name = '{study.study_name}'",
     ]
     return "\n".join(lines)

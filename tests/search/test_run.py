@@ -58,7 +58,7 @@ def run_cli(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
 
 def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["--study", "unet-smoke"]) == 0
+    assert main(["--study", "unet-smoke", "--backend", "local"]) == 0
     out = capsys.readouterr()
     url = f"sqlite:///{tmp_path / 'unet-search.db'}"
     assert f"created in {url}" in out.err  # the default store, in the working directory, is named
@@ -80,14 +80,14 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
             assert t.user_attrs["stop_reason"] in ("plateau", "diverged", "underperforming")
             assert t.user_attrs["stop_epoch"] == max(epochs)
             assert t.user_attrs["stop_detail"]
-    assert "Best trial #" in out.out and "optuna-dashboard" in out.out
+    assert "Best trial #" in out.out and "python -m search.dashboard" in out.out
 
     # The same command again resumes: the study already has its 3 trials, so nothing new runs.
-    assert main(["--study", "unet-smoke"]) == 0
+    assert main(["--study", "unet-smoke", "--backend", "local"]) == 0
     assert "resumed" in capsys.readouterr().err
     assert len(trials(url, "unet-smoke")) == 3
     # A larger --n-trials counts the finished ones.
-    assert main(["--study", "unet-smoke", "--n-trials", "4"]) == 0
+    assert main(["--study", "unet-smoke", "--n-trials", "4", "--backend", "local"]) == 0
     assert len(trials(url, "unet-smoke")) == 4
 
 
@@ -100,7 +100,7 @@ def test_real_folder_data_end_to_end(tmp_path, monkeypatch):
         budget={"n_trials": 2, "max_epochs": 2},
     )
     url = f"sqlite:///{tmp_path / 's.db'}"
-    assert main(["--study", str(path), "--storage", url]) == 0
+    assert main(["--study", str(path), "--storage", url, "--backend", "local"]) == 0
     done = trials(url, "dsb-smoke")
     assert len(done) == 2
     stored = optuna.load_study(study_name="dsb-smoke", storage=url).user_attrs["spec"]
@@ -120,7 +120,7 @@ def test_out_of_memory_fails_the_trial_and_the_study_goes_on(tmp_path, monkeypat
 
     monkeypatch.setattr(objective, "fit", fit)
     url = f"sqlite:///{tmp_path / 's.db'}"
-    assert main(["--study", "unet-smoke", "--storage", url]) == 0
+    assert main(["--study", "unet-smoke", "--storage", url, "--backend", "local"]) == 0
     done = trials(url, "unet-smoke")
     assert len(done) == 3
     oom = done[0]
@@ -160,13 +160,15 @@ def test_resume_after_sigkill_leaves_no_running_trial(tmp_path):
     )
     db = tmp_path / "s.db"
     url = f"sqlite:///{db}"
-    proc = run_cli("--study", str(path), "--storage", url, cwd=tmp_path)
+    proc = run_cli("--study", str(path), "--storage", url, "--backend", "local", cwd=tmp_path)
     wait_for(lambda: epochs_recorded(db) >= 2, what="the first epochs")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert [t.state for t in trials(url, "killed")] == [TrialState.RUNNING]
 
-    second = run_cli("--study", str(path), "--storage", url, "--n-trials", "2", cwd=tmp_path)
+    second = run_cli(
+        "--study", str(path), "--storage", url, "--n-trials", "2", "--backend", "local", cwd=tmp_path
+    )
     out, _ = second.communicate(timeout=600)
     assert second.returncode == 0, out
     done = trials(url, "killed")
@@ -189,7 +191,7 @@ def test_sigterm_marks_the_trial_interrupted_and_exits_130(tmp_path):
     )
     db = tmp_path / "s.db"
     url = f"sqlite:///{db}"
-    proc = run_cli("--study", str(path), "--storage", url, cwd=tmp_path)
+    proc = run_cli("--study", str(path), "--storage", url, "--backend", "local", cwd=tmp_path)
     wait_for(lambda: epochs_recorded(db) >= 1, what="the first epoch")
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
@@ -242,7 +244,7 @@ def test_broken_dataset_stops_before_any_trial(tmp_path, capsys):
 def test_changed_study_file_conflicts_with_the_stored_study(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 's.db'}"
     path = study_file(tmp_path, "changing", budget={"n_trials": 1})
-    assert main(["--study", str(path), "--storage", url]) == 0
+    assert main(["--study", str(path), "--storage", url, "--backend", "local"]) == 0
     path = study_file(
         tmp_path,
         "changing",

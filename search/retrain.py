@@ -1,0 +1,187 @@
+"""Retrain a study's winner: ``python -m search.retrain --study NAME [--storage URL] --out DIR``.
+
+Takes the best COMPLETE trial (or ``--trial N``), rebuilds its training config from the study file stored
+with the study (``search.space.build_config``), loads the study's data and trains through ``unet.fit``,
+so that a search ends in a model and ``unet/`` still knows nothing of studies. Writes, like
+``python -m unet.train``: ``DIR/model.pt`` (weights, config, history), ``DIR/config.yaml`` (the resolved
+settings), ``DIR/metrics.csv`` (one row per epoch, rewritten after each), plus ``DIR/source.yaml``
+saying which study and trial the configuration came from.
+
+On CPU the retrained run repeats the trial's metrics exactly when it runs with as many threads as the
+trial did; a Ray worker trains with one thread per reserved CPU, and float sums split over another
+number of threads differ in their last digits, so its Dice may differ slightly.
+
+Exit status: 0 done, 1 the run diverged, 2 bad input (store, study, no completed trial, data), 130
+interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
+
+from search.data import load_study_data
+from search.report_data import load_study_record, open_existing_storage
+from search.run import STORAGE_ENV
+from search.space import build_config
+from search.spec import SpecError, StudySpec
+from search.store import StoreError, default_storage_url, redact_url
+from unet.config import TrainConfig
+from unet.errors import UNetError
+from unet.fit import fit
+from unet.history import EpochRecord
+from unet.train import save_run, write_atomic, write_metrics
+
+
+class RetrainError(ValueError):
+    """The study cannot be retrained as asked; the one-line message says why and what to do."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m search.retrain", description="Retrain the best configuration of a study."
+    )
+    p.add_argument("--study", required=True, help="the study's name in the store")
+    p.add_argument(
+        "--storage",
+        default=os.environ.get(STORAGE_ENV),
+        help=f"SQLAlchemy URL of the study store (default: ${STORAGE_ENV}, else ./unet-search.db)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="run folder for checkpoint, config and metrics")
+    p.add_argument("--trial", type=int, help="retrain this trial number instead of the best completed one")
+    p.add_argument("--data", type=Path, help="train on this folder instead of the study's data")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def pick_trial(trials: tuple[FrozenTrial, ...], study: str, number: int | None = None) -> FrozenTrial:
+    """The best COMPLETE trial (highest value, lowest number among equals), or trial ``number``.
+
+    Raises:
+        RetrainError: no trial has completed, or trial ``number`` does not exist or has no parameters.
+    """
+    if number is not None:
+        chosen = next((t for t in trials if t.number == number), None)
+        if chosen is None or not chosen.params:
+            raise RetrainError(
+                f"study {study!r} has no trial #{number} with parameters: choose one of "
+                f"{[t.number for t in trials if t.params]} or leave --trial out for the best"
+            )
+        return chosen
+    scored = [
+        t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+    ]
+    if not scored:
+        raise RetrainError(
+            f"study {study!r} has no completed trial yet: run python -m search.run --study {study} first, "
+            f"or pick a trial with --trial N"
+        )
+    return max(scored, key=lambda t: (t.value, -t.number))
+
+
+def study_spec(spec_data: dict[str, Any], study: str, *, data_path: Path | None) -> StudySpec:
+    """The study file stored with the study, with ``--data`` applied.
+
+    Raises:
+        RetrainError: the study was not made by unet-search (it has no stored spec).
+        SpecError: the stored spec or the folder override is invalid.
+    """
+    if not spec_data:
+        raise RetrainError(
+            f"study {study!r} has no stored study file (user attr 'spec'): it was not made by "
+            f"python -m search.run, so its configuration cannot be rebuilt"
+        )
+    spec = StudySpec.from_dict(spec_data, origin=f"study file stored with {study!r}")
+    return spec.with_overrides(data_path=data_path) if data_path is not None else spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = args.storage or default_storage_url(Path.cwd())
+    try:
+        record = load_study_record(open_existing_storage(url), args.study)
+        trial = pick_trial(record.trials, args.study, args.trial)
+        spec = study_spec(record.spec, args.study, data_path=args.data)
+        data = load_study_data(spec)
+        config = build_config(spec, trial.params, in_channels=data.in_channels, num_classes=data.num_classes)
+    except (StoreError, RetrainError, SpecError, UNetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out / "config.yaml", lambda f: yaml.safe_dump(config.to_dict(), f, sort_keys=False))
+    source = _source(args.study, redact_url(url), trial, record.spec.get("source"))
+    write_atomic(args.out / "source.yaml", lambda f: yaml.safe_dump(source, f, sort_keys=False))
+    print(
+        f"Retraining trial #{trial.number} of {args.study} ({_describe(trial)}) on {data.description}",
+        file=sys.stderr,
+    )
+    return _train(config, data.train, data.val, args.out, quiet=args.quiet)
+
+
+def _train(config: TrainConfig, train: Any, val: Any, out: Path, *, quiet: bool) -> int:
+    """Train, writing metrics.csv after every epoch and the checkpoint at the end; the exit status."""
+    history: list[EpochRecord] = []
+    bar = tqdm(total=config.epochs, unit="epoch", disable=quiet, file=sys.stderr)
+
+    def on_epoch(record: EpochRecord) -> None:
+        history.append(record)
+        write_metrics(out / "metrics.csv", history)
+        bar.set_postfix(loss=f"{record.train_loss:.4f}", val_dice=f"{record.val_dice:.3f}")
+        bar.update(1)
+
+    try:
+        result = fit(config, train, val, on_epoch)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(history)} epoch(s) kept in {out / 'metrics.csv'}", file=sys.stderr)
+        return 130
+    except UNetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    save_run(out, config, result)
+    if result.stop_reason == "diverged":
+        print(f"diverged: {result.stop_message}; run written to {out}", file=sys.stderr)
+        return 1
+    best = result.best
+    summary = f"best val Dice {best.val_dice:.4f} at epoch {best.epoch}" if best else "no finite val Dice"
+    print(f"{summary}; model.pt, config.yaml and metrics.csv written to {out}")
+    return 0
+
+
+def _source(study: str, storage: str, trial: FrozenTrial, spec_source: Any) -> dict[str, Any]:
+    """Where the configuration came from, for ``source.yaml``."""
+    return {
+        "study": study,
+        "storage": storage,
+        "study_file": spec_source,
+        "trial": trial.number,
+        "trial_state": trial.state.name,
+        "trial_value": trial.value if trial.state == TrialState.COMPLETE else None,
+        "trial_best_epoch": trial.user_attrs.get("best_epoch"),
+        "params": dict(trial.params),
+    }
+
+
+def _describe(trial: FrozenTrial) -> str:
+    params = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()
+    )
+    value = f"val Dice {trial.value:.4f}, " if trial.state == TrialState.COMPLETE and trial.value else ""
+    return f"{value}{params}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
