@@ -26,9 +26,13 @@ from search.store import StoreError, default_storage_url, open_storage, redact_u
 from search.study import StudyConflictError, count_trials, open_study
 from unet.errors import UNetError
 
-BACKENDS = ("local",)
+# ray (the default): trials in parallel on a Ray cluster, or on a local Ray started for the run;
+# local: trials one after another in this process.
+BACKENDS = ("ray", "local")
 # The store URL may come from the environment (e.g. a Kubernetes Secret): no password on the command line.
 STORAGE_ENV = "UNET_SEARCH_STORAGE"
+# Ray's own variable for the cluster to join, read here only (the backend gets it as an argument).
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-trials", type=int, help="trials the study should have in total (resuming counts)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     p.add_argument("--seed", type=int, help="sampler seed")
-    p.add_argument("--backend", choices=BACKENDS, default="local", help="where trials run")
+    p.add_argument("--backend", choices=BACKENDS, default="ray", help="where trials run (default: ray)")
+    p.add_argument(
+        "--address",
+        default=os.environ.get(RAY_ADDRESS_ENV),
+        help=f"Ray cluster to join, e.g. 10.0.0.5:6379 (default: ${RAY_ADDRESS_ENV}, else a local Ray)",
+    )
     p.add_argument("--dry-run", action="store_true", help="check the study, data and store, then stop")
     p.add_argument("--verbose", action="store_true", help="log what the service does")
     return p
@@ -84,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        # A trial's own warnings (e.g. divergence) already show in the progress line.
-        logging.getLogger("unet").setLevel(logging.ERROR)
     if args.list:
         for name, description in list_studies():
             print(f"{name:<14} {description}")
@@ -120,19 +127,49 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     progress = Progress(study, n_trials=n_trials, timeout=timeout)
-    ctx = TrialContext(spec=spec, storage=storage, data=data, on_epoch=progress.on_epoch)
-    status = 0
+    # Ray workers report every epoch only when there is a live line to show it on.
+    on_epoch = progress.on_epoch if args.backend == "local" or progress.live else None
+    ctx = TrialContext(spec=spec, storage=storage, data=data, on_epoch=on_epoch)
     try:
         with sigterm_as_interrupt():
-            run_local(study, ctx, n_trials=n_trials, timeout=timeout, on_trial=progress.on_trial)
+            status = run_trials(args, study, ctx, url, progress)
     except KeyboardInterrupt:
-        print(
-            "\ninterrupted: the running trial is marked interrupted and will run again on resume",
-            file=sys.stderr,
-        )
+        running = "the running trial is" if args.backend == "local" else "running trials are"
+        print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
     print(summary(study, n_trials=n_trials, storage_display=shown, storage_arg=shown))
     return status
+
+
+def run_trials(
+    args: argparse.Namespace, study: optuna.Study, ctx: TrialContext, url: str, progress: Progress
+) -> int:
+    """Run the study's trials on the chosen backend; returns the exit status (2, 1: the cluster failed)."""
+    n_trials, timeout = ctx.spec.budget.n_trials, ctx.spec.budget.timeout
+    if args.backend == "local":
+        run_local(study, ctx, n_trials=n_trials, timeout=timeout, on_trial=progress.on_trial)
+        return 0
+    # Imported here: importing Ray takes seconds that local runs and --list should not pay.
+    from search.ray_backend import ClusterError, RayRunError, run_ray
+
+    try:
+        run_ray(
+            study,
+            ctx,
+            storage_url=url,
+            n_trials=n_trials,
+            timeout=timeout,
+            address=args.address,
+            verbose=args.verbose,
+            on_trial=progress.on_trial,
+        )
+    except ClusterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RayRunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def dry_run(spec: StudySpec, shown: str) -> int:
