@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import pandas as pd
 import sqlalchemy as sa
 
+from search.rows import upsert_row
 from search.store import EPOCHS, StoreError
 from unet.history import EPOCH_FIELDS
 
@@ -40,8 +41,7 @@ class EpochStore:
     ) -> None:
         """Store one epoch of a trial, replacing an earlier row of the same (trial, epoch).
 
-        Recording again is harmless (a retried or resumed epoch overwrites its row), because the
-        delete and the insert happen in one transaction.
+        Recording again is harmless: a retried or resumed epoch overwrites its row in one statement.
 
         Args:
             study_name: the trial's study.
@@ -60,19 +60,7 @@ class EpochStore:
             **_row_values(record),
             "recorded_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
         }
-        where = (EPOCHS.c.trial_id == row["trial_id"]) & (EPOCHS.c.epoch == row["epoch"])
-        # Only one worker writes a trial, but a retry may overlap its first attempt: the loser of the
-        # primary-key race simply runs again.
-        for attempt in (1, 2):
-            try:
-                with self.engine.begin() as connection:
-                    connection.execute(sa.delete(EPOCHS).where(where))
-                    connection.execute(sa.insert(EPOCHS).values(**row))
-                return
-            except sa.exc.IntegrityError:
-                if attempt == 2:
-                    raise
-                logger.debug("epoch %d of trial %d written concurrently, retrying", row["epoch"], trial_id)
+        upsert_row(self.engine, EPOCHS, row, ("trial_id", "epoch"))
 
     def read_epochs(self, study_name: str) -> pd.DataFrame:
         """Return every stored epoch of a study, one row each, sorted by trial number then epoch.

@@ -28,6 +28,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search.epochs import EpochStore
+from search.rows import upsert_row
 from search.store import HEARTBEATS, StoreError
 from unet.errors import ConfigError
 
@@ -161,12 +162,7 @@ class Heartbeat:
             "pid": self._identity["pid"],
             "beat_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
         }
-        with self.storage.engine.begin() as connection:
-            updated = connection.execute(
-                sa.update(HEARTBEATS).where(HEARTBEATS.c.trial_id == self.trial_id).values(**values)
-            ).rowcount
-            if updated == 0:
-                connection.execute(sa.insert(HEARTBEATS).values(trial_id=self.trial_id, **values))
+        upsert_row(self.storage.engine, HEARTBEATS, {"trial_id": self.trial_id, **values}, ("trial_id",))
         self.beats += 1
 
 
