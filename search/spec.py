@@ -92,7 +92,8 @@ class PlateauPruning(_Section):
     """Stops a trial whose own validation loss stopped improving or diverged (``search.pruning``)."""
 
     # Warm-up 1 and patience 2 (tuned on BENCHMARKS.md's search-efficiency replay): a flat or dead curve
-    # stops at epoch 3, not 4 or 5, the largest single gain in compute to target, at no cost in best Dice.
+    # stops at epoch 3, not 4 or 5, the largest single gain in compute to target. The best Dice reached is
+    # unchanged, but more top trials are stopped after their peak and so end PRUNED, not COMPLETE.
     warmup_epochs: int = Field(1, ge=0)  # no plateau decision before this many epochs
     patience: int = Field(2, ge=1)  # epochs without enough improvement before the trial stops
     min_delta: float = Field(0.01, ge=0, lt=1)  # relative improvement that counts (0.01: 1%)

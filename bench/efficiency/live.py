@@ -1,0 +1,131 @@
+"""The live tier: real searches with the service's own machinery, to confirm the replay's ranking.
+
+Each search is ``search.study.open_study`` + ``search.local.run_local`` on a temporary SQLite store,
+training the task's configurations for real with ``unet.fit`` (one worker, one thread), until a compute
+budget in images is spent. The strategies are the ones a study file can express: ``ours`` (the spec
+defaults) and ``random`` (random sampler, cross-trial rule ``none`` and a plateau rule that never fires).
+Compute-to-target is read from the epochs as they are recorded, against the replay table's target.
+Searches run in parallel processes, one per (strategy, seed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.efficiency.task import HardTask
+
+logger = logging.getLogger(__name__)
+
+# Study-file sections that turn the service's defaults into plain random search without pruning: the
+# plateau rule cannot be switched off, so its warm-up is the whole trial and its divergence factor huge.
+RANDOM_SECTIONS: dict[str, Any] = {
+    "sampler": {"name": "random"},
+    "pruning": {
+        "plateau": {"warmup_epochs": 10_000, "divergence_factor": 1e12},
+        "cross_trial": {"rule": "none"},
+    },
+}
+LIVE_STRATEGIES: dict[str, dict[str, Any]] = {"random": RANDOM_SECTIONS, "ours": {}}
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """What one real search achieved."""
+
+    strategy: str
+    seed: int
+    budget: float  # images
+    compute_to_target: float | None  # images trained when a recorded Dice first reached the target
+    best_dice: float  # best Dice of any recorded epoch
+    trials: int
+    pruned: int
+    seconds: float  # wall time of the search (for the record; never used as compute)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _BudgetSpent(Exception):
+    """Raised from the epoch callback to end the search the moment the budget is spent."""
+
+
+def run_live(
+    task: HardTask,
+    *,
+    target: float,
+    budget: float,
+    seeds: list[int],
+    strategies: tuple[str, ...] = ("random", "ours"),
+    workers: int = 2,
+) -> list[LiveRun]:
+    """Run every (strategy, seed) search, ``workers`` at a time, each until ``budget`` images are trained."""
+    jobs = [(task, strategy, seed, target, budget) for strategy in strategies for seed in seeds]
+    # spawn: each search is a fresh process like a real worker, with its own torch thread setting.
+    with multiprocessing.get_context("spawn").Pool(processes=max(1, workers)) as pool:
+        return pool.map(_search, jobs, chunksize=1)
+
+
+def _search(job: tuple[HardTask, str, int, float, float]) -> LiveRun:
+    import optuna
+    import torch
+    from optuna.trial import TrialState
+
+    from search.data import load_study_data
+    from search.local import run_local
+    from search.objective import TrialContext
+    from search.spec import StudySpec
+    from search.store import open_storage
+    from search.study import open_study
+
+    task, strategy, seed, target, budget = job
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    for name in ("unet", "search"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    data = task.study_dict(f"bench-live-{strategy}-{seed}")
+    data |= LIVE_STRATEGIES[strategy]
+    # Each strategy draws from its own seed stream: with the same seed, TPE's random start-up trials would
+    # be random search's first trials, and the two searches would often share their first hit.
+    stream = seed + 1000 * list(LIVE_STRATEGIES).index(strategy)
+    data["sampler"] = {**data.get("sampler", {}), "seed": stream}
+    spec = StudySpec.from_dict(data, origin=f"bench live {strategy}")
+    state = {"images": 0.0, "target_at": None, "best": 0.0}
+
+    def on_epoch(trial: optuna.Trial, record: Any) -> None:
+        state["images"] += task.n_train
+        state["best"] = max(state["best"], record.val_dice)
+        if state["target_at"] is None and record.val_dice >= target:
+            state["target_at"] = state["images"]
+        if state["images"] >= budget:
+            raise _BudgetSpent
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
+        storage = open_storage(f"sqlite:///{Path(tmp) / 'live.db'}")
+        try:
+            study, _ = open_study(storage, spec)
+            ctx = TrialContext(spec=spec, storage=storage, data=load_study_data(spec), on_epoch=on_epoch)
+            # The trial in progress when the budget runs out stays RUNNING, in a store that is thrown away.
+            with contextlib.suppress(_BudgetSpent):
+                run_local(study, ctx, n_trials=1_000_000)
+            trials = study.get_trials(deepcopy=False)
+        finally:
+            storage.remove_session()
+            storage.engine.dispose()
+    return LiveRun(
+        strategy=strategy,
+        seed=seed,
+        budget=budget,
+        compute_to_target=state["target_at"],
+        best_dice=round(state["best"], 4),
+        trials=len(trials),
+        pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        seconds=round(time.perf_counter() - started, 1),
+    )

@@ -1,0 +1,204 @@
+"""The replay table: every configuration of a ``HardTask`` trained in full once, with its learning curves.
+
+Built with ``unet.fit.fit`` in worker processes (one thread each) and cached as JSON under
+``CACHE/table-<key>.json``, where the key hashes the ``unet/`` sources, the torch version and the task's
+settings: change any of them and the table is built again; otherwise every later run replays the same
+curves. Non-finite losses are stored as null.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.efficiency.task import HardTask
+
+logger = logging.getLogger(__name__)
+
+UNET_DIR = Path(__file__).resolve().parents[2] / "unet"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One fully trained configuration: its parameters and per-epoch curves (epochs 1..len)."""
+
+    params: dict[str, Any]
+    val_loss: tuple[float, ...]  # NaN where the loss was not finite
+    val_dice: tuple[float, ...]
+    train_images: tuple[int, ...]  # images trained in each epoch (fewer in an epoch cut by divergence)
+    stop_reason: str | None  # "diverged" when fit stopped it early, else None
+    seconds: float  # wall time of the whole fit (for the record; never used as compute)
+
+    @property
+    def best_dice(self) -> float:
+        """The full-length Dice: the best epoch's, which is the trial's value in the service."""
+        finite = [d for d in self.val_dice if math.isfinite(d)]
+        return max(finite, default=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params": self.params,
+            "val_loss": [v if math.isfinite(v) else None for v in self.val_loss],
+            "val_dice": [v if math.isfinite(v) else None for v in self.val_dice],
+            "train_images": list(self.train_images),
+            "stop_reason": self.stop_reason,
+            "seconds": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Row:
+        def floats(values: list[float | None]) -> tuple[float, ...]:
+            return tuple(math.nan if v is None else float(v) for v in values)
+
+        return cls(
+            params=dict(data["params"]),
+            val_loss=floats(data["val_loss"]),
+            val_dice=floats(data["val_dice"]),
+            train_images=tuple(int(v) for v in data["train_images"]),
+            stop_reason=data["stop_reason"],
+            seconds=float(data["seconds"]),
+        )
+
+
+@dataclass(frozen=True)
+class Table:
+    """All rows of a task, in ``task.grid()`` order, with the key they were cached under."""
+
+    task: HardTask
+    key: str
+    rows: tuple[Row, ...]
+    build_seconds: float  # wall time of the build (when cached: of the build that made the cache)
+    cached: bool  # True when this run read the table from the cache
+
+    @property
+    def best_dice(self) -> float:
+        return max(row.best_dice for row in self.rows)
+
+    def top_threshold(self, share: float = 0.1) -> float:
+        """The full-length Dice a row needs to be in the best ``share`` of rows (at least one row)."""
+        ranked = sorted((row.best_dice for row in self.rows), reverse=True)
+        return ranked[max(math.ceil(share * len(ranked)) - 1, 0)]
+
+
+def table_key(task: HardTask) -> str:
+    """A hash of the ``unet/`` sources, the torch version and the task's settings."""
+    digest = hashlib.sha256()
+    for path in sorted(UNET_DIR.rglob("*.py")):
+        digest.update(str(path.relative_to(UNET_DIR)).encode())
+        digest.update(path.read_bytes())
+    digest.update(torch.__version__.encode())
+    digest.update(json.dumps(task.to_dict(), sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def load_or_build(
+    task: HardTask,
+    cache_dir: Path,
+    *,
+    workers: int = 2,
+    on_row: Callable[[int, int], None] | None = None,
+) -> Table:
+    """The task's table from ``cache_dir`` if its key is there, else built (and saved there).
+
+    Args:
+        task: the task whose grid is trained.
+        cache_dir: where ``table-<key>.json`` files live; created if missing.
+        workers: training processes (each uses one thread).
+        on_row: called with (rows done, rows in all) as rows finish, e.g. for progress lines.
+    """
+    key = table_key(task)
+    path = cache_dir / f"table-{key}.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        rows = tuple(Row.from_dict(r) for r in data["rows"])
+        logger.info("replay table %s read from the cache (%d rows)", key, len(rows))
+        return Table(task, key, rows, float(data["build_seconds"]), cached=True)
+    started = time.perf_counter()
+    rows = build_rows(task, workers=workers, on_row=on_row)
+    seconds = time.perf_counter() - started
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "key": key,
+        "task": task.to_dict(),
+        "torch": torch.__version__,
+        "build_seconds": round(seconds, 1),
+        "rows": [row.to_dict() for row in rows],
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, allow_nan=False) + "\n")
+    tmp.replace(path)  # a half-written file never looks like a cached table
+    return Table(task, key, rows, seconds, cached=False)
+
+
+def build_rows(
+    task: HardTask, *, workers: int = 2, on_row: Callable[[int, int], None] | None = None
+) -> tuple[Row, ...]:
+    """Train every configuration of the grid; rows come back in grid order."""
+    grid = task.grid()
+    jobs = [(task, params) for params in grid]
+    rows: list[Row | None] = [None] * len(grid)
+    # spawn, not fork: the parent may already run torch's thread pool, which a forked child inherits broken.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes=max(1, workers), initializer=_init_worker) as pool:
+        for done, (index, row) in enumerate(pool.imap_unordered(_train_row, enumerate(jobs)), start=1):
+            rows[index] = row
+            if on_row is not None:
+                on_row(done, len(grid))
+    return tuple(row for row in rows if row is not None)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+    logging.getLogger("unet").setLevel(logging.ERROR)  # diverging rows are expected, not news
+
+
+_DATA: dict[str, tuple[Any, Any]] = {}
+
+
+def _train_row(job: tuple[int, tuple[HardTask, dict[str, Any]]]) -> tuple[int, Row]:
+    from unet.fit import fit  # imported in the worker, after its thread setting
+
+    index, (task, params) = job
+    data_key = json.dumps(task.to_dict(), sort_keys=True)
+    if data_key not in _DATA:
+        _DATA[data_key] = task.datasets()
+    train, val = _DATA[data_key]
+    config = task.train_config(params)
+    steps: list[int] = []
+    images: list[int] = []
+
+    def on_batch(step: int, total: int) -> None:
+        steps.append(step)
+
+    def on_epoch(record: Any) -> None:
+        # on_batch follows each optimizer step, so a step cut short by a non-finite loss is not counted.
+        images.append(_images_trained(len(steps), len(train), config.batch_size))
+        steps.clear()
+
+    started = time.perf_counter()
+    result = fit(config, train, val, on_epoch, on_batch=on_batch)
+    seconds = time.perf_counter() - started
+    history = result.history
+    return index, Row(
+        params=params,
+        val_loss=tuple(float(r.val_loss) for r in history),
+        val_dice=tuple(float(r.val_dice) for r in history),
+        train_images=tuple(images),
+        stop_reason=result.stop_reason,
+        seconds=seconds,
+    )
+
+
+def _images_trained(steps: int, n_images: int, batch_size: int) -> int:
+    """Images seen in ``steps`` steps of an epoch over ``n_images`` (the last batch may be short)."""
+    return min(steps * batch_size, n_images)

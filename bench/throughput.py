@@ -1,0 +1,94 @@
+"""Training throughput: ``fit`` against a bare PyTorch loop; achieved FLOP/s against the CPU's matmul FLOP/s.
+
+The fit/bare ratio comes from ``bench.train_loop.run`` (same model, batches and optimizer; rounds
+alternate between the loops). Achieved FLOP/s is ``3 x conv_flops x images/s``: a training step costs
+about three forward passes (the forward, and the backward's two products per layer, for the input and
+the weight gradients), and ``unet.model.conv_flops`` counts the convolutions of one forward pass. The
+machine's reference is the best of a few ``torch.matmul`` of two 2048 x 2048 float32 matrices
+(``2 n**3`` FLOPs each), on the same threads; the ratio says how close training gets to what this CPU
+does on the friendliest kernel there is. Convolution kernels can beat it (Winograd needs fewer
+multiplications than the direct count), so the best "effective" FLOP/s of one 3 x 3 convolution at the
+same image size is measured too: the ceiling a U-Net's convolutions can actually reach on this machine.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from bench import train_loop
+from unet.config import ModelConfig
+from unet.model import build_model, conv_flops
+
+# The model bench.train_loop.run trains (keep the two in step).
+TRAIN_LOOP_MODEL = ModelConfig(in_channels=3, num_classes=1, depth=3, base_filters=16)
+
+
+def matmul_flops(*, n: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of ``repeats`` float32 ``n x n`` matrix products, after one warm-up product."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g)
+    b = torch.randn(n, n, generator=g)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best
+
+
+def conv_flops_reference(*, size: int, channels: int = 64, batch: int = 8, repeats: int = 20) -> float:
+    """Best "effective" FLOP/s of one 3 x 3 convolution's forward pass (direct-convolution FLOPs / time).
+
+    The convolution kernels (oneDNN on x86) may use Winograd, which needs fewer multiplications than the
+    direct count, so this can exceed the matmul figure: it is the ceiling a U-Net's convolutions can reach.
+    """
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, channels, size, size, generator=g).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(memory_format=torch.channels_last)
+    best = float("inf")
+    with torch.no_grad():
+        conv(x)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            conv(x)
+            best = min(best, time.perf_counter() - started)
+    return 2 * batch * size * size * channels * channels * 9 / best
+
+
+def run(*, rounds: int = 4, size: int = 96, images: int = 48, matmul_n: int = 2048) -> dict[str, Any]:
+    """Throughput figures: images/s of each loop, fit/bare, and FLOP/s of fit against matmul.
+
+    Args:
+        rounds: measured rounds of ``bench.train_loop`` (after its warm-up round).
+        size: image side in pixels.
+        images: training images per round.
+        matmul_n: side of the reference matrices.
+    """
+    loop = train_loop.run(rounds, size, images)
+    flops_per_image = 3 * conv_flops(build_model(TRAIN_LOOP_MODEL), size, size)
+    peak = matmul_flops(n=matmul_n)
+    conv_peak = conv_flops_reference(size=size)
+    fit_flops = flops_per_image * loop["images_per_s"]["fit"]
+    bare_flops = flops_per_image * loop["images_per_s"]["bare_channels_last"]
+    return {
+        "threads": torch.get_num_threads(),
+        "image_size": size,
+        "images_per_round": images,
+        "rounds": rounds,
+        "images_per_s": loop["images_per_s"],
+        "fit_over_bare": loop["fit_over_bare"],
+        "channels_last_speedup": loop["channels_last_speedup"],
+        "train_gflop_per_image": round(flops_per_image / 1e9, 4),
+        "fit_gflops": round(fit_flops / 1e9, 2),
+        "bare_gflops": round(bare_flops / 1e9, 2),
+        "matmul_n": matmul_n,
+        "matmul_gflops": round(peak / 1e9, 2),
+        "fit_share_of_matmul": round(fit_flops / peak, 3),
+        "conv3x3_gflops": round(conv_peak / 1e9, 2),
+        "fit_share_of_conv3x3": round(fit_flops / conv_peak, 3),
+        "raw_images_per_s": loop["raw"],
+    }
