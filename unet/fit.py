@@ -255,7 +255,6 @@ def _train_epoch(
 ) -> _EpochStats:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    max_norm = config.grad_clip if config.grad_clip is not None else float("inf")
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     norm_sum = torch.zeros((), dtype=torch.float64, device=device)
     norm_max = torch.zeros((), dtype=torch.float64, device=device)
@@ -280,7 +279,7 @@ def _train_epoch(
             break
         amp.scaler.scale(loss).backward()
         amp.scaler.unscale_(optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm).detach().double()
+        norm = _grad_norm(params, config.grad_clip)
         amp.scaler.step(optimizer)
         amp.scaler.update()
         loss_sum += loss.detach()
@@ -297,6 +296,15 @@ def _train_epoch(
         bad_step=bad_step,
         first_loss=float(first_loss) if first_loss is not None else float("nan"),
     )
+
+
+def _grad_norm(params: list[nn.Parameter], clip: float | None) -> torch.Tensor:
+    """The global gradient L2 norm before clipping; clips to ``clip`` when it is set."""
+    if clip is not None:
+        return torch.nn.utils.clip_grad_norm_(params, clip).detach().double()
+    # Without clipping, only measure: clip_grad_norm_ would also rescale every gradient by 1.0.
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads).detach().double()
 
 
 @torch.inference_mode()
