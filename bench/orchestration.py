@@ -107,7 +107,6 @@ def run(*, quick: bool = False, trials: int | None = None) -> dict[str, Any]:
     """Measure the backends; ``quick`` (CI) runs 3 trials each and skips the run without actor reuse."""
     n_trials = trials or (3 if quick else 30)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("unet").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="bench-orchestration-") as tmp:
         directory = Path(tmp)
         figures: dict[str, Any] = {
