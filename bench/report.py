@@ -8,7 +8,7 @@ GOALS = {"vs_random": 3.0, "vs_tpe_median": 1.3, "false_prune_rate": 0.05}
 VERDICTS = {
     "agrees": "the live tier confirms the replay's ranking",
     "differs": "the live tier CONTRADICTS the replay's ranking",
-    "inconclusive": "inconclusive (a tie, or no figure on one side)",
+    "inconclusive": "inconclusive (the live interval includes 1, or no figure on one side)",
 }
 
 

@@ -137,12 +137,13 @@ def summarize_live(runs: list[Any], *, unit: float, replay_summary: dict[str, An
             continue
         live = speedup(ctt["random"], ctt[name])
         replay_ratio = replay_summary.get(name, {}).get("speedup", {}).get("random", {}).get("median")
-        live_ratio = float(live["median"])
         replay_ratio = float(replay_ratio) if replay_ratio is not None else math.nan
-        if live_ratio == 1 or math.isnan(live_ratio) or math.isnan(replay_ratio):
+        # The live tier has few seeds: it confirms or contradicts only where its interval excludes 1.
+        low, high = float(live["low"]), float(live["high"])
+        if math.isnan(replay_ratio) or replay_ratio == 1 or not (low > 1 or high < 1):
             verdict = "inconclusive"
         else:
-            verdict = "agrees" if (live_ratio > 1) == (replay_ratio > 1) else "differs"
+            verdict = "agrees" if (low > 1) == (replay_ratio > 1) else "differs"
         out["vs_random"][name] = {"live": live, "replay": _json(replay_ratio), "verdict": verdict}
     return out
 
