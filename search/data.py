@@ -10,7 +10,6 @@ from torch.utils.data import Dataset
 from search.spec import StudySpec
 from unet.data import folder_datasets, synthetic_datasets
 from unet.doctor import Report, inspect_folder
-from unet.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -39,10 +38,8 @@ def load_study_data(spec: StudySpec) -> StudyData:
         DataError: the folder is not usable; the message is the doctor's first error with its fix.
     """
     report = inspect_study_data(spec)
-    if report is not None and not report.ok:
-        first = next(f for f in report.findings if f.severity == "error")
-        folder = spec.data.folder.path  # type: ignore[union-attr]
-        raise DataError(f"{first.message}: {first.fix} (python -m unet.doctor {folder} lists every finding)")
+    if report is not None:
+        report.raise_if_unusable()
     if spec.data.source == "folder":
         f = spec.data.folder
         assert f is not None  # the spec requires the folder section for a folder source

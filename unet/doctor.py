@@ -20,7 +20,7 @@ from unet.data.files import FolderScan, Pair, pairing_problems, scan_folder
 from unet.data.problems import DataProblem, preview
 from unet.data.split import split_stems
 from unet.data.survey import Survey
-from unet.errors import ConfigError
+from unet.errors import ConfigError, DataError
 
 Severity = Literal["error", "warning", "info"]
 
@@ -62,6 +62,18 @@ class Report:
     def ok(self) -> bool:
         """True when no finding is an error: training can read this data."""
         return not any(f.severity == "error" for f in self.findings)
+
+    def raise_if_unusable(self) -> None:
+        """Raise the first error finding, with its fix and where to see every finding.
+
+        Raises:
+            DataError: the data cannot be trained on.
+        """
+        first = next((f for f in self.findings if f.severity == "error"), None)
+        if first is not None:
+            raise DataError(
+                f"{first.message}: {first.fix} (python -m unet.doctor {self.root} lists every finding)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready data, with ``ok``."""

@@ -80,12 +80,7 @@ def load_data(args: argparse.Namespace) -> tuple[Any, Any]:
             num_classes=args.num_classes or 1,
             seed=args.seed,
         )
-    report = inspect_folder(Path(args.data), val_root=args.val, num_classes=args.num_classes)
-    if not report.ok:
-        errors = [f for f in report.findings if f.severity == "error"]
-        raise UNetError(
-            f"{errors[0].message}: {errors[0].fix} (python -m unet.doctor {args.data} shows all findings)"
-        )
+    inspect_folder(Path(args.data), val_root=args.val, num_classes=args.num_classes).raise_if_unusable()
     return folder_datasets(
         Path(args.data),
         val_root=args.val,
