@@ -32,7 +32,8 @@ import optuna
 import optuna_dashboard
 
 from search.report_data import open_existing_storage, study_names
-from search.run import STORAGE_ENV, sigterm_as_interrupt
+from search.run import STORAGE_ENV
+from search.signals import sigterm_as_interrupt
 from search.store import StoreError, default_storage_url, redact_url
 
 logger = logging.getLogger(__name__)

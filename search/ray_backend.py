@@ -19,9 +19,7 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from search.local import reap_and_retry
 from search.objective import TrialContext
 from search.ray_searcher import OnTrial, StoreSearcher
 from search.ray_worker import WorkerJob, run_trial
+from search.signals import sigterm_as_interrupt
 from search.store import redact_url
 from search.study import Counts, count_trials
 
@@ -220,7 +219,9 @@ def _ray_session(address: str | None, *, verbose: bool) -> Iterator[bool]:
             # Tune logs every lost worker as an ERROR with its traceback; the progress line says it.
             for log in quiet:
                 log.setLevel(logging.CRITICAL)
-        with _sigterm_as_interrupt():
+        # ray.init replaced the caller's SIGTERM handler with one that exits at once, which would leave
+        # the running trials RUNNING until the next run reaps them: put ours back.
+        with sigterm_as_interrupt():
             yield owned
     finally:
         if owned and ray.is_initialized():
@@ -254,27 +255,6 @@ def _init(address: str | None, *, verbose: bool) -> None:
             f"cannot join the Ray cluster at {redact_url(address)!r}: {first}: check --address "
             f"(`ray status` on the head node shows it), or leave it out to start Ray on this machine"
         ) from e
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt for the block, as Ctrl-C does.
-
-    ``ray.init`` replaces the caller's SIGTERM handler with one that exits at once, which would leave
-    the running trials RUNNING until the next run reaps them.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers; a caller in another thread keeps Ray's
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

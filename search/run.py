@@ -9,10 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -21,6 +18,7 @@ from search.data import inspect_study_data, load_study_data
 from search.local import run_local
 from search.objective import TrialContext
 from search.progress import Progress, summary
+from search.signals import sigterm_as_interrupt
 from search.spec import SpecError, StudySpec, list_studies, load_spec
 from search.store import StoreError, default_storage_url, open_storage, redact_url
 from search.study import StudyConflictError, count_trials, open_study
@@ -57,20 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="check the study, data and store, then stop")
     p.add_argument("--verbose", action="store_true", help="log what the service does")
     return p
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (e.g. a pod's preemption) takes the same path as Ctrl-C."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
