@@ -19,11 +19,7 @@ from typing import Any
 import torch
 
 from bench import train_loop
-from unet.config import ModelConfig
 from unet.model import build_model, conv_flops
-
-# The model bench.train_loop.run trains (keep the two in step).
-TRAIN_LOOP_MODEL = ModelConfig(in_channels=3, num_classes=1, depth=3, base_filters=16)
 
 
 def matmul_flops(*, n: int = 2048, repeats: int = 5) -> float:
@@ -69,7 +65,7 @@ def run(*, rounds: int = 4, size: int = 96, images: int = 48, matmul_n: int = 20
         matmul_n: side of the reference matrices.
     """
     loop = train_loop.run(rounds, size, images)
-    flops_per_image = 3 * conv_flops(build_model(TRAIN_LOOP_MODEL), size, size)
+    flops_per_image = 3 * conv_flops(build_model(train_loop.MODEL), size, size)
     peak = matmul_flops(n=matmul_n)
     conv_peak = conv_flops_reference(size=size)
     fit_flops = flops_per_image * loop["images_per_s"]["fit"]

@@ -27,6 +27,9 @@ from unet.losses import build_loss
 from unet.model import build_model
 from unet.optim import build_optimizer
 
+# The U-Net both loops train (bench.throughput counts its FLOPs).
+MODEL = ModelConfig(in_channels=3, num_classes=1, depth=3, base_filters=16)
+
 
 def make_batches(images: int, size: int, seed: int) -> TensorDataset:
     g = torch.Generator().manual_seed(seed)
@@ -60,7 +63,7 @@ def bare_epoch(
 
 def run(epochs: int, size: int, images: int) -> dict[str, object]:
     config = TrainConfig(
-        model=ModelConfig(in_channels=3, num_classes=1, depth=3, base_filters=16),
+        model=MODEL,
         batch_size=8,
         epochs=1,
         loss="dice_bce",
