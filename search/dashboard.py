@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import os
 import sys
-from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -32,9 +30,8 @@ import optuna
 import optuna_dashboard
 
 from search.report_data import open_existing_storage, study_names
-from search.run import STORAGE_ENV
 from search.signals import sigterm_as_interrupt
-from search.store import StoreError, default_storage_url, redact_url
+from search.store import StoreError, add_storage_option, redact_url, storage_url
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m search.dashboard", description="Serve optuna-dashboard on the study store."
     )
     p.add_argument("--study", help="check that this study is in the store and print its page's address")
-    p.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_ENV),
-        help=f"SQLAlchemy URL of the study store (default: ${STORAGE_ENV}, else ./unet-search.db)",
-    )
+    add_storage_option(p)
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     p.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)"
@@ -99,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = args.storage or default_storage_url(Path.cwd())
+    url = storage_url(args.storage)
     shown = redact_url(url)
     try:
         storage = open_existing_storage(url)

@@ -36,7 +36,7 @@ import yaml
 
 from search.spec import STUDIES_DIR, SpecError
 from search.spec_files import study_files
-from search.store import StoreError, redact_url
+from search.store import STORAGE_ENV, StoreError, redact_url
 from unet.errors import ConfigError
 from unet.registry import look_up
 
@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 K8S_DIR = Path(__file__).resolve().parents[1] / "k8s"
 # Where the pods mount the ConfigMap unet-search-studies (k8s/overlays/*/: volume "studies").
 STUDY_MOUNT = "/etc/unet-search/studies"
-# search.run.STORAGE_ENV, not imported from there: search.run imports torch, which rendering does not need.
-STORAGE_ENV = "UNET_SEARCH_STORAGE"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,7 @@ from search.plots import PlotFile, write_comparison_plot, write_study_plots
 from search.report_data import StudyRecord, load_study_record, open_existing_storage
 from search.report_summary import summary_markdown
 from search.report_tables import epochs_frame, trials_frame, write_csv
-from search.run import STORAGE_ENV
-from search.store import StoreError, default_storage_url, redact_url
+from search.store import StoreError, add_storage_option, redact_url, storage_url
 from unet.train import write_atomic
 
 
@@ -43,11 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--study", action="append", required=True, help="a study name in the store; repeat to compare"
     )
-    p.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_ENV),
-        help=f"SQLAlchemy URL of the study store (default: ${STORAGE_ENV}, else ./unet-search.db)",
-    )
+    add_storage_option(p)
     p.add_argument("--out", type=Path, help="report folder (default: reports/NAME, reports/A+B for several)")
     p.add_argument("--verbose", action="store_true", help="log what the report does")
     return p
@@ -91,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = sorted(set(args.study))
-    url = args.storage or default_storage_url(Path.cwd())
+    url = storage_url(args.storage)
     shown = redact_url(url)
     try:
         storage = open_existing_storage(url)

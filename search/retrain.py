@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,9 @@ from tqdm import tqdm
 
 from search.data import load_study_data
 from search.report_data import load_study_record, open_existing_storage
-from search.run import STORAGE_ENV
 from search.space import build_config
 from search.spec import SpecError, StudySpec
-from search.store import StoreError, default_storage_url, redact_url
+from search.store import StoreError, add_storage_option, redact_url, storage_url
 from unet.config import TrainConfig
 from unet.errors import UNetError
 from unet.fit import fit
@@ -52,11 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m search.retrain", description="Retrain the best configuration of a study."
     )
     p.add_argument("--study", required=True, help="the study's name in the store")
-    p.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_ENV),
-        help=f"SQLAlchemy URL of the study store (default: ${STORAGE_ENV}, else ./unet-search.db)",
-    )
+    add_storage_option(p)
     p.add_argument("--out", required=True, type=Path, help="run folder for checkpoint, config and metrics")
     p.add_argument("--trial", type=int, help="retrain this trial number instead of the best completed one")
     p.add_argument("--data", type=Path, help="train on this folder instead of the study's data")
@@ -109,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = args.storage or default_storage_url(Path.cwd())
+    url = storage_url(args.storage)
     try:
         record = load_study_record(open_existing_storage(url), args.study)
         trial = pick_trial(record.trials, args.study, args.trial)

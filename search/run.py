@@ -20,15 +20,13 @@ from search.objective import TrialContext
 from search.progress import Progress, summary
 from search.signals import sigterm_as_interrupt
 from search.spec import SpecError, StudySpec, list_studies, load_spec
-from search.store import StoreError, default_storage_url, open_storage, redact_url
+from search.store import StoreError, add_storage_option, open_storage, redact_url, storage_url
 from search.study import StudyConflictError, count_trials, open_study
 from unet.errors import UNetError
 
 # ray (the default): trials in parallel on a Ray cluster, or on a local Ray started for the run;
 # local: trials one after another in this process.
 BACKENDS = ("ray", "local")
-# The store URL may come from the environment (e.g. a Kubernetes Secret): no password on the command line.
-STORAGE_ENV = "UNET_SEARCH_STORAGE"
 # Ray's own variable for the cluster to join, read here only (the backend gets it as an argument).
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
@@ -37,11 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.run", description="Search U-Net hyperparameters.")
     p.add_argument("--study", help="a study name from studies/ (see --list) or a path to a .yaml file")
     p.add_argument("--list", action="store_true", help="list the shipped studies and exit")
-    p.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_ENV),
-        help=f"SQLAlchemy URL of the study store (default: ${STORAGE_ENV}, else ./unet-search.db)",
-    )
+    add_storage_option(p)
     p.add_argument("--data", type=Path, help="train on this folder (DIR/images, DIR/masks) instead")
     p.add_argument("--n-trials", type=int, help="trials the study should have in total (resuming counts)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
@@ -66,7 +60,7 @@ def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
     spec = load_spec(args.study).with_overrides(
         data_path=args.data, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed
     )
-    url = args.storage or default_storage_url(Path.cwd())
+    url = storage_url(args.storage)
     return spec, url
 
 

@@ -32,7 +32,9 @@ session time zone. Hosts' clocks must agree to well within the reaper's grace pe
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import random
 import re
 import sqlite3
@@ -96,6 +98,24 @@ HEARTBEATS = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("beat_at", _DATETIME, nullable=False),
 )
+
+
+# The store URL may come from the environment (e.g. a Kubernetes Secret): no password on a command line.
+STORAGE_ENV = "UNET_SEARCH_STORAGE"
+
+
+def add_storage_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--storage URL`` option of every command, defaulting to ``$UNET_SEARCH_STORAGE``."""
+    parser.add_argument(
+        "--storage",
+        default=os.environ.get(STORAGE_ENV),
+        help=f"SQLAlchemy URL of the study store (default: ${STORAGE_ENV}, else ./unet-search.db)",
+    )
+
+
+def storage_url(given: str | None) -> str:
+    """The URL given (option or environment), else the SQLite store in the working directory."""
+    return given or default_storage_url(Path.cwd())
 
 
 def default_storage_url(directory: Path) -> str:

@@ -33,7 +33,7 @@ from k8s_support import (
     secret_values,
 )
 
-from search import k8s, run
+from search import k8s, store
 from search.k8s import OVERLAYS, STUDY_MOUNT, RenderError, build_kustomization
 from search.spec import SpecError
 from unet.errors import ConfigError
@@ -450,4 +450,4 @@ def test_cli_prints_the_rendering_or_one_line_of_error(kubectl, capsys, monkeypa
     monkeypatch.delenv(k8s.STORAGE_ENV, raising=False)
     assert k8s.main(["wait-store"]) == 2
     assert "set $UNET_SEARCH_STORAGE" in capsys.readouterr().err
-    assert k8s.STORAGE_ENV == run.STORAGE_ENV  # the variable the manifests fill from the Secret
+    assert k8s.STORAGE_ENV == store.STORAGE_ENV == "UNET_SEARCH_STORAGE"  # filled from the Secret
