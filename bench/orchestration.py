@@ -36,12 +36,12 @@ from typing import Any
 import optuna
 import torch
 
-from search.data import load_study_data
-from search.local import run_local
-from search.objective import TrialContext
-from search.spec import StudySpec, load_spec
-from search.store import open_storage
-from search.study import open_study
+from search.execution.data import load_study_data
+from search.execution.local import run_local
+from search.execution.objective import TrialContext
+from search.execution.study import open_study
+from search.spec.schema import StudySpec, load_spec
+from search.store.engine import open_storage
 
 GOAL_S = 0.3  # steady per-trial overhead of the Ray backend
 
@@ -77,7 +77,7 @@ def measure(backend: str, n_trials: int, directory: Path, *, reuse_actors: bool 
         finally:
             torch.set_num_threads(threads)
     else:
-        from search.ray_backend import run_ray  # imported here: importing Ray takes seconds
+        from search.execution.ray.backend import run_ray  # imported here: importing Ray takes seconds
 
         run_ray(study, ctx, storage_url=url, n_trials=n_trials, reuse_actors=reuse_actors)
     wall = time.perf_counter() - started

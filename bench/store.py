@@ -5,7 +5,8 @@ Three measurements per backend, each on a study of its own with a unique name, d
 - ``write``: one epoch (``EpochStore.record_epoch`` + ``trial.report``) and one trial (``ask``, two
   parameters, ``tell``), in milliseconds (median).
 - ``workers``: 1, 2, 4 and 8 worker processes on one study, each running the store traffic of a service
-  trial as ``search.local.run_local`` does it (reap, claim lock + count + ask, heartbeat, epochs with
+  trial as ``search.execution.local.run_local`` does it
+  (reap, claim lock + count + ask, heartbeat, epochs with
   reports, diagnosis attributes, tell) with a random sampler, so that only the store is measured.
   Every exception is counted as an error, and so is a trial or epoch row missing at the end.
 - ``growth``: the same per-trial traffic in a study that already holds 100, 1,000 and 10,000 finished
@@ -32,11 +33,11 @@ import optuna
 from optuna.trial import TrialState
 
 from bench.store_bulk import add_finished_trials, delete_study, epoch_record
-from search.claims import claim_lock
-from search.epochs import EpochStore
-from search.heartbeat import Heartbeat, reap_lost_trials
-from search.store import open_storage
-from search.study import count_trials
+from search.execution.study import count_trials
+from search.store.claims import claim_lock
+from search.store.engine import open_storage
+from search.store.epochs import EpochStore
+from search.store.heartbeat import Heartbeat, reap_lost_trials
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-from search.store import EPOCHS, HEARTBEATS
+from search.store.engine import EPOCHS, HEARTBEATS
 from unet.history import EPOCH_FIELDS
 
 # The parameters of the benchmark's trials, as the service's studies would have them.

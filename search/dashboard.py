@@ -7,7 +7,7 @@ page (Trials (List), then the trial).
 Why not plain ``optuna-dashboard sqlite:///...``: that opens SQLite with the driver's 5-second lock wait,
 and on a file in rollback-journal mode its reads lock out the study's writes, so the running study can
 fail with "database is locked" (optuna-dashboard#545). Here the store is opened by
-``search.store.open_storage``, which puts the file in WAL mode (readers and the writer no longer block
+``search.store.engine.open_storage``, which puts the file in WAL mode (readers and the writer no longer block
 each other) and gives every connection a 60-second lock wait.
 
 The server binds to 127.0.0.1 unless ``--host`` says otherwise: the dashboard can delete studies and
@@ -29,9 +29,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 import optuna_dashboard
 
-from search.report_data import open_existing_storage, study_names
-from search.signals import sigterm_as_interrupt
-from search.store import StoreError, add_storage_option, redact_url, storage_url
+from search.execution.signals import sigterm_as_interrupt
+from search.report.data import open_existing_storage, study_names
+from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
 
 logger = logging.getLogger(__name__)
 

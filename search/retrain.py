@@ -1,7 +1,7 @@
 """Retrain a study's winner: ``python -m search.retrain --study NAME [--storage URL] --out DIR``.
 
 Takes the best COMPLETE trial (or ``--trial N``), rebuilds its training config from the study file stored
-with the study (``search.space.build_config``), loads the study's data and trains through ``unet.fit``,
+with the study (``search.spec.space.build_config``), loads the study's data and trains through ``unet.fit``,
 so that a search ends in a model and ``unet/`` still knows nothing of studies. Writes, like
 ``python -m unet.train``: ``DIR/model.pt`` (weights, config, history), ``DIR/config.yaml`` (the resolved
 settings), ``DIR/metrics.csv`` (one row per epoch, rewritten after each), plus ``DIR/source.yaml``
@@ -29,11 +29,11 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from search.data import load_study_data
-from search.report_data import load_study_record, open_existing_storage
-from search.space import build_config
-from search.spec import SpecError, StudySpec
-from search.store import StoreError, add_storage_option, redact_url, storage_url
+from search.execution.data import load_study_data
+from search.report.data import load_study_record, open_existing_storage
+from search.spec.schema import SpecError, StudySpec
+from search.spec.space import build_config
+from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
 from unet.config import TrainConfig
 from unet.errors import UNetError
 from unet.fit import fit

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import optuna
 
-from search.data import inspect_study_data, load_study_data
-from search.local import run_local
-from search.objective import TrialContext
-from search.progress import Progress, summary
-from search.signals import sigterm_as_interrupt
-from search.spec import SpecError, StudySpec, list_studies, load_spec
-from search.store import StoreError, add_storage_option, open_storage, redact_url, storage_url
-from search.study import StudyConflictError, count_trials, open_study
+from search.execution.data import inspect_study_data, load_study_data
+from search.execution.local import run_local
+from search.execution.objective import TrialContext
+from search.execution.progress import Progress, summary
+from search.execution.signals import sigterm_as_interrupt
+from search.execution.study import StudyConflictError, count_trials, open_study
+from search.spec.schema import SpecError, StudySpec, list_studies, load_spec
+from search.store.engine import StoreError, add_storage_option, open_storage, redact_url, storage_url
 from unet.errors import UNetError
 
 # ray (the default): trials in parallel on a Ray cluster, or on a local Ray started for the run;
@@ -128,7 +128,7 @@ def run_trials(
         run_local(study, ctx, n_trials=n_trials, timeout=timeout, on_trial=progress.on_trial)
         return 0
     # Imported here: importing Ray takes seconds that local runs and --list should not pay.
-    from search.ray_backend import ClusterError, RayRunError, run_ray
+    from search.execution.ray.backend import ClusterError, RayRunError, run_ray
 
     try:
         run_ray(

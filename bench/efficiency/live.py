@@ -1,6 +1,7 @@
 """The live tier: real searches with the service's own machinery, to confirm the replay's ranking.
 
-Each search is ``search.study.open_study`` + ``search.local.run_local`` on a temporary SQLite store,
+Each search is ``search.execution.study.open_study`` + ``search.execution.local.run_local`` on a
+temporary SQLite store,
 training the task's configurations for real with ``unet.fit`` (one worker, one thread), until a compute
 budget in images is spent. The strategies are the ones a study file can express: ``ours`` (the spec
 defaults) and ``random`` (random sampler, cross-trial rule ``none`` and a plateau rule that never fires).
@@ -77,12 +78,12 @@ def _search(job: tuple[HardTask, str, int, float, float]) -> LiveRun:
     import torch
     from optuna.trial import TrialState
 
-    from search.data import load_study_data
-    from search.local import run_local
-    from search.objective import TrialContext
-    from search.spec import StudySpec
-    from search.store import open_storage
-    from search.study import open_study
+    from search.execution.data import load_study_data
+    from search.execution.local import run_local
+    from search.execution.objective import TrialContext
+    from search.execution.study import open_study
+    from search.spec.schema import StudySpec
+    from search.store.engine import open_storage
 
     task, strategy, seed, target, budget = job
     torch.set_num_threads(1)

@@ -24,10 +24,10 @@ from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import TrialState
 
 from bench.efficiency.table import Row, Table
-from search.objective import make_stopper
-from search.space import suggest_params
-from search.spec import StudySpec
-from search.study import make_sampler
+from search.execution.objective import make_stopper
+from search.execution.study import make_sampler
+from search.spec.schema import StudySpec
+from search.spec.space import suggest_params
 
 TARGET_SHARE = 0.95  # the target is this share of the table's best Dice
 TOP_SHARE = 0.10  # a pruned trial whose row is in this top share of the table is a false prune

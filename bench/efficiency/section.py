@@ -18,7 +18,7 @@ from bench.efficiency.live import run_live
 from bench.efficiency.replay import STRATEGIES, TARGET_SHARE, replay
 from bench.efficiency.table import Table, load_or_build
 from bench.efficiency.task import QUICK_TASK, HardTask
-from search.spec import StudySpec
+from search.spec.schema import StudySpec
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from bench.efficiency.analysis import summarize
 from bench.efficiency.replay import replay
 from bench.efficiency.table import Table, load_or_build
 from bench.efficiency.task import HardTask
-from search.spec import StudySpec
+from search.spec.schema import StudySpec
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET_TRIALS = 60

@@ -16,7 +16,7 @@ from bench.efficiency.analysis import describe_task, row_class, spearman, speedu
 from bench.efficiency.replay import STRATEGIES, Setup, replay
 from bench.efficiency.table import Row, Table, load_or_build, table_key
 from bench.efficiency.task import QUICK_TASK, HardTask
-from search.spec import StudySpec
+from search.spec.schema import StudySpec
 
 # Two configurations (learning rates 1e-3 and 1e-1), 3 epochs of 10 images each.
 TINY = HardTask(

@@ -33,9 +33,10 @@ from k8s_support import (
     secret_values,
 )
 
-from search import k8s, store
-from search.k8s import OVERLAYS, STUDY_MOUNT, RenderError, build_kustomization
-from search.spec import SpecError
+from search.k8s import cli as k8s
+from search.k8s.cli import OVERLAYS, STUDY_MOUNT, RenderError, build_kustomization
+from search.spec.schema import SpecError
+from search.store import engine as store
 from unet.errors import ConfigError
 
 CRDS = REPO.parent / "shared" / "k8s-crds" / "jsonschema"

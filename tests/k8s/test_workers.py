@@ -41,10 +41,10 @@ from k8s_support import (
 )
 from optuna.trial import TrialState
 
-from search.k8s import wait_for_store
-from search.spec import STUDIES_DIR, load_spec
-from search.store import EPOCHS, HEARTBEATS, StoreError, open_storage
-from search.study import count_trials, open_study
+from search.execution.study import count_trials, open_study
+from search.k8s.cli import wait_for_store
+from search.spec.schema import STUDIES_DIR, load_spec
+from search.store.engine import EPOCHS, HEARTBEATS, StoreError, open_storage
 from unet.errors import ConfigError
 
 pytestmark = pytest.mark.db

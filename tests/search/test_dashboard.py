@@ -31,8 +31,8 @@ from test_report import SMALL, craft_study
 from test_run import study_file
 
 from search.dashboard import is_loopback, main
-from search.store import open_storage
-from search.study import count_trials
+from search.execution.study import count_trials
+from search.store.engine import open_storage
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -134,7 +134,7 @@ def test_dashboard_and_report_during_a_running_sqlite_study(browser: Any, tmp_pa
     """optuna-dashboard#545: reading a running SQLite study must not break it."""
     from playwright.sync_api import expect
 
-    from search.report import main as report
+    from search.report.cli import main as report
 
     n_trials = 4
     spec = study_file(

@@ -1,6 +1,7 @@
 """python -m search.report on crafted studies: CSV contents against the store, summary, plots, stability.
 
-The studies are built the way ``search.objective`` builds them (enqueue, ask, report each epoch, user
+The studies are built the way ``search.execution.objective`` builds them (enqueue, ask, report each
+epoch, user
 attributes, tell) with hand-chosen parameters, outcomes and epoch metrics, so that every number in the
 report can be checked against the store and against hand-computed counts.
 """
@@ -18,10 +19,10 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from search.epochs import EpochStore
-from search.report import main
-from search.report_tables import EPOCH_REPORT_COLUMNS, TRIAL_COLUMNS_AFTER_PARAMS, TRIAL_COLUMNS_BEFORE_PARAMS
-from search.store import open_storage
+from search.report.cli import main
+from search.report.tables import EPOCH_REPORT_COLUMNS, TRIAL_COLUMNS_AFTER_PARAMS, TRIAL_COLUMNS_BEFORE_PARAMS
+from search.store.engine import open_storage
+from search.store.epochs import EpochStore
 from unet.history import EPOCH_FIELDS
 
 N_TRAIN = 16

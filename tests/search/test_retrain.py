@@ -13,7 +13,7 @@ from test_report import SMALL, craft_study
 
 from search import run
 from search.retrain import main
-from search.store import open_storage
+from search.store.engine import open_storage
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from search import objective
+from search.execution import objective
 from search.run import main
-from search.spec import STUDIES_DIR
+from search.spec.schema import STUDIES_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 DSB = REPO.parent / "shared" / "data" / "dsb2018-nuclei"

@@ -1,0 +1,1 @@
+"""Running a study's trials: one trial's execution, and the backends (local, Ray) that schedule them."""

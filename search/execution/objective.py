@@ -1,0 +1,200 @@
+"""One trial, start to end: parameters, training through ``unet.fit``, pruning, and what is recorded.
+
+``execute_trial`` is the same for every backend: it reports every epoch (the last one included) as an
+intermediate value, writes the epoch table, decides stops with
+``search.pruning.rules.TrialStopper``, and leaves
+on the trial the user attributes that explain it: ``stop_reason``, ``stop_epoch``, ``stop_detail``,
+``stop_message`` for a stopped or failed trial, ``best_epoch`` for a scored one, and ``diagnosis``
+(with ``diagnosis_summary``) for every trial that trained at least one epoch. The caller tells Optuna the
+returned outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from search.diagnosis.rules import diagnose
+from search.execution.data import StudyData
+from search.pruning.rules import CrossTrialRule, PlateauRule, StopDecision, TrialStopper
+from search.spec.schema import StudySpec
+from search.spec.space import build_config, suggest_params
+from search.store.epochs import EpochStore
+from search.store.heartbeat import Heartbeat
+from unet.errors import UNetError
+from unet.fit import fit
+from unet.history import EpochRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialOutcome:
+    """How a trial ended, ready for ``study.tell``."""
+
+    state: TrialState
+    value: float | None = None  # the best val Dice of a COMPLETE trial
+    reason: str | None = None  # stop_reason of a PRUNED or FAILED trial
+    message: str | None = None  # one line for the progress display
+
+
+@dataclass
+class TrialContext:
+    """What every trial of a study shares inside one worker process."""
+
+    spec: StudySpec
+    storage: optuna.storages.RDBStorage
+    data: StudyData
+    heartbeat_interval: float = 10.0
+    on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None  # e.g. a progress display
+    epochs: EpochStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.epochs = EpochStore(self.storage.engine)
+
+
+class _Stop(Exception):
+    """Raised inside ``fit``'s callback to end a trial the pruner stopped."""
+
+    def __init__(self, decision: StopDecision) -> None:
+        super().__init__(decision.message)
+        self.decision = decision
+
+
+def make_stopper(spec: StudySpec) -> TrialStopper:
+    """The per-trial stopper the spec's pruning section describes."""
+    p, c = spec.pruning.plateau, spec.pruning.cross_trial
+    return TrialStopper(
+        plateau=PlateauRule(
+            warmup_epochs=p.warmup_epochs,
+            patience=p.patience,
+            min_delta=p.min_delta,
+            divergence_factor=p.divergence_factor,
+        ),
+        cross_trial=CrossTrialRule(
+            name=c.rule,
+            warmup_epochs=c.warmup_epochs,
+            min_trials=c.min_trials,
+            reduction_factor=c.reduction_factor,
+        ),
+    )
+
+
+def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
+    """Train one trial and record everything about it; interrupts are recorded, then re-raised.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C or SIGTERM arrived; the trial is marked ``interrupted`` first.
+    """
+    spec, data = ctx.spec, ctx.data
+    params = suggest_params(trial, spec.space)
+    trial.set_user_attr("train_images", len(data.train))  # images per epoch, for the compute in reports
+    history: list[EpochRecord] = []
+    stopper = make_stopper(spec)
+
+    def on_epoch(record: EpochRecord) -> None:
+        history.append(record)
+        ctx.epochs.record_epoch(spec.name, trial._trial_id, trial.number, record.to_dict())
+        if ctx.on_epoch is not None:
+            ctx.on_epoch(trial, record)
+        decision = stopper.after_epoch(trial, record.epoch, record.val_loss, record.val_dice)
+        if decision is not None:
+            raise _Stop(decision)
+
+    try:
+        config = build_config(spec, params, in_channels=data.in_channels, num_classes=data.num_classes)
+        with Heartbeat(ctx.storage, spec.name, trial._trial_id, interval=ctx.heartbeat_interval):
+            result = fit(config, data.train, data.val, on_epoch)
+    except _Stop as stop:
+        outcome = _stopped(trial, stop.decision)
+    except KeyboardInterrupt:
+        _record_stop(
+            trial,
+            "interrupted",
+            len(history),
+            {"epochs_done": len(history)},
+            f"interrupted after {len(history)} epoch(s)",
+        )
+        _record_diagnosis(trial, history, params)
+        raise
+    except (torch.cuda.OutOfMemoryError, MemoryError) as e:
+        outcome = _out_of_memory(trial, history, params, e)
+    except RuntimeError as e:
+        if "out of memory" not in str(e) and "can't allocate memory" not in str(e):
+            raise
+        outcome = _out_of_memory(trial, history, params, e)
+    except UNetError as e:
+        _record_stop(trial, "error", len(history), {"error": str(e)}, str(e))
+        outcome = TrialOutcome(TrialState.FAIL, reason="error", message=str(e))
+    else:
+        if result.stop_reason == "diverged":
+            last = history[-1].epoch if history else 0
+            outcome = _stopped(
+                trial,
+                StopDecision(
+                    "diverged", last, {"fit": result.stop_message or ""}, result.stop_message or "diverged"
+                ),
+            )
+        else:
+            best = result.best
+            value = best.val_dice if best is not None else 0.0
+            trial.set_user_attr("best_epoch", best.epoch if best is not None else 0)
+            outcome = TrialOutcome(
+                TrialState.COMPLETE,
+                value=value,
+                message=f"val Dice {value:.4f} at epoch {best.epoch if best else 0}",
+            )
+    _record_diagnosis(trial, history, params, outcome.reason)
+    return outcome
+
+
+def _stopped(trial: optuna.Trial, decision: StopDecision) -> TrialOutcome:
+    _record_stop(trial, decision.reason, decision.epoch, decision.detail, decision.message)
+    return TrialOutcome(TrialState.PRUNED, reason=decision.reason, message=decision.message)
+
+
+def _out_of_memory(
+    trial: optuna.Trial, history: list[EpochRecord], params: dict[str, Any], error: BaseException
+) -> TrialOutcome:
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    detail = {"error": first_line[:300], "params": {k: _plain(v) for k, v in params.items()}}
+    message = f"out of memory with {_format_params(params)}: {first_line[:120]}"
+    _record_stop(trial, "out_of_memory", len(history), detail, message)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    logger.warning("trial %d: %s", trial.number, message)
+    return TrialOutcome(TrialState.FAIL, reason="out_of_memory", message=message)
+
+
+def _record_stop(trial: optuna.Trial, reason: str, epoch: int, detail: dict[str, Any], message: str) -> None:
+    trial.set_user_attr("stop_reason", reason)
+    trial.set_user_attr("stop_epoch", int(epoch))
+    trial.set_user_attr("stop_detail", detail)
+    trial.set_user_attr("stop_message", message)
+
+
+def _record_diagnosis(
+    trial: optuna.Trial, history: list[EpochRecord], params: dict[str, Any], stop_reason: str | None = None
+) -> None:
+    if not history:
+        return
+    d = diagnose([r.to_dict() for r in history], params=params, stop_reason=stop_reason)
+    trial.set_user_attr("diagnosis", d.label)
+    trial.set_user_attr("diagnosis_summary", d.summary)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _format_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())

@@ -1,0 +1,1 @@
+"""The Ray Tune backend: the driver, the store-claiming searcher and the trial worker."""

@@ -1,0 +1,179 @@
+"""The Ray side of the Ray backend: one Tune trial runs one Optuna trial, in a Ray worker process.
+
+The driver (:mod:`search.execution.ray.backend`) claims the Optuna trial and hands Tune a config that names it
+(``optuna_trial_id``, ``trial_number``, ``salt``); :func:`run_trial` runs in the worker and does what the
+local backend does in its own process: :func:`search.execution.objective.execute_trial`
+(the same code, so pruning,
+intermediate values, epoch rows and diagnosis are identical) and ``tell``. It then reports a small final
+result (:data:`RESULT_KIND`) that the driver shows in its progress display.
+
+What a worker process needs for every trial (the store, the spec, the data, the study) is built on its
+first trial and kept in module-level caches: Tune reuses the worker's actor for the next trial, so the
+data is read once per worker process, not once per trial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import ray
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+from ray import tune
+
+from search.execution.data import StudyData, load_study_data
+from search.execution.local import tell
+from search.execution.objective import TrialContext, TrialOutcome, execute_trial
+from search.execution.study import enqueue_retry, make_sampler
+from search.spec.schema import StudySpec
+from search.store.engine import open_storage
+from search.store.heartbeat import fail_trial
+from unet.history import EpochRecord
+
+logger = logging.getLogger(__name__)
+
+# The "kind" of the results a worker reports: one per epoch (only when the driver asked for them), then
+# one for the trial.
+EPOCH_KIND = "epoch"
+RESULT_KIND = "trial"
+# Final states besides Optuna's: the worker could not set up (store, spec or data: the message says
+# why), the trial was no longer RUNNING when the worker got to it, or another process finished it while it
+# trained (a reaper that took the worker for lost).
+START_FAILED = "START_FAILED"
+SKIPPED = "SKIPPED"
+TAKEN = "TAKEN"
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What every trial of a run shares, sent once to the workers (it is not part of any Tune config).
+
+    The storage URL may hold a password: it travels inside this object, never in a Tune config, a trial
+    name or a log line.
+    """
+
+    storage_url: str  # SQLAlchemy URL of the study store, SQLite paths made absolute
+    spec: dict[str, Any]  # the resolved spec (StudySpec.to_dict()), rebuilt in the worker
+    heartbeat_interval: float  # seconds between a running trial's heartbeats
+    report_epochs: bool  # report every epoch to the driver (for a live progress line)
+    verbose: bool  # keep Optuna's and the training library's info logs in the worker
+
+
+# Per worker process: the store by URL, the spec and study by spec, the data by spec fingerprint.
+_storages: dict[str, optuna.storages.RDBStorage] = {}
+_specs: dict[str, StudySpec] = {}
+_data: dict[str, StudyData] = {}
+_studies: dict[tuple[str, str], optuna.Study] = {}
+
+
+def run_trial(config: dict[str, Any], job: WorkerJob) -> None:
+    """Tune function trainable: run the Optuna trial ``config`` names, tell the outcome, report it.
+
+    Args:
+        config: the driver's suggestion: ``optuna_trial_id``, ``trial_number`` and ``salt`` (the sampler
+            salt the driver asked with, so that this worker's sampler proposes what a local run would).
+        job: what every trial shares (:class:`WorkerJob`).
+    """
+    trial_id = int(config["optuna_trial_id"])
+    try:
+        ctx, study = _worker_state(job)
+        # Also brings this process's trial cache up to date: Optuna's Trial only works on trials it knows.
+        running = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    except Exception as e:  # reported to the driver, which retries the trial or stops the run
+        logger.exception("the worker could not set up trial %s", config.get("trial_number"))
+        _report(START_FAILED, message=_first_line(e))
+        return
+    if trial_id not in running:
+        # Reaped or interrupted while Tune kept it pending: whoever finished it enqueued its retry.
+        logger.warning("trial %s was finished before it started here: skipped", config.get("trial_number"))
+        _report(SKIPPED, message="finished elsewhere before it started")
+        return
+    study.sampler = make_sampler(ctx.spec, salt=int(config["salt"]))
+    trial = optuna.trial.Trial(study, trial_id)
+    try:
+        trial.set_user_attr("ray_node_id", ray.get_runtime_context().get_node_id())
+        outcome = execute_trial(ctx, trial)
+        tell(study, trial, outcome)
+    except UpdateFinishedTrialError:
+        logger.warning("trial %d was finished by another process while it ran here", trial.number)
+        _report(TAKEN, message="finished by another process (reaped as lost?) while it ran")
+        return
+    except KeyboardInterrupt:
+        # The same as the local backend: the interrupt says nothing about the parameters.
+        frozen = study.tell(trial, state=TrialState.FAIL)
+        enqueue_retry(study, frozen, max_retries=ctx.spec.execution.max_retries + 1)
+        _report(TrialState.FAIL.name, reason="interrupted", message="interrupted")
+        return
+    except Exception as e:
+        # Something execute_trial does not expect (a bug, a broken node): the trial fails with the error
+        # as its reason, counted like any training error, and the study goes on. (The local backend
+        # stops the run instead; a Ray run must not lose its other running trials to one of them.)
+        logger.exception("trial %d raised", trial.number)
+        outcome = _fail_with_error(ctx, trial, e)
+    _report(outcome.state.name, value=outcome.value, reason=outcome.reason, message=outcome.message)
+
+
+def _report(
+    state: str, *, value: float | None = None, reason: str | None = None, message: str | None = None
+) -> None:
+    tune.report({"kind": RESULT_KIND, "state": state, "value": value, "reason": reason, "message": message})
+
+
+def _report_epoch(trial: optuna.Trial, record: EpochRecord) -> None:
+    tune.report({"kind": EPOCH_KIND, "trial_number": trial.number, **record.to_dict()})
+
+
+def _fail_with_error(ctx: TrialContext, trial: optuna.Trial, error: Exception) -> TrialOutcome:
+    first = _first_line(error)
+    frozen = ctx.storage.get_trial(trial._trial_id)
+    if frozen.state == TrialState.RUNNING:
+        fail_trial(
+            ctx.storage,
+            frozen,
+            reason="error",
+            stop_epoch=ctx.epochs.last_epoch(trial._trial_id),
+            detail={"error": first},
+            message=first,
+        )
+    return TrialOutcome(TrialState.FAIL, reason="error", message=first)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def _worker_state(job: WorkerJob) -> tuple[TrialContext, optuna.Study]:
+    """The trial context and study for ``job``, built on this process's first trial of the job."""
+    if not job.verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        logging.getLogger("unet").setLevel(logging.ERROR)
+    storage = _storages.get(job.storage_url)
+    if storage is None:
+        storage = _storages[job.storage_url] = open_storage(job.storage_url)
+    spec_key = hashlib.sha256(json.dumps(job.spec, sort_keys=True).encode()).hexdigest()
+    spec = _specs.get(spec_key)
+    if spec is None:
+        spec = _specs[spec_key] = StudySpec.from_dict(job.spec, origin="the study spec sent to this worker")
+    data = _data.get(spec.fingerprint())
+    if data is None:
+        logger.info("loading the data of study %s in this worker", spec.name)
+        data = _data[spec.fingerprint()] = load_study_data(spec)
+    study = _studies.get((job.storage_url, spec.name))
+    if study is None:
+        study = _studies[(job.storage_url, spec.name)] = optuna.load_study(
+            study_name=spec.name, storage=storage, sampler=make_sampler(spec)
+        )
+    ctx = TrialContext(
+        spec=spec,
+        storage=storage,
+        data=data,
+        heartbeat_interval=job.heartbeat_interval,
+        on_epoch=_report_epoch if job.report_epochs else None,
+    )
+    return ctx, study

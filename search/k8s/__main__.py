@@ -1,0 +1,3 @@
+from search.k8s.cli import main
+
+raise SystemExit(main())

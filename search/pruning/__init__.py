@@ -1,0 +1,1 @@
+"""Stopping trials early: the per-trial plateau/divergence rule and the cross-trial rules."""

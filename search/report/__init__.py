@@ -1,0 +1,1 @@
+"""Reports of a stored study: data, CSV tables, findings, plots and the markdown summary."""

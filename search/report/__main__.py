@@ -1,0 +1,3 @@
+from search.report.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""What a report reads from the study store: one consistent snapshot of a study's trials and epochs.
+
+Reports, the retrain command and the dashboard only read a store that a search made; a mistyped SQLite
+path must say so instead of creating an empty database there, so :func:`open_existing_storage` checks
+the file first. A study that is still running is read as it is at that moment: the epoch rows of trials
+that started after the trials were read are left out, so every epoch row belongs to a reported trial.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import sqlalchemy as sa
+from optuna.trial import FrozenTrial
+
+from search.store.engine import StoreError, open_storage, redact_url
+from search.store.epochs import EpochStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """One study as read from the store: its trials, its epoch rows and its stored study file."""
+
+    name: str  # the study's name in the store
+    trials: tuple[FrozenTrial, ...]  # every trial, by number, RUNNING and WAITING ones included
+    epochs: pd.DataFrame  # search.store.epochs.EPOCH_COLUMNS rows of these trials, by trial number then epoch
+    spec: dict[str, Any]  # the resolved study file (study user attr "spec"); {} if not made by unet-search
+
+    @property
+    def space(self) -> dict[str, dict[str, Any]]:
+        """The searched parameters' definitions from the stored spec (``{}`` when unknown)."""
+        return dict(self.spec.get("space") or {})
+
+    @property
+    def max_epochs(self) -> int | None:
+        """Epochs a trial that is not pruned trains (the spec's ``budget.max_epochs``), if known."""
+        value = (self.spec.get("budget") or {}).get("max_epochs")
+        return int(value) if value is not None else None
+
+    @property
+    def param_names(self) -> list[str]:
+        """Parameter names: the space's order first, then any other trial parameter, sorted."""
+        names = list(self.space)
+        others = {name for trial in self.trials for name in trial.params if name not in self.space}
+        return names + sorted(others)
+
+    def train_images(self, trial: FrozenTrial) -> int | None:
+        """Training images one epoch of ``trial`` went through, or None when the store does not say.
+
+        Trials record it themselves (user attr ``train_images``); for older trials of synthetic studies
+        the spec's ``n_train`` is the same number.
+        """
+        recorded = trial.user_attrs.get("train_images")
+        if isinstance(recorded, int | float) and not isinstance(recorded, bool):
+            return int(recorded)
+        data = self.spec.get("data") or {}
+        if data.get("source") == "synthetic":
+            n_train = (data.get("synthetic") or {}).get("n_train")
+            return int(n_train) if n_train is not None else None
+        return None
+
+
+def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
+    """Open the store at ``url`` for reading, refusing to create a new SQLite file.
+
+    Raises:
+        StoreError: the SQLite file does not exist, or :func:`search.store.engine.open_storage` fails.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        parsed = None  # open_storage words the error
+    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database:
+        path = Path(parsed.database)
+        if parsed.database != ":memory:" and not path.is_file():
+            raise StoreError(
+                f"no study store at {redact_url(url)!r}: run python -m search.run first, "
+                f"or pass --storage with the URL the search used"
+            )
+    return open_storage(url)
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    """The names of every study in the store, sorted."""
+    return sorted(study.study_name for study in storage.get_all_studies())
+
+
+def load_study_record(storage: optuna.storages.RDBStorage, name: str) -> StudyRecord:
+    """Read one study: its trials, the epoch rows of those trials, and its stored study file.
+
+    Raises:
+        StoreError: no study of that name is in the store (the message lists the ones there are).
+    """
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError as e:
+        names = study_names(storage)
+        raise StoreError(
+            f"no study named {name!r} in this store: choose one of {', '.join(names) or '(none)'}"
+        ) from e
+    trials = tuple(sorted(storage.get_all_trials(study_id, deepcopy=False), key=lambda t: t.number))
+    spec = storage.get_study_user_attrs(study_id).get("spec") or {}
+    epochs = EpochStore(storage.engine).read_epochs(name)
+    # Read after the trials: rows of trials begun in between are not part of this snapshot.
+    known = {trial._trial_id for trial in trials}
+    epochs = epochs[epochs["trial_id"].isin(known)].reset_index(drop=True)
+    logger.info("read study %s: %d trials, %d epoch rows", name, len(trials), len(epochs))
+    return StudyRecord(name=name, trials=trials, epochs=epochs, spec=dict(spec))

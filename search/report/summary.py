@@ -1,0 +1,283 @@
+"""``summary.md``: what a search found, in words and small tables.
+
+Per study: the best configuration (every setting the winner trained with, ready to retrain), the top ten,
+a table of stop reasons against diagnoses, the findings that explain them, the compute spent and saved
+by pruning, and the plots. Several studies get a comparison table first. The text depends only on the
+store's contents (no time of writing), so two summaries of the same store are identical.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search.report.data import StudyRecord
+from search.report.findings import MIN_CONTRAST, MIN_GROUP, MIN_SHARE, Finding
+from search.report.plots import PlotFile
+from search.spec.space import flatten_settings
+
+TOP = 10
+
+
+def summary_markdown(
+    records: Sequence[StudyRecord],
+    trials: pd.DataFrame,
+    findings: Mapping[str, list[Finding]],
+    plots: Mapping[str, list[PlotFile]],
+    *,
+    out_dir: Path,
+    storage_display: str,
+    comparison: PlotFile | None = None,
+) -> str:
+    """The whole ``summary.md``.
+
+    Args:
+        records: the studies reported.
+        trials: ``search.report.tables.trials_frame(records)``.
+        findings: per study name, ``search.report.findings.find_findings`` of its trials.
+        plots: per study name, its plots.
+        out_dir: the report folder (plot links are relative to it).
+        storage_display: the store's URL without password.
+        comparison: the plot comparing the studies, when there are several.
+    """
+    ordered = sorted(records, key=lambda r: r.name)
+    lines = [f"# Search report: {', '.join(r.name for r in ordered)}", "", f"Store: `{storage_display}`", ""]
+    if len(ordered) > 1:
+        lines += _comparison(ordered, trials, comparison, out_dir)
+    for record in ordered:
+        rows = trials[trials["study"] == record.name]
+        lines += _study_section(record, rows, findings.get(record.name, []), storage_display)
+        lines += _plots_section(plots.get(record.name, []), out_dir)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _comparison(
+    records: Sequence[StudyRecord], trials: pd.DataFrame, plot: PlotFile | None, out_dir: Path
+) -> list[str]:
+    header = ["study", "trials", "complete", "pruned", "failed", "running", "best val Dice", "best trial",
+              "images spent", "saved by pruning"]  # fmt: skip
+    body = []
+    for record in records:
+        rows = trials[trials["study"] == record.name]
+        best = _best_row(rows)
+        states = rows["state"].value_counts()
+        body.append(
+            [
+                record.name,
+                str(len(rows)),
+                *(str(int(states.get(s, 0))) for s in ("COMPLETE", "PRUNED", "FAIL")),
+                str(int(states.get("RUNNING", 0) + states.get("WAITING", 0))),
+                _num(best["objective"]) if best is not None else "-",
+                f"#{int(best['number'])}" if best is not None else "-",
+                _count(_sum(rows["compute_images"])),
+                _count(_sum(rows["compute_saved_images"])),
+            ]
+        )
+    lines = ["## Studies compared", "", *_table(header, body), ""]
+    if plot is not None and plot.path is not None:
+        lines += [f"![{plot.title}]({_link(plot.path, out_dir)})", ""]
+    return lines
+
+
+def _study_section(
+    record: StudyRecord, rows: pd.DataFrame, findings: list[Finding], storage_display: str
+) -> list[str]:
+    states = rows["state"].value_counts()
+    running = int(states.get("RUNNING", 0) + states.get("WAITING", 0))
+    source = record.spec.get("source") or "unknown study file"
+    lines = [
+        f"## Study `{record.name}`",
+        "",
+        f"{len(rows)} trials: {int(states.get('COMPLETE', 0))} complete, {int(states.get('PRUNED', 0))} "
+        f"pruned, {int(states.get('FAIL', 0))} failed"
+        + (f", {running} still running (the study is in progress)" if running else "")
+        + f". Study file: `{source}`.",
+        "",
+    ]
+    lines += _best_section(record, rows, storage_display)
+    lines += _outcomes_section(rows)
+    lines += _findings_section(findings)
+    lines += _compute_section(record, rows)
+    return lines
+
+
+def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str) -> list[str]:
+    best = _best_row(rows)
+    if best is None:
+        return ["### Best configuration", "", "No trial has completed yet.", ""]
+    params = record.param_names
+    lines = [
+        "### Best configuration",
+        "",
+        f"Trial #{int(best['number'])}: val Dice {_num(best['objective'])} at epoch "
+        f"{_int(best['best_epoch'])}, diagnosis {_text(best['diagnosis'])}.",
+        "",
+    ]
+    settings: dict[str, Any] = {name: best[name] for name in params}
+    settings.update(flatten_settings(record.spec.get("fixed") or {}))
+    if record.max_epochs is not None:
+        settings["epochs"] = record.max_epochs
+    body = [[f"**{name}**" if name in params else name, _value(value)] for name, value in settings.items()]
+    lines += [*_table(["setting (searched in bold)", "value"], body), ""]
+    lines += [
+        "Retrain it: `python -m search.retrain "
+        f"--study {record.name} --storage {storage_display} --out runs/{record.name}-best`",
+        "",
+    ]
+    ranked = rows[rows["state"] == "COMPLETE"].sort_values(["objective", "number"], ascending=[False, True])
+    header = ["trial", "val Dice", "epoch", *params, "diagnosis"]
+    body = [
+        [f"#{int(r['number'])}", _num(r["objective"]), _int(r["best_epoch"]),
+         *(_value(r[p]) for p in params), _text(r["diagnosis"])]
+        for _, r in ranked.head(TOP).iterrows()
+    ]  # fmt: skip
+    lines += [f"### Top {len(body)}", "", *_table(header, body), ""]
+    return lines
+
+
+def _outcomes_section(rows: pd.DataFrame) -> list[str]:
+    """Stop reasons (rows) against diagnoses (columns), counted."""
+    if rows.empty:
+        return []
+    outcome = [_outcome(s, r) for s, r in zip(rows["state"], rows["stop_reason"], strict=True)]
+    diagnosis = [_text(d, missing="(none)") for d in rows["diagnosis"]]
+    table = pd.crosstab(pd.Series(outcome, name="outcome"), pd.Series(diagnosis, name="diagnosis"))
+    table = table.reindex(sorted(table.index, key=_outcome_key))
+    columns = sorted(table.columns)
+    body = [
+        [str(name), *(str(int(table.loc[name, c])) for c in columns), str(int(table.loc[name].sum()))]
+        for name in table.index
+    ]
+    lines = ["### Stop reasons and diagnoses", ""]
+    lines += _table(["outcome \\ diagnosis", *columns, "total"], body)
+    return [*lines, ""]
+
+
+def _findings_section(findings: list[Finding]) -> list[str]:
+    lines = ["### Findings", ""]
+    if not findings:
+        lines.append(
+            f"No parameter value or range stands out: no group of {MIN_GROUP} or more finished trials "
+            f"shares a stop reason or diagnosis in {MIN_SHARE:.0%} of its trials and "
+            f"{MIN_CONTRAST:.0%} more often than the other trials."
+        )
+    lines += [f"- {finding.text}" for finding in findings]
+    return [*lines, ""]
+
+
+def _compute_section(record: StudyRecord, rows: pd.DataFrame) -> list[str]:
+    lines = ["### Compute", ""]
+    if rows.empty:
+        return [*lines, "No trial has run yet.", ""]
+    spent = _sum(rows["compute_images"])
+    epochs = _sum(rows["epochs_run"])
+    if spent is None:
+        lines.append(
+            f"{_count(epochs)} epochs trained; images per epoch unknown (the trials did not record "
+            "train_images), so compute cannot be counted in images."
+        )
+        return [*lines, ""]
+    lines.append(f"Spent {_count(spent)} training images in {_count(epochs)} epochs.")
+    pruned = rows[rows["state"] == "PRUNED"]
+    saved = _sum(pruned["compute_saved_images"])
+    if pruned.empty:
+        lines.append("No trial was pruned, so pruning saved nothing.")
+    elif saved is None or record.max_epochs is None:
+        lines.append("Saved by pruning: unknown (the study's max_epochs or images per epoch are unknown).")
+    else:
+        mean_epochs = float(pruned["epochs_run"].astype("float64").mean())
+        lines.append(
+            f"Pruning saved {_count(saved)} images, {saved / (spent + saved):.0%} of the "
+            f"{_count(spent + saved)} the study would have spent without it: {len(pruned)} pruned trials "
+            f"stopped after {mean_epochs:.1f} of {record.max_epochs} epochs on average."
+        )
+    return [*lines, ""]
+
+
+def _plots_section(plots: list[PlotFile], out_dir: Path) -> list[str]:
+    if not plots:
+        return []
+    lines = ["### Plots", ""]
+    for plot in plots:
+        if plot.path is not None:
+            lines += [f"![{plot.title}]({_link(plot.path, out_dir)})", ""]
+    skipped = [f"{p.title} ({p.skipped})" for p in plots if p.skipped is not None]
+    if skipped:
+        lines += ["Not drawn: " + "; ".join(skipped) + ".", ""]
+    return lines
+
+
+def _best_row(rows: pd.DataFrame) -> pd.Series | None:
+    complete = rows[(rows["state"] == "COMPLETE") & rows["objective"].notna()]
+    if complete.empty:
+        return None
+    return complete.sort_values(["objective", "number"], ascending=[False, True]).iloc[0]
+
+
+def _outcome(state: str, reason: Any) -> str:
+    if state == "COMPLETE":
+        return "complete"
+    if state in ("RUNNING", "WAITING"):
+        return state.lower()
+    prefix = {"PRUNED": "pruned", "FAIL": "failed"}.get(state, state.lower())
+    return f"{prefix}: {_text(reason, missing='no reason')}"
+
+
+def _outcome_key(outcome: str) -> tuple[int, str]:
+    order = ("complete", "pruned", "failed", "running", "waiting")
+    head = outcome.split(":")[0]
+    return (order.index(head) if head in order else len(order), outcome)
+
+
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(_cell(h) for h in header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(_cell(c) for c in row) + " |" for row in body),
+    ]
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _link(path: Path | None, out_dir: Path) -> str:
+    assert path is not None  # internal: only written plots are linked
+    return path.resolve().relative_to(out_dir.resolve()).as_posix()
+
+
+def _sum(column: pd.Series) -> int | None:
+    values = column.dropna()
+    return int(values.sum()) if len(values) else None
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _num(value: Any) -> str:
+    return "-" if _missing(value) else f"{float(value):.4f}"
+
+
+def _int(value: Any) -> str:
+    return "-" if _missing(value) else str(int(value))
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _text(value: Any, *, missing: str = "-") -> str:
+    return missing if _missing(value) or value == "" else str(value)
+
+
+def _value(value: Any) -> str:
+    if _missing(value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,1 @@
+"""Study files: reading, validating and resolving them into a typed ``StudySpec`` and its search space."""

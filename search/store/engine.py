@@ -1,0 +1,325 @@
+"""The study store: Optuna's RDBStorage on SQLite, PostgreSQL or MySQL/MariaDB, plus two tables of our own.
+
+Optuna's tables are the source of truth: optuna-dashboard and the Optuna API read the database as it is.
+Trial outcomes live in trial user attributes (``stop_reason``, ``stop_epoch``, ``stop_detail``,
+``diagnosis``, ``diagnosis_summary``) and so does the worker that ran the trial (``worker_host``,
+``worker_pid``, ``worker_started``).
+
+Two tables of our own sit in the same database, created on every :func:`open_storage` (if missing):
+
+``unet_search_epochs``: one row per trained epoch, written by :class:`search.store.epochs.EpochStore`::
+
+    study_name     VARCHAR(512)   the Optuna study
+    trial_id       INTEGER        Optuna's trial_id (unique across studies)   PRIMARY KEY (trial_id, epoch)
+    trial_number   INTEGER        the trial's number within its study
+    epoch          INTEGER        1-based epoch number
+    train_loss, val_loss, val_dice, val_iou, learning_rate, grad_norm, grad_norm_max, seconds,
+    images_per_s   DOUBLE         NULL when the value was NaN or +-inf (MariaDB/MySQL cannot store NaN,
+                                  so every backend stores NULL, to read the same everywhere)
+    recorded_at    DATETIME       when the row was written, naive UTC (DATETIME(6) on MySQL/MariaDB)
+
+``unet_search_heartbeats``: one row per trial that ran under :class:`search.store.heartbeat.Heartbeat`::
+
+    trial_id       INTEGER        PRIMARY KEY, Optuna's trial_id
+    study_name     VARCHAR(512)
+    host           VARCHAR(255)   host name of the worker
+    pid            INTEGER        process id of the worker on that host
+    beat_at        DATETIME       last sign of life, naive UTC from the worker's clock
+
+Timestamps are DATETIME rather than TIMESTAMP because MySQL's TIMESTAMP ends in 2038 and converts to the
+session time zone. Hosts' clocks must agree to well within the reaper's grace period (NTP does that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import re
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import optuna
+import sqlalchemy as sa
+from optuna.storages._rdb import models as optuna_models
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import URL, make_url
+
+from unet.history import EPOCH_FIELDS
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Seconds a SQLite connection waits for another process's write lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 60
+# Backends whose DBAPI driver the project installs, for the "use e.g." part of messages.
+RECOMMENDED_URLS = {
+    "sqlite": "sqlite:///path.db",
+    "postgresql": "postgresql+psycopg://user@host/db",
+    "mysql": "mysql+pymysql://user@host/db",
+}
+URL_EXAMPLE = "use e.g. sqlite:///path.db or postgresql+psycopg://user@host/db"
+# Fragments of the errors that concurrent first-time table creation raises; retried, not reported.
+_CREATION_RACE = ("already exists", "duplicate", "deadlock", "unique constraint", "database is locked")
+_CREATION_ATTEMPTS = 5
+
+
+class StoreError(Exception):
+    """The study store cannot be opened or used; the one-line message names the fix, never a password."""
+
+
+METADATA = sa.MetaData()
+
+# MySQL's DATETIME keeps whole seconds unless asked for microseconds.
+_DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+EPOCHS = sa.Table(
+    "unet_search_epochs",
+    METADATA,
+    sa.Column("study_name", sa.String(512), nullable=False, index=True),
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("trial_number", sa.Integer, nullable=False),
+    sa.Column("epoch", sa.Integer, primary_key=True, autoincrement=False),
+    *(sa.Column(field, sa.Double, nullable=True) for field in EPOCH_FIELDS if field != "epoch"),
+    sa.Column("recorded_at", _DATETIME, nullable=False),
+)
+
+HEARTBEATS = sa.Table(
+    "unet_search_heartbeats",
+    METADATA,
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("study_name", sa.String(512), nullable=False, index=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("beat_at", _DATETIME, nullable=False),
+)
+
+
+# The store URL may come from the environment (e.g. a Kubernetes Secret): no password on a command line.
+STORAGE_ENV = "UNET_SEARCH_STORAGE"
+
+
+def add_storage_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--storage URL`` option of every command, defaulting to ``$UNET_SEARCH_STORAGE``."""
+    parser.add_argument(
+        "--storage",
+        default=os.environ.get(STORAGE_ENV),
+        help=f"SQLAlchemy URL of the study store (default: ${STORAGE_ENV}, else ./unet-search.db)",
+    )
+
+
+def storage_url(given: str | None) -> str:
+    """The URL given (option or environment), else the SQLite store in the working directory."""
+    return given or default_storage_url(Path.cwd())
+
+
+def default_storage_url(directory: Path) -> str:
+    """Return the SQLite URL of the store kept in ``directory`` when no storage URL is given."""
+    return f"sqlite:///{Path(directory).resolve() / 'unet-search.db'}"
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``, for messages and logs.
+
+    A string SQLAlchemy cannot parse is masked by pattern (``scheme://user:secret@`` -> ``user:***@``),
+    so that even a malformed URL is safe to quote.
+    """
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        return re.sub(r"(://[^/@:]*:)[^@]*@", r"\1***@", str(url))
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Open (and create, if new) the study store at ``url``.
+
+    Creates Optuna's tables and ours when missing. SQLite files are switched to WAL journal mode and
+    connections wait up to a minute for a lock, so that several local worker processes can share one
+    file; every backend gets ``pool_pre_ping`` so that connections dropped by the server are replaced.
+    MySQL/MariaDB get Optuna's trial times with microseconds (DATETIME(6)), which Optuna's own test
+    suite needs; ``mariadb://`` URLs are opened through SQLAlchemy's ``mysql`` dialect, which Optuna
+    gives atomic upserts.
+
+    Args:
+        url: a SQLAlchemy database URL, e.g. ``sqlite:///runs/unet-search.db`` or
+            ``postgresql+psycopg://user@host/db``.
+
+    Returns:
+        The storage; ``storage.engine`` is the SQLAlchemy engine our own tables are reached through.
+
+    Raises:
+        StoreError: the URL is malformed or names an unknown or uninstalled driver, the SQLite
+            directory is missing, or the server cannot be reached, lacks the database or refuses the
+            credentials.
+    """
+    parsed = _parse_url(url)
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "sqlite":
+        _prepare_sqlite_file(parsed)
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    # Optuna fills "{SCHEMA_VERSION}" into the URL with str.format: keep braces of a password literal.
+    plain_url = parsed.render_as_string(hide_password=False).replace("{", "{{").replace("}", "}}")
+
+    def create_tables() -> None:
+        engine = sa.create_engine(parsed, **engine_kwargs)
+        try:
+            _optuna_metadata(engine.dialect.name).create_all(engine, checkfirst=True)
+            METADATA.create_all(engine, checkfirst=True)
+        finally:
+            engine.dispose()
+
+    def build() -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(
+            plain_url, engine_kwargs=dict(engine_kwargs), skip_table_creation=True
+        )
+
+    try:
+        _retry_creation_race(create_tables)
+        # Optuna stamps its schema version on first open: the same race, the same cure.
+        storage = _retry_creation_race(build)
+    except sa.exc.SQLAlchemyError as e:
+        raise StoreError(_connection_message(parsed, e)) from e
+    except RuntimeError as e:
+        if "optuna version" not in str(e).lower():
+            raise
+        raise StoreError(
+            f"storage {_redacted(parsed)!r} was written by another Optuna version: "
+            f"run `optuna storage upgrade --storage URL` with this URL, or install that version"
+        ) from e
+    logger.info("opened study store %s", _redacted(parsed))
+    return storage
+
+
+def _parse_url(url: str) -> URL:
+    """Parse and check ``url``; ``mariadb`` URLs are turned into the equivalent ``mysql`` ones."""
+    shown = redact_url(url)
+    invalid = f"storage URL {shown!r} is not a valid SQLAlchemy URL: {URL_EXAMPLE}"
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect().import_dbapi()
+    except (sa.exc.ArgumentError, ValueError, TypeError) as e:  # NoSuchModuleError is an ArgumentError
+        raise StoreError(invalid) from e
+    except ImportError as e:
+        backend = parsed.get_backend_name()
+        good = RECOMMENDED_URLS.get("mysql" if backend == "mariadb" else backend, URL_EXAMPLE)
+        raise StoreError(
+            f"storage URL {shown!r} needs the driver {parsed.get_driver_name()!r}, which is not "
+            f"installed: write the URL like {good}"
+        ) from e
+    if parsed.get_backend_name() == "mariadb":
+        parsed = parsed.set(drivername=f"mysql+{parsed.get_driver_name()}")
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StoreError(
+            f"storage URL {shown!r} is an in-memory SQLite database, which worker processes cannot "
+            f"share: use a file, e.g. sqlite:///runs/unet-search.db"
+        )
+    return parsed
+
+
+def _prepare_sqlite_file(parsed: URL) -> None:
+    """Check the SQLite file's directory and switch the file to WAL journal mode.
+
+    WAL lets readers work while one process writes, which several local workers need; the mode is
+    stored in the file, so setting it once here with a plain connection holds for every later one.
+    """
+    path = Path(str(parsed.database))
+    if not path.resolve().parent.is_dir():
+        raise StoreError(
+            f"SQLite store {str(path)!r} cannot be created: directory {str(path.resolve().parent)!r} "
+            f"does not exist: create it (mkdir -p) or choose another path"
+        )
+    try:
+        mode = _switch_to_wal(path)
+    except sqlite3.Error as e:
+        raise StoreError(
+            f"SQLite store {str(path)!r} cannot be opened: {_first_line(e)}: check that it is an "
+            f"SQLite file and that this user may write it and its directory"
+        ) from e
+    if str(mode).lower() != "wal":
+        logger.warning(
+            "SQLite store %s stays in journal mode %r (WAL unsupported on this file system?): "
+            "parallel workers may hit 'database is locked'",
+            path,
+            mode,
+        )
+
+
+def _switch_to_wal(path: Path) -> str:
+    """Set WAL journal mode on the SQLite file at ``path``; return the mode the file ends up in.
+
+    Switching needs the file to itself and SQLite answers "database is locked" at once, without
+    waiting, while another process switches or opens it: so retry until the busy timeout is spent.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            mode = str(connection.execute("PRAGMA journal_mode").fetchone()[0])
+            if mode.lower() != "wal":
+                mode = str(connection.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            return mode
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+        finally:
+            connection.close()
+        time.sleep(random.uniform(0.02, 0.1))
+
+
+def _optuna_metadata(dialect_name: str) -> sa.MetaData:
+    """Optuna's table definitions, with microsecond DATETIME(6) columns on MySQL/MariaDB."""
+    if dialect_name not in ("mysql", "mariadb"):
+        return optuna_models.BaseModel.metadata
+    copy = sa.MetaData()
+    for table in optuna_models.BaseModel.metadata.sorted_tables:
+        copied = table.to_metadata(copy)
+        for column in copied.columns:
+            if isinstance(column.type, sa.DateTime):
+                column.type = mysql.DATETIME(fsp=6)
+    return copy
+
+
+def _retry_creation_race(step: Callable[[], T]) -> T:
+    """Run ``step``, retrying when another process was creating the same tables at the same time."""
+    for attempt in range(1, _CREATION_ATTEMPTS + 1):
+        try:
+            return step()
+        except sa.exc.DBAPIError as e:
+            if attempt == _CREATION_ATTEMPTS or not any(
+                fragment in str(e.orig).lower() for fragment in _CREATION_RACE
+            ):
+                raise
+            logger.debug("table creation raced another process (attempt %d), retrying", attempt)
+            time.sleep(random.uniform(0.05, 0.2) * attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _connection_message(parsed: URL, error: sa.exc.SQLAlchemyError) -> str:
+    """One line naming the store, the driver's reason and the likely fix, without the password."""
+    cause = _first_line(getattr(error, "orig", None) or error)
+    if parsed.password:
+        cause = cause.replace(str(parsed.password), "***")
+    lowered = cause.lower()
+    if any(s in lowered for s in ("access denied", "authentication", "role ", "password")):
+        fix = "check the user name and password in the URL"
+    elif "unknown database" in lowered or ("database" in lowered and "does not exist" in lowered):
+        fix = f"create the database first (CREATE DATABASE {parsed.database}) or fix its name"
+    elif any(s in lowered for s in ("refused", "can't connect", "resolve", "name or service", "timed out")):
+        fix = "check that the server is running and that host and port are right"
+    else:
+        fix = "check the server, the database name and the credentials"
+    return f"cannot open storage {_redacted(parsed)!r}: {cause}: {fix}"
+
+
+def _redacted(parsed: URL) -> str:
+    return parsed.render_as_string(hide_password=True)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__
