@@ -50,8 +50,11 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA, then CPU), cpu, cuda or cuda:N
     mixed_precision: bool = True  # autocast to bfloat16/float16 on CUDA; ignored on CPU
     channels_last: bool | None = None  # None: on where measured faster (CPU and CUDA convolutions)
+    compile: bool = False  # torch.compile the model: slower first steps, maybe faster after (README GPU)
     grad_clip: float | None = None  # clip the global gradient norm to this value
-    num_workers: int = 0  # DataLoader worker processes
+    # DataLoader worker processes; auto: none on CPU (measured faster), cpus - 1 (at least 1) on CUDA
+    num_workers: int | str = "auto"
+    cpus: int | None = None  # CPU cores this run may use (num_workers auto); None: the process's affinity
     divergence_factor: float = 100.0  # a train/val loss this many times the initial loss counts as diverged
 
     def __post_init__(self) -> None:
@@ -62,7 +65,10 @@ class TrainConfig:
         _check_int(self.batch_size, "batch_size", low=1)
         _check_int(self.epochs, "epochs", low=1)
         _check_int(self.seed, "seed", low=0)
-        _check_int(self.num_workers, "num_workers", low=0)
+        if self.num_workers != "auto":
+            _check_int(self.num_workers, "num_workers", low=0)
+        if self.cpus is not None:
+            _check_int(self.cpus, "cpus", low=1)
         if self.pos_weight is not None:
             _check_float(self.pos_weight, "pos_weight", low=0.0, low_open=True)
         if self.grad_clip is not None:

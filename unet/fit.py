@@ -8,32 +8,33 @@ or by raising (the search service raises its own stop exception from it).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from unet.config import TrainConfig
+from unet.device import Precision, prepare_model, resolve_device, seed_everything
+from unet.epoch import OnBatch, train_epoch, validate
 from unet.errors import ConfigError
 from unet.history import EpochRecord
+from unet.loading import make_loaders
 from unet.losses import build_loss
-from unet.metrics import SegmentationMetrics
 from unet.model import build_model
 from unet.optim import build_optimizer, build_scheduler, current_lr
 
 logger = logging.getLogger(__name__)
 
 OnEpoch = Callable[[EpochRecord], bool | None]
-OnBatch = Callable[[int, int], None]
+
+# Also the public names of this module, for callers that import them from here.
+__all__ = ["FitResult", "OnBatch", "OnEpoch", "check_config", "fit", "resolve_device", "seed_everything"]
 
 
 @dataclass
@@ -67,24 +68,6 @@ def check_config(config: TrainConfig) -> None:
     build_scheduler(optimizer, config)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; an explicit CUDA device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {name!r} was asked for but CUDA is not available: use device 'auto' or 'cpu'"
-        )
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch so a CPU run is reproducible."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def fit(
     config: TrainConfig,
     train: Dataset,
@@ -116,26 +99,30 @@ def fit(
     seed_everything(config.seed)
     model = model if model is not None else build_model(config.model)
     channels_last = config.channels_last if config.channels_last is not None else True
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format)
+    model, memory_format = prepare_model(
+        model, device, channels_last=channels_last, compile_model=config.compile
+    )
     criterion = build_loss(config.loss, num_classes=config.model.num_classes, pos_weight=config.pos_weight)
     criterion = criterion.to(device)
     optimizer = build_optimizer(model.parameters(), config)
     scheduler = build_scheduler(optimizer, config)
-    amp = _Amp(device, enabled=config.mixed_precision)
-    train_loader, val_loader = _loaders(config, train, val, device)
+    precision = Precision(device, enabled=config.mixed_precision)
+    train_loader, val_loader = make_loaders(config, train, val, device)
+    logger.info(
+        "training on %s, %s, %d loader worker(s)", device, precision.describe(), train_loader.num_workers
+    )
     result = FitResult(model=model, device=str(device))
     first_loss: float | None = None
 
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         lr = current_lr(optimizer)
-        train_stats = _train_epoch(
-            model, criterion, optimizer, amp, train_loader, config, device, memory_format, on_batch
+        train_stats = train_epoch(
+            model, criterion, optimizer, precision, train_loader, config, device, memory_format, on_batch
         )
         train_seconds = time.perf_counter() - started
-        val_loss, metrics = _validate(
-            model, criterion, amp, val_loader, device, memory_format, config.model.num_classes
+        val_loss, metrics = validate(
+            model, criterion, precision, val_loader, device, memory_format, config.model.num_classes
         )
         scheduler.step(val_loss)
         record = EpochRecord(
@@ -165,61 +152,6 @@ def fit(
     return result
 
 
-@dataclass
-class _EpochStats:
-    loss: float
-    grad_norm: float
-    grad_norm_max: float
-    images: int
-    bad_step: int | None  # 1-based step whose loss was NaN/inf, if any
-    first_loss: float  # loss of the epoch's first step, before its update
-
-
-class _Amp:
-    """Autocast and gradient scaling on CUDA; a no-op on CPU."""
-
-    def __init__(self, device: torch.device, *, enabled: bool) -> None:
-        self.enabled = enabled and device.type == "cuda"
-        self.dtype = torch.bfloat16
-        if self.enabled and not torch.cuda.is_bf16_supported():
-            self.dtype = torch.float16
-        # float16 needs loss scaling to keep small gradients; bfloat16 has float32's range.
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and self.dtype == torch.float16)
-        self.device_type = device.type
-
-    def autocast(self) -> contextlib.AbstractContextManager[None]:
-        if not self.enabled:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
-
-
-def _loaders(
-    config: TrainConfig, train: Dataset, val: Dataset, device: torch.device
-) -> tuple[DataLoader, DataLoader]:
-    if len(train) == 0 or len(val) == 0:  # type: ignore[arg-type]
-        raise ConfigError(f"training needs images in both sets but got {len(train)} train and {len(val)} val")  # type: ignore[arg-type]
-    generator = torch.Generator().manual_seed(config.seed)
-    pin = device.type == "cuda"
-    # Dropping a last batch of one image keeps batch norm defined; otherwise keep every image.
-    drop_last = len(train) % config.batch_size == 1 and len(train) > config.batch_size  # type: ignore[arg-type]
-    common = {
-        "num_workers": config.num_workers,
-        "pin_memory": pin,
-        "persistent_workers": config.num_workers > 0,
-    }
-    train_loader = DataLoader(
-        train,
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=drop_last,
-        generator=generator,
-        worker_init_fn=_seed_worker,
-        **common,
-    )
-    val_loader = DataLoader(val, batch_size=config.batch_size, shuffle=False, **common)
-    return train_loader, val_loader
-
-
 def _check_data(config: TrainConfig, train: Dataset) -> None:
     """The model's channels and classes must fit the data; say which setting to change."""
     channels = getattr(train, "in_channels", None)
@@ -234,104 +166,6 @@ def _check_data(config: TrainConfig, train: Dataset) -> None:
             f"model.num_classes is {config.model.num_classes} but the masks have num_classes={classes}: "
             f"set model.num_classes={classes}"
         )
-
-
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def _train_epoch(
-    model: nn.Module,
-    criterion: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    amp: _Amp,
-    loader: DataLoader,
-    config: TrainConfig,
-    device: torch.device,
-    memory_format: torch.memory_format,
-    on_batch: OnBatch | None,
-) -> _EpochStats:
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    norm_sum = torch.zeros((), dtype=torch.float64, device=device)
-    norm_max = torch.zeros((), dtype=torch.float64, device=device)
-    steps = images = 0
-    total = len(loader)
-    bad_step: int | None = None
-    first_loss: torch.Tensor | None = None
-    for images_batch, masks in loader:
-        images_batch = images_batch.to(device, non_blocking=True, memory_format=memory_format)
-        masks = masks.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with amp.autocast():
-            logits = model(images_batch)
-        loss = criterion(logits.float(), masks)
-        steps += 1
-        images += images_batch.shape[0]
-        if first_loss is None:
-            first_loss = loss.detach()
-        if not torch.isfinite(loss):
-            loss_sum += loss.detach()
-            bad_step = steps
-            break
-        amp.scaler.scale(loss).backward()
-        amp.scaler.unscale_(optimizer)
-        norm = _grad_norm(params, config.grad_clip)
-        amp.scaler.step(optimizer)
-        amp.scaler.update()
-        loss_sum += loss.detach()
-        norm_sum += norm
-        norm_max = torch.maximum(norm_max, norm)
-        if on_batch is not None:
-            on_batch(steps, total)
-    good_steps = steps - (1 if bad_step else 0)
-    return _EpochStats(
-        loss=float(loss_sum) / max(steps, 1),
-        grad_norm=float(norm_sum) / good_steps if good_steps else float("nan"),
-        grad_norm_max=float(norm_max) if good_steps else float("nan"),
-        images=images,
-        bad_step=bad_step,
-        first_loss=float(first_loss) if first_loss is not None else float("nan"),
-    )
-
-
-def _grad_norm(params: list[nn.Parameter], clip: float | None) -> torch.Tensor:
-    """The global gradient L2 norm before clipping; clips to ``clip`` when it is set."""
-    if clip is not None:
-        return torch.nn.utils.clip_grad_norm_(params, clip).detach().double()
-    # Without clipping, only measure: clip_grad_norm_ would also rescale every gradient by 1.0.
-    grads = [p.grad for p in params if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads).detach().double()
-
-
-@torch.inference_mode()
-def _validate(
-    model: nn.Module,
-    criterion: nn.Module,
-    amp: _Amp,
-    loader: DataLoader,
-    device: torch.device,
-    memory_format: torch.memory_format,
-    num_classes: int,
-) -> tuple[float, dict[str, float]]:
-    model.eval()
-    metrics = SegmentationMetrics(num_classes=num_classes)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    batches = 0
-    for images_batch, masks in loader:
-        images_batch = images_batch.to(device, non_blocking=True, memory_format=memory_format)
-        masks = masks.to(device, non_blocking=True)
-        with amp.autocast():
-            logits = model(images_batch)
-        logits = logits.float()
-        loss_sum += criterion(logits, masks)
-        metrics.update(logits, masks)
-        batches += 1
-    scores = metrics.compute()
-    return float(loss_sum) / max(batches, 1), {"dice": float(scores["dice"]), "iou": float(scores["iou"])}
 
 
 def _divergence(

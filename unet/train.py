@@ -29,6 +29,7 @@ from unet.doctor import inspect_folder
 from unet.errors import UNetError
 from unet.fit import FitResult, check_config, fit
 from unet.history import EPOCH_FIELDS, EpochRecord
+from unet.loading import parse_num_workers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--no-channels-last", action="store_true", help="keep contiguous memory format")
-    p.add_argument("--num-workers", type=int, default=defaults.num_workers)
+    p.add_argument(
+        "--num-workers",
+        type=parse_num_workers,
+        default=defaults.num_workers,
+        help="DataLoader worker processes, or auto (none on CPU, one per spare core on CUDA)",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (README: GPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -117,6 +124,7 @@ def config_from_args(args: argparse.Namespace, *, in_channels: int, num_classes:
         channels_last=False if args.no_channels_last else None,
         grad_clip=args.grad_clip,
         num_workers=args.num_workers,
+        compile=args.compile,
     )
 
 

@@ -31,7 +31,7 @@ STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
 
 # Fixed settings that change where and how fast a trial runs, not what it learns: left out of the fingerprint
 # so that a study started on one machine can be continued on another.
-RUNTIME_SETTINGS = ("device", "num_workers", "channels_last")
+RUNTIME_SETTINGS = ("device", "num_workers", "channels_last", "compile", "cpus")
 
 __all__ = ["STUDIES_DIR", "SpecError", "StudySpec", "list_studies", "load_spec"]
 

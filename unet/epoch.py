@@ -1,0 +1,150 @@
+"""One training epoch and one validation pass, the inner loops of ``fit``.
+
+Everything accumulates on the device (losses, gradient norms, counts) and is read back once per epoch,
+so no step waits for the host.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from unet.config import TrainConfig
+from unet.device import Precision
+from unet.metrics import SegmentationMetrics
+
+logger = logging.getLogger(__name__)
+
+OnBatch = Callable[[int, int], None]
+
+
+@dataclass
+class EpochStats:
+    """What one training epoch measured."""
+
+    loss: float  # mean training loss over the steps taken
+    grad_norm: float  # mean gradient norm over the steps that updated the weights (NaN: none did)
+    grad_norm_max: float  # largest gradient norm of those steps
+    images: int  # images trained on
+    bad_step: int | None  # 1-based step whose loss was NaN/inf, if any
+    first_loss: float  # loss of the epoch's first step, before its update
+    skipped_steps: int = 0  # float16 steps the gradient scaler skipped for overflowing gradients
+
+
+def train_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    precision: Precision,
+    loader: DataLoader,
+    config: TrainConfig,
+    device: torch.device,
+    memory_format: torch.memory_format,
+    on_batch: OnBatch | None = None,
+) -> EpochStats:
+    """Train one pass over ``loader``; stops at the first step whose loss is not finite."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    norm_sum = torch.zeros((), dtype=torch.float64, device=device)
+    norm_max = torch.zeros((), dtype=torch.float64, device=device)
+    skipped = torch.zeros((), dtype=torch.int64, device=device)
+    steps = images = 0
+    total = len(loader)
+    bad_step: int | None = None
+    first_loss: torch.Tensor | None = None
+    for images_batch, masks in loader:
+        images_batch = images_batch.to(device, non_blocking=True, memory_format=memory_format)
+        masks = masks.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with precision.autocast():
+            logits = model(images_batch)
+        loss = criterion(logits.float(), masks)
+        steps += 1
+        images += images_batch.shape[0]
+        if first_loss is None:
+            first_loss = loss.detach()
+        if not torch.isfinite(loss):
+            loss_sum += loss.detach()
+            bad_step = steps
+            break
+        precision.scaler.scale(loss).backward()
+        precision.scaler.unscale_(optimizer)
+        norm = grad_norm(params, config.grad_clip)
+        precision.scaler.step(optimizer)
+        precision.scaler.update()
+        loss_sum += loss.detach()
+        counted = step_counts(norm, scaling=precision.scaling)
+        norm_sum += torch.where(counted, norm, 0.0)
+        norm_max = torch.where(counted, torch.maximum(norm_max, norm), norm_max)
+        skipped += (~counted).long()
+        if on_batch is not None:
+            on_batch(steps, total)
+    n_skipped = int(skipped)
+    if n_skipped:
+        logger.info("%d of %d step(s) skipped by the float16 gradient scaler (overflow)", n_skipped, steps)
+    updated = steps - (1 if bad_step else 0) - n_skipped
+    return EpochStats(
+        loss=float(loss_sum) / max(steps, 1),
+        grad_norm=float(norm_sum) / updated if updated else float("nan"),
+        grad_norm_max=float(norm_max) if updated else float("nan"),
+        images=images,
+        bad_step=bad_step,
+        first_loss=float(first_loss) if first_loss is not None else float("nan"),
+        skipped_steps=n_skipped,
+    )
+
+
+def step_counts(norm: torch.Tensor, *, scaling: bool) -> torch.Tensor:
+    """Whether a step's gradient norm counts in the epoch's statistics (a bool tensor, on the device).
+
+    Under a gradient scaler, a non-finite norm means scaled gradients overflowed: the scaler skips that
+    step and lowers its scale, the weights are untouched, and the norm says nothing about the model, so it
+    is left out (and the step counted as skipped, not as divergence). Without a scaler every step updates
+    the weights and counts, a non-finite norm included: then the run is diverging and the record says so.
+    """
+    if not scaling:
+        return torch.ones((), dtype=torch.bool, device=norm.device)
+    return torch.isfinite(norm)
+
+
+def grad_norm(params: list[nn.Parameter], clip: float | None) -> torch.Tensor:
+    """The global gradient L2 norm before clipping; clips to ``clip`` when it is set."""
+    if clip is not None:
+        return torch.nn.utils.clip_grad_norm_(params, clip).detach().double()
+    # Without clipping, only measure: clip_grad_norm_ would also rescale every gradient by 1.0.
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads).detach().double()
+
+
+@torch.inference_mode()
+def validate(
+    model: nn.Module,
+    criterion: nn.Module,
+    precision: Precision,
+    loader: DataLoader,
+    device: torch.device,
+    memory_format: torch.memory_format,
+    num_classes: int,
+) -> tuple[float, dict[str, float]]:
+    """Mean validation loss and the set's Dice and IoU, in loader order, without augmentation."""
+    model.eval()
+    metrics = SegmentationMetrics(num_classes=num_classes)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    batches = 0
+    for images_batch, masks in loader:
+        images_batch = images_batch.to(device, non_blocking=True, memory_format=memory_format)
+        masks = masks.to(device, non_blocking=True)
+        with precision.autocast():
+            logits = model(images_batch)
+        logits = logits.float()
+        loss_sum += criterion(logits, masks)
+        metrics.update(logits, masks)
+        batches += 1
+    scores = metrics.compute()
+    return float(loss_sum) / max(batches, 1), {"dice": float(scores["dice"]), "iou": float(scores["iou"])}

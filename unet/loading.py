@@ -1,0 +1,88 @@
+"""DataLoaders for ``fit``: how many worker processes, pinned memory and prefetching, per device.
+
+``num_workers: auto`` (the default) decides by device:
+
+* CUDA: augmentation runs in worker processes, one per CPU core the run may use (``TrainConfig.cpus``,
+  which the search service sets from ``execution.cpus_per_trial``) less one for the training process,
+  at least one; batches go to pinned memory so that copies to the device are asynchronous, and the
+  workers persist from epoch to epoch.
+* CPU: in-process loading (no workers). The same cores both augment and train there, so worker
+  processes only add inter-process copies: ``python -m bench --only pipeline`` measured a fit epoch with
+  0 workers at 1.07x the images/s of 1 worker on this project's CI machine (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from unet.config import TrainConfig
+from unet.errors import ConfigError
+
+# Batches each worker keeps ready. Two is PyTorch's default; the pipeline benchmark measured no gain from
+# four with the CPU augmentation (items/s within noise, BENCHMARKS.md), and deeper queues only hold more
+# pinned memory. bench/device_check.sh measures it again on a GPU.
+PREFETCH_FACTOR = 2
+
+
+def parse_num_workers(text: str) -> int | str:
+    """A command line's ``--num-workers``: ``auto`` or a number (argparse reports a ValueError)."""
+    return text if text == "auto" else int(text)
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_num_workers(config: TrainConfig, device: torch.device) -> int:
+    """The DataLoader worker processes for ``config.num_workers`` (a number, or ``auto``) on ``device``."""
+    if isinstance(config.num_workers, int):
+        return config.num_workers
+    if device.type != "cuda":
+        return 0
+    cpus = config.cpus if config.cpus is not None else usable_cpus()
+    return max(1, cpus - 1)
+
+
+def make_loaders(
+    config: TrainConfig, train: Dataset, val: Dataset, device: torch.device
+) -> tuple[DataLoader, DataLoader]:
+    """The shuffled, seeded training loader and the in-order validation loader.
+
+    Raises:
+        ConfigError: a set is empty.
+    """
+    if len(train) == 0 or len(val) == 0:  # type: ignore[arg-type]
+        raise ConfigError(f"training needs images in both sets but got {len(train)} train and {len(val)} val")  # type: ignore[arg-type]
+    generator = torch.Generator().manual_seed(config.seed)
+    workers = resolve_num_workers(config, device)
+    common: dict[str, object] = {"num_workers": workers, "pin_memory": device.type == "cuda"}
+    if workers > 0:
+        common.update(persistent_workers=True, prefetch_factor=PREFETCH_FACTOR)
+    # Dropping a last batch of one image keeps batch norm defined; otherwise keep every image.
+    drop_last = len(train) % config.batch_size == 1 and len(train) > config.batch_size  # type: ignore[arg-type]
+    train_loader = DataLoader(
+        train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=drop_last,
+        generator=generator,
+        worker_init_fn=_seed_worker,
+        **common,  # type: ignore[arg-type]
+    )
+    val_loader = DataLoader(val, batch_size=config.batch_size, shuffle=False, **common)  # type: ignore[arg-type]
+    return train_loader, val_loader
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
