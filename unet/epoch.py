@@ -21,6 +21,8 @@ from unet.metrics import SegmentationMetrics
 logger = logging.getLogger(__name__)
 
 OnBatch = Callable[[int, int], None]
+# Augments a batch already on the device: (images, masks) -> (images, masks).
+AugmentBatch = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -46,8 +48,13 @@ def train_epoch(
     device: torch.device,
     memory_format: torch.memory_format,
     on_batch: OnBatch | None = None,
+    augment: AugmentBatch | None = None,
 ) -> EpochStats:
-    """Train one pass over ``loader``; stops at the first step whose loss is not finite."""
+    """Train one pass over ``loader``; stops at the first step whose loss is not finite.
+
+    ``augment`` (the device-side geometric augmentation, when the data asks for it) runs on each batch
+    after it reached the device.
+    """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -61,6 +68,9 @@ def train_epoch(
     for images_batch, masks in loader:
         images_batch = images_batch.to(device, non_blocking=True, memory_format=memory_format)
         masks = masks.to(device, non_blocking=True)
+        if augment is not None:
+            images_batch, masks = augment(images_batch, masks)
+            images_batch = images_batch.contiguous(memory_format=memory_format)
         optimizer.zero_grad(set_to_none=True)
         with precision.autocast():
             logits = model(images_batch)

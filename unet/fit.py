@@ -9,11 +9,13 @@ or by raising (the search service raises its own stop exception from it).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -21,13 +23,16 @@ from torch.utils.data import Dataset
 
 from unet.config import TrainConfig
 from unet.device import Precision, prepare_model, resolve_device, seed_everything
-from unet.epoch import OnBatch, train_epoch, validate
+from unet.epoch import AugmentBatch, OnBatch, train_epoch, validate
 from unet.errors import ConfigError
 from unet.history import EpochRecord
 from unet.loading import make_loaders
 from unet.losses import build_loss
 from unet.model import build_model
 from unet.optim import build_optimizer, build_scheduler, current_lr
+
+if TYPE_CHECKING:  # the data package (albumentations, OpenCV) is not needed to train on tensors
+    from unet.data.device_geometry import DeviceGeometry
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +119,21 @@ def fit(
     result = FitResult(model=model, device=str(device))
     first_loss: float | None = None
 
+    augment = _device_augmentation(train, device, config.seed)
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         lr = current_lr(optimizer)
         train_stats = train_epoch(
-            model, criterion, optimizer, precision, train_loader, config, device, memory_format, on_batch
+            model,
+            criterion,
+            optimizer,
+            precision,
+            train_loader,
+            config,
+            device,
+            memory_format,
+            on_batch,
+            augment,
         )
         train_seconds = time.perf_counter() - started
         val_loss, metrics = validate(
@@ -150,6 +165,16 @@ def fit(
             result.stop_reason, result.stop_message = "callback", f"stopped by on_epoch after epoch {epoch}"
             break
     return result
+
+
+def _device_augmentation(train: Dataset, device: torch.device, seed: int) -> AugmentBatch | None:
+    """The data's device-side augmentation (``device_geometry``) bound to a seeded generator, or None."""
+    geometry: DeviceGeometry | None = getattr(train, "device_geometry", None)
+    if geometry is None:
+        return None
+    generator = torch.Generator(device=device).manual_seed(seed)
+    logger.info("flips and 90-degree rotations run on %s", device)
+    return functools.partial(geometry.apply, generator=generator)
 
 
 def _check_data(config: TrainConfig, train: Dataset) -> None:

@@ -51,6 +51,7 @@ def load_study_data(spec: StudySpec) -> StudyData:
             patch_size=f.patch_size,
             normalization=f.normalization,
             num_classes=f.num_classes,
+            geometry_on=f.geometry_on,
         )
         description = (
             f"folder {f.path}: {len(train)} train + {len(val)} val images, patches of {f.patch_size}"

@@ -63,6 +63,9 @@ class FolderData(_Section):
     normalization: Literal["zscore", "minmax", "dtype", "none"] = "zscore"  # per-image intensity scaling
     num_classes: int | None = Field(None, ge=1)  # K >= 2: masks of class indices 0..K-1; null or 1: binary
     seed: int = Field(0, ge=0)  # seed of the train/validation split
+    # Where flips and 90-degree rotations run: cpu (albumentations, in the loader) or device (on whole
+    # batches on the GPU, the same distributions; for when the CPUs cannot keep up: README, GPU).
+    geometry_on: Literal["cpu", "device"] = "cpu"
 
 
 class DataSpec(_Section):
@@ -178,6 +181,8 @@ class StudySpec(_Section):
         """
         data = self.to_dict()
         fixed = {k: v for k, v in flatten_settings(data["fixed"]).items() if k not in RUNTIME_SETTINGS}
+        # Where the flips run (cpu or device) changes the speed, not the augmentation.
+        data["data"].get("folder", {}).pop("geometry_on", None)
         parts = {
             "space": data["space"],
             "objective": data["objective"],

@@ -263,6 +263,8 @@ def build_config(
     settings = flatten_settings(spec.fixed) | dict(params)
     settings |= {"model.in_channels": in_channels, "model.num_classes": num_classes}
     settings["epochs"] = spec.budget.max_epochs
+    if settings.get("cpus") is None:  # the cores the trial reserved feed num_workers auto
+        settings["cpus"] = max(1, math.floor(spec.execution.cpus_per_trial))
     return TrainConfig.from_dict(nest_settings(settings))
 
 

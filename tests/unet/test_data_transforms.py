@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import collections
+
+import albumentations as A
 import numpy as np
 import pytest
+import torch
 
 from unet.data import NORMALIZATIONS, train_transforms, val_transforms
 from unet.data.normalization import get_normalization
+from unet.data.transforms import seed_transforms
 from unet.errors import ConfigError
 
 CHECKER = np.array([[[0.0], [255.0]], [[255.0], [0.0]]], dtype=np.float32)  # (2, 2, 1)
@@ -103,3 +108,33 @@ def test_bad_patch_size_is_a_config_error(patch_size: object) -> None:
         train_transforms(patch_size)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="patch_size"):
         val_transforms(patch_size)  # type: ignore[arg-type]
+
+
+def test_dataset_augmentation_steps_decide_independently():
+    # Found by tests/unet/test_data_device_geometry.py: albumentations' Compose.set_random_seed gives every
+    # step the same seed, so HorizontalFlip and VerticalFlip (both p=0.5) always agreed and the pipeline
+    # never produced a mirror image. Each of the four flip outcomes must appear about equally often.
+    from scipy.stats import chisquare
+
+    from unet.data.folder import FolderDataset, Sample
+
+    image = np.arange(64, dtype=np.uint8).reshape(8, 8, 1)
+    sample = Sample(stem="a", image=image, mask=image[:, :, 0].copy())
+    flips = A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)])
+    dataset = FolderDataset([sample], transform=flips, normalization="none", augmenting=True)
+    torch.manual_seed(0)
+    corners = collections.Counter()
+    for _ in range(400):
+        mask = dataset[0][1]
+        corners[tuple(int(i) for i in (mask == 0).nonzero()[0])] += 1  # where pixel (0, 0) went
+    assert set(corners) == {(0, 0), (0, 7), (7, 0), (7, 7)}
+    assert chisquare(list(corners.values())).pvalue > 1e-3
+
+
+def test_seed_transforms_gives_each_step_its_own_stream():
+    pipeline = A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)])
+    seed_transforms(pipeline, 3)
+    first = [t.py_random.random() for t in pipeline.transforms]
+    seed_transforms(pipeline, 3)
+    assert [t.py_random.random() for t in pipeline.transforms] == first  # reproducible
+    assert first[0] != first[1]  # and not the same draw for both steps

@@ -20,13 +20,14 @@ import torch
 from torch.utils.data import Dataset
 
 from unet.data.checks import check_float, check_int, check_num_classes
+from unet.data.device_geometry import DeviceGeometry
 from unet.data.files import Pair, paired_files
 from unet.data.images import read_image, read_mask
 from unet.data.masks import decode_mask
 from unet.data.normalization import get_normalization
 from unet.data.problems import DataProblem
 from unet.data.split import split_stems
-from unet.data.transforms import train_transforms, val_transforms
+from unet.data.transforms import seed_transforms, train_transforms, val_transforms
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         num_classes: 1 for binary masks, K >= 2 for class indices 0..K-1.
         stems: the samples' file stems, in item order.
         normalization: name of the normalisation applied last.
+        device_geometry: the augmentation steps left for ``fit`` to apply on the device (or None).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         normalization: str = "zscore",
         num_classes: int = 1,
         augmenting: bool = False,
+        device_geometry: DeviceGeometry | None = None,
     ) -> None:
         channels = {sample.image.shape[2] for sample in samples}
         if len(channels) > 1:
@@ -110,6 +113,8 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self._normalize = get_normalization(normalization)
         self._transform = transform
         self._augmenting = augmenting
+        # The part of the augmentation fit() applies to whole batches on the device, if any.
+        self.device_geometry = device_geometry
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -117,7 +122,7 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         sample = self.samples[index]
         if self._augmenting:
-            self._transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+            seed_transforms(self._transform, int(torch.randint(0, 2**31 - 1, ()).item()))
         out = self._transform(image=sample.image, mask=sample.mask)
         max_value = float(np.iinfo(sample.image.dtype).max)
         # The pipeline ends in [0, 1] (ToFloat); normalisations are defined on file units.
@@ -136,6 +141,7 @@ def folder_datasets(
     normalization: str = "zscore",
     num_classes: int | None = None,
     augment: bool = True,
+    geometry_on: str = "cpu",
 ) -> tuple[FolderDataset, FolderDataset]:
     """Training and validation datasets from ``root/images`` and ``root/masks``.
 
@@ -151,6 +157,8 @@ def folder_datasets(
         num_classes: None or 1 for binary masks; K >= 2 for masks of class indices 0..K-1
             (see ``unet.data.masks.decode_mask``).
         augment: False keeps only the random crop for training.
+        geometry_on: ``cpu`` (albumentations does everything) or ``device`` (the flips and 90° rotations
+            run on whole batches on the training device; ``unet.data.device_geometry``).
 
     Returns:
         ``(train, val)``. Both have the same ``in_channels``: 1 when every image of both folders is
@@ -188,10 +196,11 @@ def folder_datasets(
     classes = num_classes or 1
     train_set = FolderDataset(
         train,
-        transform=train_transforms(patch_size, augment=augment),
+        transform=train_transforms(patch_size, augment=augment, geometry_on=geometry_on),
         normalization=normalization,
         num_classes=classes,
         augmenting=True,
+        device_geometry=DeviceGeometry() if augment and geometry_on == "device" else None,
     )
     val_set = FolderDataset(
         val, transform=val_transforms(patch_size), normalization=normalization, num_classes=classes

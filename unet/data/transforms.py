@@ -14,35 +14,47 @@ from __future__ import annotations
 
 import albumentations as A
 import cv2
+import numpy as np
 
 from unet.data.checks import check_int
+from unet.errors import ConfigError
 
 _PAD = cv2.BORDER_REFLECT_101
 
 
-def train_transforms(patch_size: int, *, augment: bool = True) -> A.Compose:
+GEOMETRY_ON = ("cpu", "device")
+
+
+def train_transforms(patch_size: int, *, augment: bool = True, geometry_on: str = "cpu") -> A.Compose:
     """Random ``patch_size`` crop, flips, 90° rotations, a mild affine warp, then intensity jitter.
 
     Args:
         patch_size: side of the square patches; smaller images are padded by reflection, larger ones
             cropped at a random place, so images of different sizes batch together.
         augment: False keeps only the random crop (and the scaling to [0, 1]).
+        geometry_on: ``device`` leaves the flips and 90° rotations out, for
+            :class:`unet.data.device_geometry.DeviceGeometry` to apply to whole batches on the device.
+            They then come after the affine warp instead of before it; the warp's ranges are symmetric
+            (rotation, shear, translation, scale about 1) and so unchanged in distribution by a flip or a
+            quarter turn, and the intensity steps act per pixel: the augmentation is the same in
+            distribution.
 
     Returns:
         An ``A.Compose``; call it as ``out = t(image=image, mask=mask)``. Its randomness comes from its
         own seed (``t.set_random_seed``), not from numpy's or torch's global state.
     """
     check_int(patch_size, "patch_size", low=1)
+    if geometry_on not in GEOMETRY_ON:
+        raise ConfigError(f"geometry_on must be cpu or device but got {geometry_on!r}")
     crop = [
         A.PadIfNeeded(min_height=patch_size, min_width=patch_size, border_mode=_PAD),
         A.RandomCrop(height=patch_size, width=patch_size),
     ]
     if not augment:
         return A.Compose([*crop, A.ToFloat()])
+    dihedral = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5)]
     geometry = [
-        A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.5),
-        A.RandomRotate90(p=0.5),
+        *(dihedral if geometry_on == "cpu" else []),
         A.Affine(
             scale=(0.9, 1.1),
             translate_percent=(-0.05, 0.05),
@@ -58,6 +70,19 @@ def train_transforms(patch_size: int, *, augment: bool = True) -> A.Compose:
         A.GaussNoise(std_range=(0.01, 0.05), p=0.3),  # std as a fraction of the [0, 1] range
     ]
     return A.Compose([*crop, *geometry, A.ToFloat(), *intensity])
+
+
+def seed_transforms(pipeline: A.Compose, seed: int) -> None:
+    """Seed ``pipeline`` and give each of its steps an independent stream derived from ``seed``.
+
+    ``A.Compose.set_random_seed`` (albumentations 2.0) hands every step the same seed, so steps with the
+    same probability always decide alike: ``HorizontalFlip(p=0.5)`` and ``VerticalFlip(p=0.5)`` flipped
+    together (a half turn, never a mirror image) and every p=0.5 step ran exactly when the others did.
+    """
+    pipeline.set_random_seed(seed)
+    streams = np.random.SeedSequence(seed).spawn(len(pipeline.transforms))
+    for transform, stream in zip(pipeline.transforms, streams, strict=True):
+        transform.set_random_seed(int(stream.generate_state(1)[0]))
 
 
 def val_transforms(patch_size: int) -> A.Compose:
