@@ -31,6 +31,7 @@ def render(results: dict[str, Any]) -> str:
         ("throughput", _throughput),
         ("orchestration", lambda o: _orchestration(o, meta)),
         ("store", _store),
+        ("pipeline", _pipeline),
     ):
         section = sections.get(name)
         if section is None:
@@ -239,3 +240,9 @@ def _store(s: dict[str, Any]) -> str:
         + "\n"
     )
     return "\n".join(lines)
+
+
+def _pipeline(p: dict[str, Any]) -> str:
+    from bench.pipeline import markdown
+
+    return markdown(p)

@@ -17,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 import ray
+import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray import tune
@@ -97,6 +99,7 @@ def run_trial(config: dict[str, Any], job: WorkerJob) -> None:
     trial = optuna.trial.Trial(study, trial_id)
     try:
         trial.set_user_attr("ray_node_id", ray.get_runtime_context().get_node_id())
+        record_gpus(trial)
         outcome = execute_trial(ctx, trial)
         tell(study, trial, outcome)
     except UpdateFinishedTrialError:
@@ -116,6 +119,26 @@ def run_trial(config: dict[str, Any], job: WorkerJob) -> None:
         logger.exception("trial %d raised", trial.number)
         outcome = _fail_with_error(ctx, trial, e)
     _report(outcome.state.name, value=outcome.value, reason=outcome.reason, message=outcome.message)
+
+
+def record_gpus(trial: optuna.Trial) -> None:
+    """Record the GPUs Ray gave this trial (``gpu_ids``) and what the process sees of them.
+
+    Ray sets ``CUDA_VISIBLE_DEVICES`` to the trial's GPU ids, so the training library's ``auto`` (and
+    ``cuda``) device is the first GPU of the trial's share, whichever physical GPU that is. Where Ray
+    schedules by GPUs the process cannot use (a cluster started with ``--num-gpus`` on a machine without
+    CUDA, or a CPU build of torch), the trial trains on the CPU, and says so.
+    """
+    gpu_ids = [str(i) for i in ray.get_gpu_ids()]
+    trial.set_user_attr("gpu_ids", gpu_ids)
+    trial.set_user_attr("cuda_visible_devices", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if gpu_ids and not torch.cuda.is_available():
+        logger.warning(
+            "trial %d: Ray assigned GPU(s) %s but torch sees no CUDA device: training on the CPU",
+            trial.number,
+            ",".join(gpu_ids),
+        )
+        trial.set_user_attr("gpu_fallback", "cpu: torch sees no CUDA device")
 
 
 def _report(

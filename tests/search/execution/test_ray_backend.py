@@ -168,6 +168,7 @@ def in_process_worker(monkeypatch) -> list[dict]:
     monkeypatch.setattr(ray_worker.tune, "report", reports.append)
     node = SimpleNamespace(get_node_id=lambda: "node-here")
     monkeypatch.setattr(ray_worker.ray, "get_runtime_context", lambda: node)
+    monkeypatch.setattr(ray_worker.ray, "get_gpu_ids", lambda: [])
     for cache in ("_storages", "_specs", "_data", "_studies"):
         monkeypatch.setattr(ray_worker, cache, {})
     return reports

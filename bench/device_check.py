@@ -1,0 +1,347 @@
+"""The GPU device check behind ``bench/device_check.sh``: one run, at most 5 minutes, one JSON file.
+
+    python -m bench.device_check [--out device_check.json] [--device cuda|cpu] [--tiny]
+
+On a CUDA machine it measures, in this order (each part bounded in time, a failing part recorded with its
+error while the others still run):
+
+1. ``fit`` against a bare mixed-precision loop on the same model and batches at 256 x 256 (goal >= 0.95);
+2. aggregate images/s, GPU utilisation and peak memory per trial with 1, 2 and 4 trials packed on the GPU
+   (separate processes, as Ray runs them);
+3. loader-only items/s of the folder pipeline with ``num_workers: auto`` (and in-process), prefetch 2 and 4;
+4. a 4-trial smoke study through Ray on the GPU with ``gpus_per_trial: 0.25``.
+
+Without CUDA it exits with status 2 and one line, unless ``--device cpu`` (the tests run every part that
+way, at ``--tiny`` sizes). Nothing here needs the repository's data folder: images are generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader, TensorDataset
+
+from unet.config import ModelConfig, TrainConfig
+from unet.device import Precision, prepare_model, seed_everything
+from unet.fit import fit
+from unet.losses import build_loss
+from unet.model import build_model
+from unet.optim import build_optimizer
+
+REPO = Path(__file__).resolve().parents[1]
+# The issue's U-Net: depth 4, 16 filters, on 256 x 256 patches.
+MODEL = ModelConfig(in_channels=1, num_classes=1, depth=4, base_filters=16)
+
+
+class Sizes:
+    """How big each part is: the real check, or ``tiny`` for the CPU tests."""
+
+    def __init__(self, tiny: bool) -> None:
+        self.size = 32 if tiny else 256
+        self.batch = 4 if tiny else 16
+        self.images = 8 if tiny else 256  # per fit/bare epoch
+        self.rounds = 1 if tiny else 3
+        self.pack_seconds = 3.0 if tiny else 20.0  # training time of each packed-trial process
+        self.packing = (1, 2) if tiny else (1, 2, 4)
+        self.loader_items = 16 if tiny else 512
+        self.folder_images = 6 if tiny else 32
+        self.study_epochs = 1 if tiny else 3
+
+
+def batches(n: int, size: int, seed: int) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, size, size, generator=g)
+    return TensorDataset(x, (x[:, 0] > 0.8).long())
+
+
+def bare_amp_epoch(config: TrainConfig, data: TensorDataset, device: torch.device) -> float:
+    """Images/s of the plainest mixed-precision loop: pinned batches, autocast, scaler, step."""
+    seed_everything(0)
+    model, fmt = prepare_model(build_model(config.model), device, channels_last=True, compile_model=False)
+    optimizer = build_optimizer(model.parameters(), config)
+    criterion = build_loss(config.loss, num_classes=1).to(device)
+    precision = Precision(device, enabled=True)
+    loader = DataLoader(data, batch_size=config.batch_size, shuffle=True, pin_memory=device.type == "cuda")
+    model.train()
+    _sync(device)
+    start = time.perf_counter()
+    n = 0
+    for x, y in loader:
+        x = x.to(device, non_blocking=True, memory_format=fmt)
+        y = y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with precision.autocast():
+            logits = model(x)
+        precision.scaler.scale(criterion(logits.float(), y)).backward()
+        precision.scaler.step(optimizer)
+        precision.scaler.update()
+        n += x.shape[0]
+    _sync(device)
+    return n / (time.perf_counter() - start)
+
+
+def fit_vs_bare(device: torch.device, s: Sizes) -> dict[str, Any]:
+    config = TrainConfig(model=MODEL, batch_size=s.batch, epochs=1, device=str(device), num_workers=0)
+    data, val = batches(s.images, s.size, 0), batches(s.batch, s.size, 1)
+    rates: dict[str, list[float]] = {"fit": [], "bare": []}
+    for _ in range(s.rounds + 1):  # the first round warms up (cuDNN autotuning, allocator)
+        rates["fit"].append(fit(config, data, val).history[0].images_per_s)
+        rates["bare"].append(bare_amp_epoch(config, data, device))
+    med = {k: statistics.median(v[1:] if len(v) > 1 else v) for k, v in rates.items()}
+    return {
+        "image_size": s.size,
+        "batch_size": s.batch,
+        "images_per_s": {k: round(v, 1) for k, v in med.items()},
+        "fit_over_bare": round(med["fit"] / med["bare"], 3),
+        "goal": 0.95,
+        "precision": Precision(device, enabled=True).describe(),
+    }
+
+
+def _packed_trial(device_name: str, size: int, batch: int, seconds: float, queue: Any) -> None:
+    """One packed trial's process: train for ``seconds`` and report images/s and peak memory."""
+    device = torch.device(device_name)
+    config = TrainConfig(model=MODEL, batch_size=batch, device=device_name)
+    seed_everything(0)
+    model, fmt = prepare_model(build_model(config.model), device, channels_last=True, compile_model=False)
+    optimizer = build_optimizer(model.parameters(), config)
+    criterion = build_loss(config.loss, num_classes=1).to(device)
+    precision = Precision(device, enabled=True)
+    x = torch.randn(batch, 1, size, size, device=device).contiguous(memory_format=fmt)
+    y = (x[:, 0] > 0.8).long()
+    images, start, warm = 0, time.perf_counter(), None
+    while time.perf_counter() - start < seconds:
+        optimizer.zero_grad(set_to_none=True)
+        with precision.autocast():
+            logits = model(x)
+        precision.scaler.scale(criterion(logits.float(), y)).backward()
+        precision.scaler.step(optimizer)
+        precision.scaler.update()
+        if warm is None:  # the first step (autotuning) is not counted
+            _sync(device)
+            warm = time.perf_counter()
+        else:
+            images += batch
+    _sync(device)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    queue.put({"images_per_s": images / (time.perf_counter() - (warm or start)), "peak_bytes": peak})
+
+
+def packing(device: torch.device, s: Sizes) -> dict[str, Any]:
+    context = mp.get_context("spawn")  # CUDA cannot be used in forked children
+    out: dict[str, Any] = {}
+    for n in s.packing:
+        queue = context.Queue()
+        sampler = UtilisationSampler(device)
+        procs = [
+            context.Process(target=_packed_trial, args=(str(device), s.size, s.batch, s.pack_seconds, queue))
+            for _ in range(n)
+        ]
+        with sampler:
+            for p in procs:
+                p.start()
+            results = [queue.get(timeout=s.pack_seconds + 120) for _ in procs]
+            for p in procs:
+                p.join()
+        out[str(n)] = {
+            "aggregate_images_per_s": round(sum(r["images_per_s"] for r in results), 1),
+            "per_trial_images_per_s": [round(r["images_per_s"], 1) for r in results],
+            "peak_memory_mib_per_trial": [round(r["peak_bytes"] / 2**20, 1) for r in results],
+            "gpu_utilisation_percent": sampler.summary(),
+        }
+    return out
+
+
+class UtilisationSampler:
+    """Samples GPU utilisation (nvidia-smi, else torch.cuda.utilization) every 0.5 s while in use."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.samples, self._stop = device, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> UtilisationSampler:
+        if self.device.type == "cuda":
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            value = gpu_utilisation(self.device)
+            if value is not None:
+                self.samples.append(value)
+
+    def summary(self) -> dict[str, float] | None:
+        if not self.samples:
+            return None
+        return {"mean": round(statistics.mean(self.samples), 1), "max": max(self.samples)}
+
+
+def gpu_utilisation(device: torch.device) -> float | None:
+    index = device.index or 0
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", f"--id={index}"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return float(out.stdout.strip().splitlines()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        pass
+    try:
+        return float(torch.cuda.utilization(device))
+    except Exception:  # no pynvml/amdsmi: no figure rather than a failed check
+        return None
+
+
+def write_folder(root: Path, n: int, size: int) -> Path:
+    """A dataset folder of ``n`` generated gray PNGs and masks (``images/``, ``masks/``)."""
+    import cv2
+
+    from unet.data import synthetic_datasets
+
+    train, _ = synthetic_datasets(n_train=n, n_val=1, size=size, seed=0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        image, mask = train[i]
+        cv2.imwrite(str(root / "images" / f"{i:03d}.png"), (image[0].clamp(0, 1) * 255).byte().numpy())
+        cv2.imwrite(str(root / "masks" / f"{i:03d}.png"), (mask.numpy() * 255).astype(np.uint8))
+    return root
+
+
+def loader_only(device: torch.device, s: Sizes, workdir: Path) -> dict[str, Any]:
+    from bench.pipeline import loader_rate
+    from unet.data import folder_datasets
+    from unet.loading import resolve_num_workers
+
+    root = write_folder(workdir / "folder", s.folder_images, s.size + s.size // 4)
+    train, _ = folder_datasets(root, patch_size=s.size)
+    auto = resolve_num_workers(TrainConfig(), device)
+    rates = {"in_process": loader_rate(train, items=s.loader_items, batch_size=s.batch, workers=0)}
+    for prefetch in (2, 4):
+        if auto > 0:
+            rates[f"auto_{auto}_workers_prefetch_{prefetch}"] = loader_rate(
+                train, items=s.loader_items, batch_size=s.batch, workers=auto, prefetch=prefetch
+            )
+    return {"auto_workers": auto, "items_per_s": {k: round(v, 1) for k, v in rates.items()}}
+
+
+def smoke_study(device: torch.device, s: Sizes, workdir: Path) -> dict[str, Any]:
+    """4 trials through ``python -m search.run --backend ray`` with ``gpus_per_trial: 0.25``."""
+    import optuna
+
+    spec = yaml.safe_load((REPO / "studies" / "unet-smoke.yaml").read_text())
+    spec["name"] = "device-check"
+    spec["data"]["synthetic"] |= {"size": s.size, "n_train": 4 * s.batch, "n_val": s.batch}
+    spec["budget"] = {"n_trials": 4, "timeout": None, "max_epochs": s.study_epochs}
+    spec["execution"] = {"concurrency": 4, "cpus_per_trial": 1, "gpus_per_trial": 0.25, "max_retries": 0}
+    spec["fixed"]["device"] = "auto"
+    path = workdir / "device-check.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    url = f"sqlite:///{workdir / 'device-check.db'}"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "search.run", "--study", str(path), "--storage", url, "--backend", "ray"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    trials = optuna.load_study(study_name="device-check", storage=url).get_trials(deepcopy=False)
+    return {
+        "exit_status": done.returncode,
+        "seconds": round(time.perf_counter() - started, 1),
+        "states": [t.state.name for t in trials],
+        "gpu_ids": [t.user_attrs.get("gpu_ids") for t in trials],
+        "gpu_fallback": [t.user_attrs.get("gpu_fallback") for t in trials],
+        "output_tail": (done.stdout + done.stderr)[-1500:] if done.returncode else None,
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(device: torch.device, *, tiny: bool, say: Callable[[str], None] = print) -> dict[str, Any]:
+    s = Sizes(tiny)
+    figures: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "tiny": tiny,
+        "seconds": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="device-check-") as tmp:
+        parts: dict[str, Callable[[], dict[str, Any]]] = {
+            "fit_vs_bare": lambda: fit_vs_bare(device, s),
+            "packing": lambda: packing(device, s),
+            "loader_only": lambda: loader_only(device, s, Path(tmp)),
+            "smoke_study": lambda: smoke_study(device, s, Path(tmp)),
+        }
+        for name, part in parts.items():
+            say(f"[device_check] {name} ...")
+            started = time.perf_counter()
+            try:
+                figures[name] = part()
+            except Exception as e:  # one failing part must not lose the others' figures
+                traceback.print_exc()
+                figures[name] = {"error": f"{type(e).__name__}: {str(e).strip()[:300]}"}
+            figures["seconds"][name] = round(time.perf_counter() - started, 1)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.device_check", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("device_check.json"), help="the JSON file written")
+    p.add_argument("--device", default="cuda", help="cuda (the check) or cpu (tests of the script)")
+    p.add_argument("--tiny", action="store_true", help="tiny sizes (seconds; figures meaningless)")
+    args = p.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(
+            "error: the device check needs a CUDA GPU but torch sees none "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}): run it on a GPU machine "
+            "with the CUDA build of torch",
+            file=sys.stderr,
+        )
+        return 2
+    device = torch.device(args.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    figures = run(device, tiny=args.tiny, say=lambda m: print(m, file=sys.stderr, flush=True))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"[device_check] figures in {args.out}", file=sys.stderr)
+    failed = [k for k, v in figures.items() if isinstance(v, dict) and "error" in v]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""bench/device_check: the clear exit without CUDA, and every part of the check run on the CPU, tiny."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.device_check import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_without_cuda_the_check_exits_2_with_one_line(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "d.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the device check needs a CUDA GPU")
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_the_shell_script_exits_2_without_cuda(tmp_path):
+    done = subprocess.run(
+        ["bash", str(REPO / "bench" / "device_check.sh"), str(tmp_path / "d.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: the device check needs a CUDA GPU")
+
+
+@pytest.mark.slow
+def test_every_part_runs_on_the_cpu(tmp_path):
+    out = tmp_path / "d.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.device_check", "--device", "cpu", "--tiny", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["device"] == "cpu" and figures["tiny"]
+    assert figures["fit_vs_bare"]["fit_over_bare"] > 0
+    assert figures["fit_vs_bare"]["precision"] == "float32"
+    packed = figures["packing"]
+    assert set(packed) == {"1", "2"}
+    assert len(packed["2"]["per_trial_images_per_s"]) == 2 and packed["2"]["aggregate_images_per_s"] > 0
+    assert packed["1"]["gpu_utilisation_percent"] is None  # no GPU to sample
+    assert figures["loader_only"]["auto_workers"] == 0  # CPU: in-process
+    assert figures["loader_only"]["items_per_s"]["in_process"] > 0
+    study = figures["smoke_study"]
+    assert study["exit_status"] == 0, study["output_tail"]
+    assert len(study["states"]) == 4 and set(study["states"]) <= {"COMPLETE", "PRUNED"}
+    assert study["gpu_ids"] == [[]] * 4  # a CPU-only Ray: gpus_per_trial 0.25 becomes 0, with a warning
