@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from search.spec.schema import load_spec
+from search.spec.schema import StudySpec, load_spec
 from search.spec.space import (
     CategoricalParam,
     FloatParam,
@@ -96,8 +96,22 @@ def test_build_config_puts_dotted_names_into_the_model_config() -> None:
         epochs=10,
         scheduler="none",
         loss="dice_bce",
+        cpus=1,  # execution.cpus_per_trial: the cores num_workers auto divides
     )
     assert config == expected
+
+
+@pytest.mark.parametrize(
+    ("cpus_per_trial", "fixed", "expected"), [(4, {}, 4), (2.5, {}, 2), (0.5, {}, 1), (4, {"cpus": 2}, 2)]
+)
+def test_build_config_gives_the_trial_its_reserved_cpus(cpus_per_trial, fixed, expected) -> None:
+    spec = load_spec("unet-arch")
+    data = spec.to_dict()
+    data["execution"]["cpus_per_trial"] = cpus_per_trial
+    data["fixed"] |= fixed
+    spec = StudySpec.from_dict(data)
+    params = {"model.depth": 4, "model.base_filters": 24, "model.norm": "group"}
+    assert build_config(spec, params, in_channels=3, num_classes=1).cpus == expected
 
 
 def test_build_config_combines_fixed_settings_params_and_epochs() -> None:
