@@ -18,10 +18,12 @@ way, at ``--tiny`` sizes). Nothing here needs the repository's data folder: imag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -58,11 +60,13 @@ class Sizes:
         self.batch = 4 if tiny else 16
         self.images = 8 if tiny else 256  # per fit/bare epoch
         self.rounds = 1 if tiny else 3
-        self.pack_seconds = 3.0 if tiny else 20.0  # training time of each packed-trial process
+        self.pack_seconds = 3.0 if tiny else 15.0  # training time of each packed-trial process
         self.packing = (1, 2) if tiny else (1, 2, 4)
         self.loader_items = 16 if tiny else 512
         self.folder_images = 6 if tiny else 32
         self.study_epochs = 1 if tiny else 3
+        # The real check must fit in 5 minutes; the tiny one runs on loaded 2-core CI machines.
+        self.study_timeout = 900.0 if tiny else 150.0
 
 
 def batches(n: int, size: int, seed: int) -> TensorDataset:
@@ -264,23 +268,58 @@ def smoke_study(device: torch.device, s: Sizes, workdir: Path) -> dict[str, Any]
     path.write_text(yaml.safe_dump(spec))
     url = f"sqlite:///{workdir / 'device-check.db'}"
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "search.run", "--study", str(path), "--storage", url, "--backend", "ray"],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+    command = [sys.executable, "-m", "search.run", "--study", str(path), "--storage", url, "--backend", "ray"]
+    returncode, output = run_in_own_session(
+        command, cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=s.study_timeout
     )
     trials = optuna.load_study(study_name="device-check", storage=url).get_trials(deepcopy=False)
     return {
-        "exit_status": done.returncode,
+        "exit_status": returncode,
         "seconds": round(time.perf_counter() - started, 1),
         "states": [t.state.name for t in trials],
         "gpu_ids": [t.user_attrs.get("gpu_ids") for t in trials],
         "gpu_fallback": [t.user_attrs.get("gpu_fallback") for t in trials],
-        "output_tail": (done.stdout + done.stderr)[-1500:] if done.returncode else None,
+        "output_tail": output[-1500:] if returncode else None,
     }
+
+
+def run_in_own_session(
+    command: list[str], *, cwd: Path, env: dict[str, str], timeout: float
+) -> tuple[int, str]:
+    """Run ``command`` in a session of its own; past ``timeout``, SIGTERM it (the driver then marks its
+    trials interrupted and stops its Ray), and 30 s later SIGKILL whatever of the session is left, so
+    that no Ray process outlives the check."""
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            output, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+        output += f"\n[device_check] stopped after {timeout:.0f} s"
+    for pid in _session_pids(proc.pid):  # Ray daemons the driver left behind
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return (proc.returncode if proc.returncode is not None else -1), output
+
+
+def _session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+                pids.append(int(entry.name))
+    return pids
 
 
 def _sync(device: torch.device) -> None:

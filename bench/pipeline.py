@@ -17,6 +17,7 @@ ratio on a GPU comes from ``bench/device_check.sh``.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -179,6 +180,30 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     return figures
 
 
+DEVICE_CHECK = REPO / "bench" / "results" / "device_check.json"
+
+
+def device_check_line() -> str:
+    """What ``bench/device_check.sh`` measured on a GPU (its JSON beside these results), or "none"."""
+    if not DEVICE_CHECK.exists():
+        return (
+            "**Device check: none was run** (no GPU was available to this run); the GPU side of these "
+            "ratios comes from `bash bench/device_check.sh` on a CUDA machine (README, GPUs)."
+        )
+    d = json.loads(DEVICE_CHECK.read_text())
+    fit = d.get("fit_vs_bare", {})
+    packed = {
+        n: p.get("aggregate_images_per_s") for n, p in d.get("packing", {}).items() if isinstance(p, dict)
+    }
+    loader = d.get("loader_only", {}).get("items_per_s")
+    return (
+        f"**Device check** ({d.get('date')}, {d.get('device_name')}): fit / bare AMP loop at "
+        f"{fit.get('image_size')} px: {fit.get('fit_over_bare')} (goal 0.95; {fit.get('images_per_s')}); "
+        f"aggregate images/s by trials packed on the GPU: {packed}; loader items/s: {loader}; "
+        f"Ray smoke study: {d.get('smoke_study', {}).get('states')}."
+    )
+
+
 def markdown(p: dict[str, Any]) -> str:
     """The section of BENCHMARKS.md."""
     loader = p["loader_items_per_s"]
@@ -196,8 +221,7 @@ def markdown(p: dict[str, Any]) -> str:
         "one thread per process)\n\n"
         "The training loader (albumentations on the real nuclei images) against the training step on the "
         "same batches already in memory. This machine is shared with other work right now, so absolute "
-        "figures are noisy; the ratios are measured within one run. The GPU side of the same ratio is "
-        "`bench/device_check.sh`'s (no device check was run: no GPU was available).\n\n"
+        "figures are noisy; the ratios are measured within one run.\n\n" + device_check_line() + "\n\n"
         "| loader | items/s |\n|---|---|\n" + rows + "\n"
         f"- training step (CPU, 1 thread): **{p['step_images_per_s']}** images/s; loader items/s per core "
         f"/ step images/s: **{p['loader_per_core_over_step']}** (above 1: one core feeds a CPU step; a GPU "

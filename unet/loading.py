@@ -6,9 +6,10 @@
   which the search service sets from ``execution.cpus_per_trial``) less one for the training process,
   at least one; batches go to pinned memory so that copies to the device are asynchronous, and the
   workers persist from epoch to epoch.
-* CPU: in-process loading (no workers). The same cores both augment and train there, so worker
-  processes only add inter-process copies: ``python -m bench --only pipeline`` measured a fit epoch with
-  0 workers at 1.07x the images/s of 1 worker on this project's CI machine (BENCHMARKS.md).
+* CPU: in-process loading (no workers). The same cores both augment and train there, so a worker process
+  only adds inter-process copies: ``python -m bench --only pipeline`` measured a fit epoch on one core
+  (a CPU trial's default reservation) in-process at 1.43x the images/s of 1 worker (1.0 vs 0.7
+  images/s at 128 px, on a shared, heavily loaded 2-core machine: BENCHMARKS.md, Data pipeline).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from torch.utils.data import DataLoader, Dataset
 from unet.config import TrainConfig
 from unet.errors import ConfigError
 
-# Batches each worker keeps ready. Two is PyTorch's default; the pipeline benchmark measured no gain from
-# four with the CPU augmentation (items/s within noise, BENCHMARKS.md), and deeper queues only hold more
-# pinned memory. bench/device_check.sh measures it again on a GPU.
-PREFETCH_FACTOR = 2
+# Batches each worker keeps ready. The pipeline benchmark measured 4 ahead of PyTorch's default 2 in both
+# pairs it ran (1 worker: 26.1 vs 21.3 items/s; 2 workers: 22.6 vs 20.2, at 128 px, BENCHMARKS.md): a
+# deeper queue rides out slow items (large images, heavy augmentation draws), and four 256 px batches of
+# 16 are ~50 MB of pinned memory per worker. bench/device_check.sh measures both again on a GPU machine.
+PREFETCH_FACTOR = 4
 
 
 def parse_num_workers(text: str) -> int | str:

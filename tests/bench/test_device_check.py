@@ -40,7 +40,7 @@ def test_every_part_runs_on_the_cpu(tmp_path):
         [sys.executable, "-m", "bench.device_check", "--device", "cpu", "--tiny", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1500,
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
