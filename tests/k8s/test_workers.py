@@ -42,7 +42,7 @@ from k8s_support import (
 from optuna.trial import TrialState
 
 from search.execution.study import count_trials, open_study
-from search.k8s.cli import wait_for_store
+from search.k8s.store_wait import wait_for_store
 from search.spec.schema import STUDIES_DIR, load_spec
 from search.store.engine import EPOCHS, HEARTBEATS, StoreError, open_storage
 from unet.errors import ConfigError
