@@ -14,7 +14,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +53,7 @@ class Overrides:
         data = copy.deepcopy(dict(raw))
         if self.data_path is not None:
             folder = (data.get("data") or {}).get("folder") or {}
-            # Absolute but not resolved: the folder the user named, a symlink staying a symlink.
-            path = os.path.abspath(Path(self.data_path).expanduser())
+            path = str(Path(self.data_path).expanduser().resolve())
             data["data"] = {"source": "folder", "folder": {**folder, "path": path}}
         for section, key, value in (
             ("budget", "n_trials", self.n_trials),

@@ -22,10 +22,11 @@ from search.store.engine import open_storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def smoke(n_trials: int) -> StudySpec:
+def smoke(n_trials: int, max_retries: int) -> StudySpec:
     data = load_spec("unet-smoke").to_dict()
     data.pop("source")
     data["budget"] = {"n_trials": n_trials, "max_epochs": 1}
+    data["execution"]["max_retries"] = max_retries
     return StudySpec.from_dict(data)
 
 
@@ -34,8 +35,8 @@ def opened(tmp_path: Path):
     """``opened(n_trials)``: the smoke study (1 epoch per trial) in a fresh SQLite store, and its context."""
     storages = []
 
-    def open_(n_trials: int, **context) -> tuple[optuna.Study, TrialContext]:
-        spec = smoke(n_trials)
+    def open_(n_trials: int, max_retries: int = 0, **context) -> tuple[optuna.Study, TrialContext]:
+        spec = smoke(n_trials, max_retries)
         storage = open_storage(f"sqlite:///{tmp_path / 'local.db'}")
         storages.append(storage)
         study, _ = open_study(storage, spec)
@@ -46,6 +47,7 @@ def opened(tmp_path: Path):
         storage.engine.dispose()
 
 
+@pytest.mark.slow
 def test_runs_until_the_budget_and_reports_every_trial(opened) -> None:
     study, ctx = opened(2)
     seen = []
@@ -60,7 +62,7 @@ def test_runs_until_the_budget_and_reports_every_trial(opened) -> None:
 
 
 def test_a_lost_trial_is_reaped_retried_and_not_counted(opened) -> None:
-    study, ctx = opened(1)
+    study, ctx = opened(1, max_retries=1)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lost = study.ask()  # the baseline, as a worker that died at once would have left it
@@ -81,7 +83,7 @@ def test_an_interrupt_fails_the_trial_and_enqueues_it_once_more(opened) -> None:
         raise KeyboardInterrupt
 
     study, ctx = opened(1, on_epoch=interrupt)
-    assert ctx.spec.execution.max_retries == 0  # an interrupt still gets its retry
+    assert ctx.spec.execution.max_retries == 0  # an interrupt still gets its retry (max_retries + 1)
     with pytest.raises(KeyboardInterrupt):
         run_local(study, ctx, n_trials=1)
     first, retry = study.get_trials()

@@ -56,6 +56,7 @@ def run_one(tmp_path: Path):
         storage.engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_complete_trial_is_scored_by_its_best_epoch(run_one) -> None:
     outcome, trial, epochs = run_one(NEVER)
     assert outcome.state == TrialState.COMPLETE and outcome.reason is None
@@ -69,6 +70,7 @@ def test_a_complete_trial_is_scored_by_its_best_epoch(run_one) -> None:
     assert STOP_REASON not in trial.user_attrs
 
 
+@pytest.mark.slow
 def test_a_plateau_stops_the_trial_with_its_reason_and_every_epoch_reported(run_one) -> None:
     outcome, trial, epochs = run_one(AT_ONCE)
     assert (outcome.state, outcome.reason) == (TrialState.PRUNED, "plateau")
