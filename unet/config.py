@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from unet.divergence import GUARD_FACTOR
 from unet.errors import ConfigError
 
 
@@ -55,7 +56,8 @@ class TrainConfig:
     # DataLoader worker processes; auto: none on CPU (measured faster), cpus - 1 (at least 1) on CUDA
     num_workers: int | str = "auto"
     cpus: int | None = None  # CPU cores this run may use (num_workers auto); None: the process's affinity
-    divergence_factor: float = 100.0  # a train/val loss this many times the initial loss counts as diverged
+    # a train/val loss this many times the initial loss counts as diverged (unet.divergence.GUARD_FACTOR)
+    divergence_factor: float = GUARD_FACTOR
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelConfig):

@@ -117,7 +117,8 @@ def prepare_model(
         format batches must be given in.
     """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format)
+    # Module.to takes memory_format (torch documents it); torch's type stubs lack that overload.
+    model = model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
     if device.type == "cuda":
         # Patches have one size per run, so the autotuner's first-batch search is paid once.
         torch.backends.cudnn.benchmark = True

@@ -157,4 +157,6 @@ def validate(
         metrics.update(logits, masks)
         batches += 1
     scores = metrics.compute()
-    return float(loss_sum) / max(batches, 1), {"dice": float(scores["dice"]), "iou": float(scores["iou"])}
+    dice, iou = scores["dice"], scores["iou"]
+    assert isinstance(dice, float) and isinstance(iou, float)  # the means; per-class scores are dicts
+    return float(loss_sum) / max(batches, 1), {"dice": dice, "iou": iou}

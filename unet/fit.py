@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from unet.config import TrainConfig
 from unet.device import Precision, prepare_model, resolve_device, seed_everything
+from unet.divergence import exceeds
 from unet.epoch import AugmentBatch, OnBatch, train_epoch, validate
 from unet.errors import ConfigError
 from unet.history import EpochRecord
@@ -205,7 +206,7 @@ def _divergence(
     if first_loss is None:
         return None
     for name, value in (("train", record.train_loss), ("val", record.val_loss)):
-        if value > factor * first_loss:
+        if exceeds(value, first_loss, factor):
             return (
                 f"{name} loss {value:.4g} at epoch {record.epoch} is over {factor:g}x the initial loss "
                 f"{first_loss:.4g}: lower the learning rate"
