@@ -273,7 +273,10 @@ def smoke_study(device: torch.device, s: Sizes, workdir: Path) -> dict[str, Any]
     returncode, output = run_in_own_session(
         command, cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=s.study_timeout
     )
-    trials = optuna.load_study(study_name="device-check", storage=url).get_trials(deepcopy=False)
+    try:
+        trials = optuna.load_study(study_name="device-check", storage=url).get_trials(deepcopy=False)
+    except KeyError:  # the run failed before it created the study: its output says why
+        trials = []
     return {
         "exit_status": returncode,
         "seconds": round(time.perf_counter() - started, 1),
