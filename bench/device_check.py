@@ -18,17 +18,13 @@ way, at ``--tiny`` sizes). Nothing here needs the repository's data folder: imag
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing as mp
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -40,6 +36,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
+from bench.device_tools import UtilisationSampler, run_in_own_session
 from unet.config import ModelConfig, TrainConfig
 from unet.device import Precision, prepare_model, seed_everything
 from unet.fit import fit
@@ -174,54 +171,6 @@ def packing(device: torch.device, s: Sizes) -> dict[str, Any]:
     return out
 
 
-class UtilisationSampler:
-    """Samples GPU utilisation (nvidia-smi, else torch.cuda.utilization) every 0.5 s while in use."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.samples, self._stop = device, [], threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> UtilisationSampler:
-        if self.device.type == "cuda":
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            value = gpu_utilisation(self.device)
-            if value is not None:
-                self.samples.append(value)
-
-    def summary(self) -> dict[str, float] | None:
-        if not self.samples:
-            return None
-        return {"mean": round(statistics.mean(self.samples), 1), "max": max(self.samples)}
-
-
-def gpu_utilisation(device: torch.device) -> float | None:
-    index = device.index or 0
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", f"--id={index}"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return float(out.stdout.strip().splitlines()[0])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        pass
-    try:
-        return float(torch.cuda.utilization(device))
-    except Exception:  # no pynvml/amdsmi: no figure rather than a failed check
-        return None
-
-
 def write_folder(root: Path, n: int, size: int) -> Path:
     """A dataset folder of ``n`` generated gray PNGs and masks (``images/``, ``masks/``)."""
     import cv2
@@ -285,45 +234,6 @@ def smoke_study(device: torch.device, s: Sizes, workdir: Path) -> dict[str, Any]
         "gpu_fallback": [t.user_attrs.get("gpu_fallback") for t in trials],
         "output_tail": output[-1500:] if returncode else None,
     }
-
-
-def run_in_own_session(
-    command: list[str], *, cwd: Path, env: dict[str, str], timeout: float
-) -> tuple[int, str]:
-    """Run ``command`` in a session of its own; past ``timeout``, SIGTERM it (the driver then marks its
-    trials interrupted and stops its Ray), and 30 s later SIGKILL whatever of the session is left, so
-    that no Ray process outlives the check."""
-    proc = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            output, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-        output += f"\n[device_check] stopped after {timeout:.0f} s"
-    for pid in _session_pids(proc.pid):  # Ray daemons the driver left behind
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return (proc.returncode if proc.returncode is not None else -1), output
-
-
-def _session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-                pids.append(int(entry.name))
-    return pids
 
 
 def _sync(device: torch.device) -> None:
