@@ -5,7 +5,8 @@ intermediate value, writes the epoch table, decides stops with
 ``search.pruning.rules.TrialStopper``, and leaves
 on the trial the user attributes that explain it: ``stop_reason``, ``stop_epoch``, ``stop_detail``,
 ``stop_message`` for a stopped or failed trial, ``best_epoch`` for a scored one, and ``diagnosis``
-(with ``diagnosis_summary``) for every trial that trained at least one epoch. The caller tells Optuna the
+(with ``diagnosis_summary``, and ``diagnosis_changes`` / ``diagnosis_candidates`` when it suggests
+settings or is unclear) for every trial that trained at least one epoch. The caller tells Optuna the
 returned outcome.
 """
 
@@ -21,11 +22,11 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from search.diagnosis.rules import diagnose
+from search.diagnosis import diagnose
 from search.execution.data import StudyData
 from search.pruning.rules import CrossTrialRule, PlateauRule, StopDecision, TrialStopper
 from search.spec.schema import StudySpec
-from search.spec.space import build_config, suggest_params
+from search.spec.space import build_config, flatten_settings, suggest_params
 from search.store.epochs import EpochStore
 from search.store.heartbeat import Heartbeat
 from unet.errors import UNetError
@@ -98,6 +99,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
     trial.set_user_attr("train_images", len(data.train))  # images per epoch, for the compute in reports
     history: list[EpochRecord] = []
     stopper = make_stopper(spec)
+    settings: dict[str, Any] = dict(params)  # every setting once the config is built, for the diagnosis
 
     def on_epoch(record: EpochRecord) -> None:
         history.append(record)
@@ -110,6 +112,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
 
     try:
         config = build_config(spec, params, in_channels=data.in_channels, num_classes=data.num_classes)
+        settings = flatten_settings(config.to_dict())
         with Heartbeat(ctx.storage, spec.name, trial._trial_id, interval=ctx.heartbeat_interval):
             result = fit(config, data.train, data.val, on_epoch)
     except _Stop as stop:
@@ -122,7 +125,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
             {"epochs_done": len(history)},
             f"interrupted after {len(history)} epoch(s)",
         )
-        _record_diagnosis(trial, history, params)
+        _record_diagnosis(trial, history, settings)
         raise
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:
         outcome = _out_of_memory(trial, history, params, e)
@@ -151,7 +154,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
                 value=value,
                 message=f"val Dice {value:.4f} at epoch {best.epoch if best else 0}",
             )
-    _record_diagnosis(trial, history, params, outcome.reason)
+    _record_diagnosis(trial, history, settings, outcome.reason)
     return outcome
 
 
@@ -188,6 +191,10 @@ def _record_diagnosis(
     d = diagnose([r.to_dict() for r in history], params=params, stop_reason=stop_reason)
     trial.set_user_attr("diagnosis", d.label)
     trial.set_user_attr("diagnosis_summary", d.summary)
+    if d.changes:
+        trial.set_user_attr("diagnosis_changes", d.changes)  # the advice as settings to change
+    if d.candidates:
+        trial.set_user_attr("diagnosis_candidates", list(d.candidates))  # an unclear one's two causes
 
 
 def _plain(value: Any) -> Any:

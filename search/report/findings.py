@@ -1,9 +1,11 @@
 """Findings in plain words: which parameter values go with which stop reasons and diagnoses.
 
 Each finished trial has outcome labels: its stop reason (plateau, diverged, underperforming,
-out_of_memory, error), its diagnosis (diverged, stalled, background_only, overfitting, unstable), and
-"pruned" when it was stopped early for any reason (several reasons together can mark a bad range that no
-single reason does); "healthy" and a completed trial's lack of a stop reason are not labels. For every
+out_of_memory, error), its diagnosis (a cause of ``search.diagnosis.CAUSES``: diverged, input_scale,
+vanishing_gradients, stalled, no_signal, background_only, foreground_flood, unstable, overfitting,
+underfitting), and "pruned" when it was stopped early for any reason (several reasons together can mark a
+bad range that no single reason does); "healthy", "unclear" and a completed trial's lack of a stop reason
+are not labels. For every
 searched parameter the trials are split into groups (each value of a categorical parameter or of a
 number with few values; above or below a threshold for other numbers), and a group becomes a finding
 when a label dominates it and is clearly rarer outside it:
@@ -40,10 +42,15 @@ MAX_VALUES_AS_GROUPS = 4
 # How each label reads after "N trials with ...", in the order findings about one group list them.
 LABEL_PHRASES: dict[str, str] = {
     "diverged": "diverged",
+    "input_scale": "saw unnormalised inputs without normalisation layers",
+    "vanishing_gradients": "had vanishing gradients",
     "stalled": "stalled",
+    "no_signal": "found nothing learnable (val Dice at chance)",
     "background_only": "predicted background only",
-    "overfitting": "overfitted",
+    "foreground_flood": "flooded the image with foreground",
     "unstable": "were unstable",
+    "overfitting": "overfitted",
+    "underfitting": "underfitted",
     "plateau": "were stopped on a plateau",
     "underperforming": "were pruned as underperforming",
     "out_of_memory": "ran out of memory",
@@ -52,7 +59,7 @@ LABEL_PHRASES: dict[str, str] = {
 }
 # Says less than any other label: dropped from a finding that names another one for the same trials.
 _GENERAL_LABEL = "pruned"
-_NOT_LABELS = {"healthy", *RETRYABLE_REASONS}
+_NOT_LABELS = {"healthy", "unclear", *RETRYABLE_REASONS}
 _FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 
 

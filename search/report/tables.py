@@ -10,6 +10,7 @@ its remaining epochs up to ``budget.max_epochs`` would have cost.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ TRIAL_COLUMNS_AFTER_PARAMS: tuple[str, ...] = (
     "datetime_complete",
     "stop_message",
     "diagnosis_summary",
+    "diagnosis_changes",  # the diagnosis's advice as settings, JSON (e.g. {"learning_rate": 0.001})
 )
 EPOCH_REPORT_COLUMNS: tuple[str, ...] = ("study", "trial_number", *EPOCH_FIELDS)
 _INT_COLUMNS = (
@@ -127,6 +129,9 @@ def _trial_row(record: StudyRecord, trial: FrozenTrial, params: Sequence[str]) -
         "datetime_complete": _time(trial.datetime_complete),
         "stop_message": attrs.get("stop_message"),
         "diagnosis_summary": attrs.get("diagnosis_summary"),
+        "diagnosis_changes": json.dumps(attrs["diagnosis_changes"], sort_keys=True)
+        if attrs.get("diagnosis_changes")
+        else None,
     }
     return row
 
