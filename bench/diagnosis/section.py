@@ -38,48 +38,63 @@ def train(case: Case, settings: dict[str, Any], data: str) -> tuple[list[dict[st
     flat = settings | {"model.in_channels": train_set.in_channels, "model.num_classes": 1}
     config = TrainConfig.from_dict(nest_settings(flat))
     model = build_model(config.model)
-    if case.init == "dead_stem":
-        first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    if case.init == "dead_stem" and first.bias is not None:  # a convolution before batch norm has no bias
         with torch.no_grad():
-            assert first.bias is not None  # internal: the U-Net's convolutions have biases
             first.bias.fill_(-50.0)
     result = fit(config, train_set, val_set, model=model)
     return [r.to_dict() for r in result.history], result.stop_reason
 
 
 def constructed(cause: str, history: list[dict[str, Any]], stop: str | None) -> tuple[bool, str]:
-    """Whether the curves show the intended failure, by a looser test than the diagnosis', and what they show."""
+    """Whether the curves show the intended cause, by a looser test than the diagnosis'; and what they show."""
     col = {k: np.array([float(r[k]) for r in history]) for k in history[0] if k != "val_class_shares"}
     dice = np.nan_to_num(col["val_dice"])
     p, q = col["val_true_fg"][-1], col["val_pred_fg"][-1]
-    chance = 2 * p / (1 + p)
-    train_fall = (col["train_loss"][0] - np.nanmin(col["train_loss"])) / col["train_loss"][0]
-    jumps = [col["val_loss"][i] / col["val_loss"][i - 1] for i in range(1, len(dice))]
+    chance = 2 * p / (1 + p) if math.isfinite(p) else math.nan
+    train = col["train_loss"]
+    train_fall = (train[0] - np.nanmin(train)) / train[0] if math.isfinite(train[0]) else math.nan
+    best_train = _max(col["train_dice"])
     shown = (
-        f"{len(dice)} ep, train loss -{train_fall:.0%}, val Dice best {dice.max():.2f} last {dice[-1]:.2f}, "
-        f"train Dice {np.nanmax(col['train_dice']):.2f}, fg pred/true {q:.3f}/{p:.3f}"
+        f"{len(dice)} ep, train loss {-train_fall:+.0%}, val Dice best {dice.max():.2f} last {dice[-1]:.2f}, "
+        f"train Dice best {best_train:.2f}, fg pred/true {q:.3f}/{p:.3f}"
     )
-    finite = all(math.isfinite(v) for v in col["train_loss"]) and all(
-        math.isfinite(v) for v in col["val_loss"]
-    )
-    ratio = np.nanmedian(col["grad_norm_first"] / col["grad_norm_last"])
-    checks: dict[str, bool] = {
-        "healthy": dice.max() >= 0.5,
-        "diverged": stop == "diverged" or not finite,
-        "stalled": train_fall < 0.1,
-        "input_scale": col["input_max"][0] > 50 and dice.max() < 0.5,
-        "vanishing_gradients": bool(ratio < 1e-2) and dice.max() < 0.5,
-        "no_signal": dice.max() < chance + 0.1,
-        "background_only": dice.max() < 0.1 and q < 0.3 * p,
-        "foreground_flood": q > 2 * p and dice[-1] < 0.5,
-        "unstable": (max(jumps, default=1.0) > 1.5)
-        or bool(np.nanmax(col["grad_norm_max"][1:]) > 10 * np.nanmedian(col["grad_norm"][1:])),
-        "overfitting": col["train_dice"][-1] - dice[-1] > 0.2 and dice.max() - dice[-1] >= 0.03,
-        "underfitting": np.nanmax(col["train_dice"]) < 0.5 and train_fall >= 0.05 and dice.max() > chance,
-    }
-    if cause == "diverged" and stop == "diverged":
+    if stop == "diverged":
         shown += ", stopped as diverged"
-    return bool(checks[cause]), shown
+    jumps = [col["val_loss"][i] / col["val_loss"][i - 1] for i in range(1, len(dice))]
+    jumps += [train[i] / train[i - 1] for i in range(1, len(dice))]
+    checks: dict[str, Callable[[], bool]] = {
+        "healthy": lambda: dice.max() >= 0.5,
+        "diverged": lambda: (
+            stop == "diverged" or not np.isfinite(train).all() or not np.isfinite(col["val_loss"]).all()
+        ),
+        "stalled": lambda: train_fall < 0.1,
+        "input_scale": lambda: (
+            col["input_max"][0] > 50 and (dice.max() < 0.5 or dice.max() - dice[-1] >= 0.1)
+        ),
+        "vanishing_gradients": lambda: (
+            _median(col["grad_norm_first"] / col["grad_norm"]) < 1e-2 and dice.max() < 0.5
+        ),
+        "no_signal": lambda: dice.max() < chance + 0.1,
+        "background_only": lambda: dice.max() < 0.1 and q < 0.3 * p,
+        "foreground_flood": lambda: q > 2 * p and dice[-1] < 0.5,
+        "unstable": lambda: (
+            _max(np.array(jumps)) > 1.5 or _max(col["grad_norm_max"][1:]) > 10 * _median(col["grad_norm"][1:])
+        ),
+        "overfitting": lambda: col["train_dice"][-1] - dice[-1] > 0.2 and dice.max() - dice[-1] >= 0.03,
+        "underfitting": lambda: best_train < 0.5 and train_fall >= 0.05 and dice.max() > chance,
+    }
+    return bool(checks[cause]()), shown
+
+
+def _max(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if len(finite) else math.nan
+
+
+def _median(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if len(finite) else math.nan
 
 
 def run_case(case: Case) -> dict[str, Any]:
@@ -100,6 +115,8 @@ def run_case(case: Case) -> dict[str, Any]:
         "right": found.label == case.cause,
         "summary": found.summary,
         "changes": found.changes,
+        "history": history,
+        "stop_reason": stop,
     }
     if ok and case.cause != "healthy":
         row["followup"] = follow_up(case, settings, found)
@@ -111,7 +128,7 @@ def follow_up(case: Case, settings: dict[str, Any], found: Any) -> dict[str, Any
     """Apply the diagnosis's advice once and diagnose the new run."""
     changes = dict(found.changes)
     data = case.data
-    about_data = found.label == "no_signal" or any(k.startswith("data.") for k in changes)
+    about_data = found.label in ("no_signal", "input_scale") or any(k.startswith("data.") for k in changes)
     if about_data and case.fixed_data is not None:
         data = case.fixed_data
     changes = {k: v for k, v in changes.items() if not k.startswith("data.")}
@@ -138,7 +155,10 @@ def run(*, quick: bool = False, workers: int = 2, say: Callable[[str], None] = p
     context = multiprocessing.get_context("fork")
     with context.Pool(max(1, workers)) as pool:
         for row in pool.imap(run_case, cases):
-            say(f"[diagnosis] {row['name']}: intended {row['cause']}, labelled {row['label']}")
+            after = row.get("followup", {}).get("label")
+            say(
+                f"[diagnosis] {row['name']}: intended {row['cause']}, labelled {row['label']}, after advice {after}"
+            )
             rows.append(row)
     return {"rows": rows, **score(rows), "quick": quick}
 

@@ -36,3 +36,14 @@ def normalisation_change(c: Curves) -> tuple[dict[str, Any], str]:
     if math.isfinite(lr):
         return {"learning_rate": float(f"{lr * 10:.2g}")}, f"try a 10x higher learning rate ({lr * 10:.2g})"
     return {}, "try a higher learning rate"
+
+
+def lower_learning_rate(c: Curves, factor: float) -> dict[str, float]:
+    """``factor`` times lower, and no higher than 3x the optimizer's usual rate (a rate 1000x too high
+    divided by 10 is still too high)."""
+    lr = c.learning_rate
+    if not math.isfinite(lr):
+        return {}
+    optimizer = str(c.setting("optimizer") or "adam")
+    ceiling = 3 * TYPICAL_LEARNING_RATE.get(optimizer, 1e-3)
+    return {"learning_rate": float(f"{min(lr / factor, ceiling):.2g}")}

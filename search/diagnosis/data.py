@@ -19,6 +19,9 @@ from search.diagnosis.training import STALL_MAX_DECREASE, fits
 INPUT_MAX = 50.0
 INPUT_BORDER = 10.0
 NORM_LAYERS = ("batch", "instance", "group")
+# Raw inputs are blamed only for a run that struggled: val Dice under 0.5, or 0.1 below its best at the end.
+STRUGGLE_DICE = 0.5
+STRUGGLE_DROP = 0.1
 # No signal: the best val Dice stays within this of chance (the Dice of predicting everything).
 NO_SIGNAL_MARGIN = 0.03
 NO_SIGNAL_BORDER = 0.08
@@ -35,22 +38,33 @@ FLOOD_MAX_DICE = 0.5
 
 def input_scale(c: Curves) -> Finding | None:
     norm = c.setting("model.norm")
-    if not math.isfinite(c.input_max) or c.input_max < INPUT_BORDER or norm in NORM_LAYERS or fits(c):
+    if (
+        not math.isfinite(c.input_max)
+        or c.input_max < INPUT_BORDER
+        or norm in NORM_LAYERS
+        or not _struggled(c)
+    ):
         return None
     clear = c.input_max >= INPUT_MAX and norm == "none"
     layers = "without normalisation layers" if norm == "none" else "(normalisation layers unknown)"
     seen = (
         f"inputs reach {c.input_max:.3g} (standard deviation {c.input_std:.3g}) {layers}, and the run "
-        f"learned little: best val Dice {np.max(c.dice):.3f}"
+        f"struggled: val Dice best {np.max(c.dice):.3f}, last {c.dice[-1]:.3f}"
     )
     advice = (
         "unnormalised images (e.g. 0..255) saturate the first layers; normalise them (normalization: "
         "zscore) or use batch norm (model.norm: batch)"
     )
     evidence = {"input_max": c.input_max, "input_std": c.input_std, "input_limit": INPUT_MAX}
-    return Finding(
-        "input_scale", clear, c.input_max / INPUT_MAX, seen, advice, evidence, {"model.norm": "batch"}
-    )
+    changes = {"data.folder.normalization": "zscore"}
+    return Finding("input_scale", clear, c.input_max / INPUT_MAX, seen, advice, evidence, changes)
+
+
+def _struggled(c: Curves) -> bool:
+    """A run that did not go well: val Dice below STRUGGLE_DICE, or fallen STRUGGLE_DROP below its best
+    by the end, or a training Dice that stayed low."""
+    best = float(np.max(c.dice))
+    return best < STRUGGLE_DICE or best - float(c.dice[-1]) >= STRUGGLE_DROP or not fits(c)
 
 
 def no_signal(c: Curves) -> Finding | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from search.diagnosis.advice import lower_learning_rate
 from search.diagnosis.curves import MIN_TREND_EPOCHS, Curves, base_evidence, fall, read_curves
 from search.diagnosis.data import background_only, foreground_flood, input_scale, no_signal
 from search.diagnosis.generalisation import overfitting
@@ -29,7 +30,6 @@ from search.diagnosis.labels import CAUSES, Diagnosis, Finding
 from search.diagnosis.training import (
     DIVERGED_FIX,
     diverged,
-    lower_lr_changes,
     stalled,
     underfitting,
     unstable,
@@ -87,7 +87,7 @@ def diagnose(
             "diverged",
             f"diverged: {seen}: {DIVERGED_FIX}",
             base | {"stop_reason": "diverged"},
-            lower_lr_changes(curves, 10),
+            lower_learning_rate(curves, 10),
         )
     findings = [f for f in (rule(curves) for rule in RULES) if f is not None]
     return _decide(findings, curves, base)
@@ -117,8 +117,7 @@ def _unclear(
     other = second.label if second is not None else "healthy"
     other_seen = second.seen if second is not None else healthy
     summary = (
-        f"unclear: {first.label} or {other}: {first.seen}; {other_seen}: "
-        f"if {first.label}: {first.advice}"
+        f"unclear: {first.label} or {other}: {first.seen}; {other_seen}: if {first.label}: {first.advice}"
     )
     evidence = base | first.evidence | {"closest": first.label, "second": other}
     return Diagnosis("unclear", summary, evidence, dict(first.changes), (first.label, other))

@@ -2,7 +2,7 @@
 
 The most common failure cause among the finished trials is the problem to fix. Where one side of a
 searched parameter's range (or one of its choices) holds most of those trials and few others, the step
-is to move the space away from it:
+is to move the space away from it (without cutting off a healthy trial):
 
     9 of 12 stalled trials had learning rate < 3e-4: raise the space's lower bound of learning_rate to 3e-4
 
@@ -26,7 +26,8 @@ from search.report.findings import round_between
 
 # A condition must hold for this share of the cause's trials...
 MIN_COVERAGE = 0.6
-# ...and the cause must be this share of all trials that meet it (it picks the cause out).
+# ...the cause must be this share of all trials that meet it (it picks the cause out), and no healthy
+# trial may meet it (moving the space must not cut off a configuration that works).
 MIN_PRECISION = 0.75
 # Fewer trials with the cause than this say nothing.
 MIN_TRIALS = 2
@@ -47,11 +48,14 @@ def next_step(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) -> s
             return "No trial has been diagnosed yet."
         unclear = int((finished["diagnosis"] == "unclear").sum())
         extra = f" ({unclear} unclear)" if unclear else ""
-        return f"No failure cause dominates the {len(finished)} diagnosed trials{extra}: nothing to fix in the space."
+        return (
+            f"No failure cause dominates the {len(finished)} diagnosed trials{extra}: nothing to fix in the space."
+        )
     cause, count = causes.most_common(1)[0]
     if count < MIN_TRIALS:
         return f"Only {count} trial shows a failure cause ({cause}): nothing to fix in the space."
     is_cause = (finished["diagnosis"] == cause).tolist()
+    healthy = (finished["diagnosis"] == "healthy").tolist()
     best: tuple[int, str, str] | None = None
     for name, definition in space.items():
         if name not in finished.columns:
@@ -59,7 +63,13 @@ def next_step(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) -> s
         for condition, action, members in _conditions(name, definition, finished[name].tolist()):
             matched = sum(m and c for m, c in zip(members, is_cause, strict=True))
             size = sum(members)
-            if size and matched >= MIN_COVERAGE * count and matched / size >= MIN_PRECISION:
+            cuts_healthy = any(m and h for m, h in zip(members, healthy, strict=True))
+            if (
+                size
+                and matched >= MIN_COVERAGE * count
+                and matched / size >= MIN_PRECISION
+                and not cuts_healthy
+            ):
                 if best is None or matched > best[0]:
                     best = (matched, condition, action)
     if best is not None:
@@ -69,11 +79,15 @@ def next_step(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) -> s
     return f"{count} of {len(finished)} trials are {cause}: {advice}."
 
 
-def _conditions(name: str, definition: Mapping[str, Any], values: list[Any]) -> list[tuple[str, str, list[bool]]]:
+def _conditions(
+    name: str, definition: Mapping[str, Any], values: list[Any]
+) -> list[tuple[str, str, list[bool]]]:
     """(condition in words, action on the space, which trials meet it) for each side or choice."""
     present = [v for v in values if not _missing(v)]
     numeric = definition.get("type") in ("float", "int") or (
-        not definition and present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
+        not definition
+        and present
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
     )
     words = name.removeprefix("model.").replace("_", " ")
     out: list[tuple[str, str, list[bool]]] = []
@@ -97,11 +111,15 @@ def _common_advice(rows: pd.DataFrame) -> str:
     if "diagnosis_changes" in rows.columns:
         parsed = [json.loads(c) if isinstance(c, str) else c for c in rows["diagnosis_changes"]]
         changes = Counter(
-            ", ".join(f"{k}={v}" for k, v in sorted(c.items())) for c in parsed if isinstance(c, Mapping) and c
+            ", ".join(f"{k}={v}" for k, v in sorted(c.items()))
+            for c in parsed
+            if isinstance(c, Mapping) and c
         )
         if changes:
             text, n = changes.most_common(1)[0]
-            return f"their diagnoses suggest {text} ({n} of {len(rows)}); fix the space or the fixed settings so"
+            return (
+                f"their diagnoses suggest {text} ({n} of {len(rows)}); fix the space or the fixed settings so"
+            )
     summary = next((s for s in rows.get("diagnosis_summary", []) if isinstance(s, str) and s), "")
     return summary.split(": ", 2)[-1] if summary else "see their diagnoses"
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from search.diagnosis import DIAGNOSES, Diagnosis, diagnose
+from search.diagnosis import Diagnosis, diagnose
 from unet.history import EpochRecord
 
 NAN, INF = math.nan, math.inf

@@ -71,7 +71,12 @@ FLOOD = (
     {"learning_rate": 1e-3, "loss": "bce", "model.norm": "batch"},
     "foreground_flood",
 )
-CASES = {"masks not matching": NOT_MATCHING, "0-255 inputs": UNNORMALISED, "SGD spike": SGD_SPIKE, "flood": FLOOD}
+CASES = {
+    "masks not matching": NOT_MATCHING,
+    "0-255 inputs": UNNORMALISED,
+    "SGD spike": SGD_SPIKE,
+    "flood": FLOOD,
+}
 
 
 @pytest.mark.parametrize(("history", "settings", "label"), list(CASES.values()), ids=list(CASES))
