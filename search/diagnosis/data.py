@@ -14,10 +14,10 @@ from search.diagnosis.curves import MIN_TREND_EPOCHS, Curves
 from search.diagnosis.labels import Finding
 from search.diagnosis.training import STALL_MAX_DECREASE, fits
 
-# Inputs whose largest absolute value passes this are not normalised (z-scored images rarely pass 10,
+# Inputs whose largest absolute value passes this are not normalised (z-scored images rarely pass 15,
 # [0, 1] images never pass 1); from INPUT_BORDER on it is borderline.
 INPUT_MAX = 50.0
-INPUT_BORDER = 10.0
+INPUT_BORDER = 20.0
 NORM_LAYERS = ("batch", "instance", "group")
 # Raw inputs are blamed only for a run that struggled: val Dice under 0.5, or 0.1 below its best at the end.
 STRUGGLE_DICE = 0.5
@@ -34,6 +34,10 @@ BACKGROUND_MAX_SHARE = 0.3
 FLOOD_RATIO = 3.0
 FLOOD_BORDER = 2.0
 FLOOD_MAX_DICE = 0.5
+# Losses with a Dice term, which reward finding rare foreground; under them, foreground above this share is
+# no imbalance that would explain predicting background only.
+DICE_LOSSES = ("dice", "dice_bce", "dice_ce")
+IMBALANCED_SHARE = 0.05
 
 
 def input_scale(c: Curves) -> Finding | None:
@@ -72,7 +76,8 @@ def no_signal(c: Curves) -> Finding | None:
     if c.n < MIN_TREND_EPOCHS or not math.isfinite(chance) or c.train_fall < STALL_MAX_DECREASE:
         return None
     best = float(np.max(c.dice))
-    if best > chance + NO_SIGNAL_BORDER or _predicts_nothing(c) or _flood_explained_by_loss(c):
+    nothing = _predicts_nothing(c) and float(c.dice[-1]) < BACKGROUND_MAX_DICE  # background_only's case
+    if best > chance + NO_SIGNAL_BORDER or nothing or _flood_explained_by_loss(c):
         return None
     train = f", train Dice {c.best_train_dice:.3f}" if c.has_train_dice else ""
     seen = (
@@ -89,14 +94,21 @@ def no_signal(c: Curves) -> Finding | None:
 
 
 def background_only(c: Curves) -> Finding | None:
-    if c.n < MIN_TREND_EPOCHS or float(np.max(c.dice)) >= BACKGROUND_MAX_DICE:
+    """Val Dice near 0 predicting (almost) no foreground at the end; without recorded shares, val Dice
+    near 0 throughout."""
+    if c.n < MIN_TREND_EPOCHS:
         return None
-    if math.isfinite(c.true_share) and not _predicts_nothing(c):
-        return None  # too much or misplaced foreground, not too little: see foreground_flood, no_signal
+    if math.isfinite(c.true_share):
+        if not (_predicts_nothing(c) and float(c.dice[-1]) < BACKGROUND_MAX_DICE):
+            return None  # too much or misplaced foreground, not too little: see foreground_flood, no_signal
+    elif float(np.max(c.dice)) >= BACKGROUND_MAX_DICE:
+        return None
     loss = c.setting("loss")
+    if loss in DICE_LOSSES and math.isfinite(c.true_share) and c.true_share >= IMBALANCED_SHARE:
+        return None  # a Dice term on 5 %+ foreground does not give up on it from imbalance: see underfitting
     multi = isinstance(c.setting("model.num_classes"), int) and c.setting("model.num_classes") > 1
     dice_loss = "dice_ce" if multi else "dice_bce"
-    if loss in ("dice", "dice_bce", "dice_ce"):
+    if loss in DICE_LOSSES:
         changes: dict[str, object] = {} if multi else {"loss": "dice_bce", "pos_weight": 10.0}
         fix = "set pos_weight (e.g. 10) on the BCE part" if not multi else "check the class weights"
     else:
@@ -107,7 +119,10 @@ def background_only(c: Curves) -> Finding | None:
         if math.isfinite(c.true_share)
         else ""
     )
-    seen = f"train loss fell {c.train_fall:.0%} but val Dice never exceeded {np.max(c.dice):.3f}{share}"
+    seen = (
+        f"train loss fell {c.train_fall:.0%} but val Dice ended at {c.dice[-1]:.3f} (best "
+        f"{np.max(c.dice):.3f}){share}"
+    )
     advice = f"the model predicts background only, likely class imbalance{shown}; {fix}"
     return Finding(
         "background_only", True, BACKGROUND_MAX_DICE / max(float(np.max(c.dice)), 1e-9), seen, advice,
@@ -124,7 +139,7 @@ def _flood_explained_by_loss(c: Curves) -> bool:
     """
     pos_weight = c.setting("pos_weight")
     weighted = isinstance(pos_weight, int | float) and pos_weight > 1
-    dice_term = c.setting("loss") in (None, "dice", "dice_bce", "dice_ce")
+    dice_term = c.setting("loss") in (None, *DICE_LOSSES)
     ratio = c.flood_ratio(c.n - 1)
     return math.isfinite(ratio) and ratio >= FLOOD_BORDER and (weighted or not dice_term)
 

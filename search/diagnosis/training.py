@@ -50,13 +50,17 @@ DIVERGED_FIX = (
 
 
 def diverged(c: Curves) -> Finding | None:
+    """A NaN/inf loss at any epoch, or a loss still far above its start at the last epoch.
+
+    A loss that shot up and came back down is instability, not divergence (the rule ``unstable``).
+    """
     for i in range(c.n):
         for name, values in (("train loss", c.train), ("val loss", c.val)):
             value, first = values[i], values[0]
             if not math.isfinite(value):
                 seen = f"{name} became {value} at epoch {i + 1}{c.lr_text}"
                 extra: dict[str, float | int | str] = {"epoch": i + 1, "loss": name, "value": str(value)}
-            elif first > 0 and value > DIVERGENCE_FACTOR * first:
+            elif i == c.n - 1 and first > 0 and value > DIVERGENCE_FACTOR * first:
                 seen = (
                     f"{name} rose to {value:.3g} at epoch {i + 1}, {value / first:.0f}x its first "
                     f"{first:.3g}{c.lr_text}"

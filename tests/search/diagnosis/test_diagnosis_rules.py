@@ -151,7 +151,7 @@ def test_background_only_names_the_loss() -> None:
     diagnosis = diagnose(CASES["background only"][0], params={"loss": "bce"})
     assert diagnosis.evidence["best_dice"] == 0.02
     assert diagnosis.evidence["train_decrease"] == pytest.approx(0.58 / 0.7)
-    assert "never exceeded 0.020" in diagnosis.summary
+    assert "val Dice ended at 0.020 (best 0.020)" in diagnosis.summary
     assert "loss 'bce'" in diagnosis.summary
 
 
