@@ -47,7 +47,7 @@ def train(case: Case, settings: dict[str, Any], data: str) -> tuple[list[dict[st
 
 
 def constructed(cause: str, history: list[dict[str, Any]], stop: str | None) -> tuple[bool, str]:
-    """Whether the curves show the intended cause, by a looser test than the diagnosis'; and what they show."""
+    """Whether the curves show the intended cause (a looser test than the diagnosis'), and what they show."""
     col = {k: np.array([float(r[k]) for r in history]) for k in history[0] if k != "val_class_shares"}
     dice = np.nan_to_num(col["val_dice"])
     p, q = col["val_true_fg"][-1], col["val_pred_fg"][-1]
@@ -82,7 +82,7 @@ def constructed(cause: str, history: list[dict[str, Any]], stop: str | None) -> 
             _max(np.array(jumps)) > 1.5 or _max(col["grad_norm_max"][1:]) > 10 * _median(col["grad_norm"][1:])
         ),
         "overfitting": lambda: col["train_dice"][-1] - dice[-1] > 0.2 and dice.max() - dice[-1] >= 0.03,
-        "underfitting": lambda: best_train < 0.5 and train_fall >= 0.05 and dice.max() > chance,
+        "underfitting": lambda: best_train < 0.5 and train_fall >= 0.05,
     }
     return bool(checks[cause]()), shown
 
@@ -156,9 +156,7 @@ def run(*, quick: bool = False, workers: int = 2, say: Callable[[str], None] = p
     with context.Pool(max(1, workers)) as pool:
         for row in pool.imap(run_case, cases):
             after = row.get("followup", {}).get("label")
-            say(
-                f"[diagnosis] {row['name']}: intended {row['cause']}, labelled {row['label']}, after advice {after}"
-            )
+            say(f"[diagnosis] {row['name']}: {row['cause']} labelled {row['label']}, advice -> {after}")
             rows.append(row)
     return {"rows": rows, **score(rows), "quick": quick}
 

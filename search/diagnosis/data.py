@@ -76,7 +76,8 @@ def no_signal(c: Curves) -> Finding | None:
     if c.n < MIN_TREND_EPOCHS or not math.isfinite(chance) or c.train_fall < STALL_MAX_DECREASE:
         return None
     best = float(np.max(c.dice))
-    nothing = _predicts_nothing(c) and float(c.dice[-1]) < BACKGROUND_MAX_DICE  # background_only's case
+    # Predicting nothing where imbalance explains it is background_only's case.
+    nothing = _predicts_nothing(c) and float(c.dice[-1]) < BACKGROUND_MAX_DICE and _imbalance_explains(c)
     if best > chance + NO_SIGNAL_BORDER or nothing or _flood_explained_by_loss(c):
         return None
     train = f", train Dice {c.best_train_dice:.3f}" if c.has_train_dice else ""
@@ -104,7 +105,7 @@ def background_only(c: Curves) -> Finding | None:
     elif float(np.max(c.dice)) >= BACKGROUND_MAX_DICE:
         return None
     loss = c.setting("loss")
-    if loss in DICE_LOSSES and math.isfinite(c.true_share) and c.true_share >= IMBALANCED_SHARE:
+    if not _imbalance_explains(c):
         return None  # a Dice term on 5 %+ foreground does not give up on it from imbalance: see underfitting
     multi = isinstance(c.setting("model.num_classes"), int) and c.setting("model.num_classes") > 1
     dice_loss = "dice_ce" if multi else "dice_bce"
@@ -128,6 +129,12 @@ def background_only(c: Curves) -> Finding | None:
         "background_only", True, BACKGROUND_MAX_DICE / max(float(np.max(c.dice)), 1e-9), seen, advice,
         {"train_decrease": c.train_fall}, changes,
     )  # fmt: skip
+
+
+def _imbalance_explains(c: Curves) -> bool:
+    """Class imbalance can explain predicting nothing: a loss without a Dice term, or rare foreground."""
+    rare = math.isfinite(c.true_share) and c.true_share < IMBALANCED_SHARE
+    return c.setting("loss") not in DICE_LOSSES or rare or not math.isfinite(c.true_share)
 
 
 def _flood_explained_by_loss(c: Curves) -> bool:
@@ -157,7 +164,8 @@ def foreground_flood(c: Curves) -> Finding | None:
     if not ratio >= FLOOD_BORDER or float(c.dice[-1]) >= FLOOD_MAX_DICE or not _flood_explained_by_loss(c):
         return None  # under a plain Dice loss a flood is a symptom (no signal, little capacity), not a cause
     pos_weight = c.setting("pos_weight")
-    if isinstance(pos_weight, int | float) and pos_weight > 1:
+    weighted = isinstance(pos_weight, int | float) and pos_weight > 1
+    if weighted:
         changes: dict[str, object] = {"pos_weight": None}
         fix = f"pos_weight {pos_weight:g} pushes it to foreground; remove it or lower it to about 1-3"
     else:
@@ -170,6 +178,6 @@ def foreground_flood(c: Curves) -> Finding | None:
         f"({ratio:.1f}x), val Dice {c.dice[-1]:.3f}"
     )
     evidence = {"flood_ratio": ratio, "flood_limit": FLOOD_RATIO}
-    return Finding(
-        "foreground_flood", ratio >= FLOOD_RATIO, ratio / FLOOD_RATIO, seen, fix, evidence, changes
-    )
+    # A pos_weight > 1 explains a flood, so twice the true share is clear enough; without it, three times.
+    clear = ratio >= (FLOOD_BORDER if weighted else FLOOD_RATIO)
+    return Finding("foreground_flood", clear, ratio / FLOOD_RATIO, seen, fix, evidence, changes)

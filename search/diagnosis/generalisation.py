@@ -18,6 +18,10 @@ OVERFIT_DICE_DROP = 0.05
 # training images. Below OVERFIT_BORDER_GAP the run fits nothing, whatever validation does.
 OVERFIT_GAP = 0.15
 OVERFIT_BORDER_GAP = 0.05
+# With a train/val Dice gap of at least WIDE_GAP, smaller signs of validation getting worse suffice.
+WIDE_GAP = 0.3
+WIDE_GAP_VAL_RISE = 0.05
+WIDE_GAP_DICE_DROP = 0.03
 
 
 def overfitting(c: Curves) -> Finding | None:
@@ -26,8 +30,12 @@ def overfitting(c: Curves) -> Finding | None:
     tail = range(c.n - OVERFIT_TAIL_EPOCHS, c.n)
     low = int(np.argmin(c.val))
     rise = [-fall(c.val[low], c.val[i]) for i in tail]
+    wide = c.has_train_dice and float(c.train_dice[-1] - c.dice[-1]) >= WIDE_GAP
+    min_rise, min_drop = (
+        (WIDE_GAP_VAL_RISE, WIDE_GAP_DICE_DROP) if wide else (OVERFIT_VAL_RISE, OVERFIT_DICE_DROP)
+    )
     evidence: dict[str, float | int | str]
-    if low < tail.start and min(rise) >= OVERFIT_VAL_RISE and _train_still_falling(c, low):
+    if low < tail.start and min(rise) >= min_rise and _train_still_falling(c, low):
         seen = (
             f"val loss rose {rise[-1]:.0%} above its minimum {c.val[low]:.3g} (epoch {low + 1}) while "
             f"train loss fell to {c.train[-1]:.3g}"
@@ -36,7 +44,7 @@ def overfitting(c: Curves) -> Finding | None:
     else:
         best = int(np.argmax(c.dice))
         drops = [float(c.dice[best] - c.dice[i]) for i in tail]
-        if not (best < tail.start and min(drops) >= OVERFIT_DICE_DROP and _train_still_falling(c, best)):
+        if not (best < tail.start and min(drops) >= min_drop and _train_still_falling(c, best)):
             return None
         seen = (
             f"val Dice fell from {c.dice[best]:.3f} (epoch {best + 1}) to {c.dice[-1]:.3f} while train "

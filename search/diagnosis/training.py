@@ -40,6 +40,8 @@ UNDERFIT_GAP = 0.1
 # ... and the train loss fell less than this share over the last UNDERFIT_TAIL epochs: it has levelled off.
 UNDERFIT_TAIL = 3
 UNDERFIT_TAIL_FALL = 0.05
+# The filters suggested to an underfitting run: 4x its own, at least this many.
+UNDERFIT_MIN_FILTERS = 16
 # A run "fits" when its training Dice passes this: rules for runs that learn nothing stay quiet then.
 FITS_TRAIN_DICE = 0.5
 
@@ -164,8 +166,9 @@ def underfitting(c: Curves) -> Finding | None:
     changes: dict[str, int] = {}
     advice = "too little capacity or too low a learning rate; use more filters or depth, or raise the rate"
     if isinstance(filters, int) and not isinstance(filters, bool):
-        changes = {"model.base_filters": filters * 4}
-        advice = f"too little capacity; use 4x the filters (base_filters {filters * 4}) or more depth"
+        more = max(filters * 4, UNDERFIT_MIN_FILTERS)
+        changes = {"model.base_filters": more}
+        advice = f"too little capacity; use more filters (base_filters {more}) or more depth"
     seen = (
         f"train loss fell {c.train_fall:.0%} but train Dice reached only {best_train:.3f} (val "
         f"{c.dice[-1]:.3f}), and the last {c.n - tail} epochs moved the loss {tail_fall:.1%}"

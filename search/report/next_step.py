@@ -48,9 +48,7 @@ def next_step(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) -> s
             return "No trial has been diagnosed yet."
         unclear = int((finished["diagnosis"] == "unclear").sum())
         extra = f" ({unclear} unclear)" if unclear else ""
-        return (
-            f"No failure cause dominates the {len(finished)} diagnosed trials{extra}: nothing to fix in the space."
-        )
+        return f"No failure cause dominates the {len(finished)} diagnosed trials{extra}: nothing to fix."
     cause, count = causes.most_common(1)[0]
     if count < MIN_TRIALS:
         return f"Only {count} trial shows a failure cause ({cause}): nothing to fix in the space."
@@ -64,14 +62,9 @@ def next_step(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) -> s
             matched = sum(m and c for m, c in zip(members, is_cause, strict=True))
             size = sum(members)
             cuts_healthy = any(m and h for m, h in zip(members, healthy, strict=True))
-            if (
-                size
-                and matched >= MIN_COVERAGE * count
-                and matched / size >= MIN_PRECISION
-                and not cuts_healthy
-            ):
-                if best is None or matched > best[0]:
-                    best = (matched, condition, action)
+            good = size > 0 and matched >= MIN_COVERAGE * count and matched / size >= MIN_PRECISION
+            if good and not cuts_healthy and (best is None or matched > best[0]):
+                best = (matched, condition, action)
     if best is not None:
         matched, condition, action = best
         return f"{matched} of {count} {cause} trials had {condition}: {action}."

@@ -3,7 +3,8 @@
 Per study: the best configuration (every setting the winner trained with, ready to retrain), the top ten,
 a table of stop reasons against diagnoses, the trials grouped by cause with the study's single most
 useful next step, the findings that explain them, the compute spent and saved by pruning, and the
-plots. Several studies get a comparison table first. The text depends only on the store's contents (no time of writing), so two summaries of the same store are identical.
+plots. Several studies get a comparison table first. The text depends only on the store's contents
+(no time of writing), so two summaries of the same store are identical.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ def test_each_cause_names_its_deciding_numbers() -> None:
     ("name", "changes"),
     [
         ("pos_weight flood (trap: background_only)", {"pos_weight": None}),
-        ("too little capacity (trap: flood)", {"model.base_filters": 8}),
+        ("too little capacity (trap: flood)", {"model.base_filters": 16}),
         ("overfitting with the gap", {"epochs": 9}),
         ("background only with the shares", {"loss": "dice_bce"}),
         ("dead first layer", {"model.norm": "batch"}),

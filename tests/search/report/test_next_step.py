@@ -58,5 +58,5 @@ def test_without_a_parameter_pattern_the_common_advice() -> None:
 def test_healthy_study_has_nothing_to_fix() -> None:
     rows = [(1e-3, "batch", "healthy"), (2e-3, "batch", "unclear")]
     assert next_step(frame(rows), SPACE) == (
-        "No failure cause dominates the 2 diagnosed trials (1 unclear): nothing to fix in the space."
+        "No failure cause dominates the 2 diagnosed trials (1 unclear): nothing to fix."
     )
