@@ -156,10 +156,10 @@ CASES: tuple[Case, ...] = (
     Case("unstable-nuclei-sgd-1", "unstable", "dsb", {"optimizer": "sgd", "learning_rate": 1.0}),
     # overfitting
     Case(
-        "overfit-4-noisy",
+        "overfit-4-noisy-seed1",
         "overfitting",
-        "synthetic-noisy-few",
-        {"model.base_filters": 16, "batch_size": 2, "epochs": 20},
+        "synthetic-b-noisy-few",
+        {"model.base_filters": 16, "batch_size": 2, "epochs": 20, "seed": 1},
     ),
     Case(
         "overfit-4-noisy-b",
@@ -196,6 +196,6 @@ QUICK_CASES: tuple[str, ...] = (
     "background-bce-rare",
     "flood-bce-pos-weight-sparse",
     "unstable-sgd-0.3",
-    "overfit-4-noisy",
+    "overfit-4-noisy-b",
     "underfit-2-filters",
 )

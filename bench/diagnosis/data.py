@@ -75,7 +75,6 @@ BUILDERS: dict[str, Callable[[], Pair]] = {
     "synthetic-rare": lambda: _synthetic(foreground_fraction=0.01, contrast=0.2, noise=0.3),
     "synthetic-b-rare": lambda: _synthetic(seed=3, foreground_fraction=0.01, contrast=0.2, noise=0.3),
     "synthetic-sparse": lambda: _synthetic(foreground_fraction=0.02),
-    "synthetic-noisy-few": lambda: _synthetic(seed=5, n_train=4, noise=0.6, contrast=0.3),
     "synthetic-b-noisy-few": lambda: _synthetic(seed=3, n_train=4, noise=0.6, contrast=0.3),
     "dsb": lambda: _dsb("zscore"),
     "dsb-raw": lambda: _dsb("none"),

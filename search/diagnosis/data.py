@@ -78,7 +78,10 @@ def no_signal(c: Curves) -> Finding | None:
     best = float(np.max(c.dice))
     # Predicting nothing where imbalance explains it is background_only's case.
     nothing = _predicts_nothing(c) and float(c.dice[-1]) < BACKGROUND_MAX_DICE and _imbalance_explains(c)
-    if best > chance + NO_SIGNAL_BORDER or nothing or _flood_explained_by_loss(c):
+    # A model that predicts nothing and cannot fit even its training images (training Dice at chance)
+    # lacks capacity; without anything learnable a model still memorises some training masks.
+    collapsed = _predicts_nothing(c) and c.has_train_dice and c.best_train_dice <= chance
+    if best > chance + NO_SIGNAL_BORDER or nothing or collapsed or _flood_explained_by_loss(c):
         return None
     train = f", train Dice {c.best_train_dice:.3f}" if c.has_train_dice else ""
     seen = (

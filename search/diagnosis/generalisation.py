@@ -67,6 +67,9 @@ def overfitting(c: Curves) -> Finding | None:
 
 
 def _train_still_falling(c: Curves, since: int) -> bool:
-    """Train loss ends below its value at epoch ``since`` and never jumped up on the way."""
+    """Train loss went below its value at epoch ``since`` later on and never jumped up on the way.
+
+    The lowest later value rather than the last one: on a few training images the epoch means are noisy.
+    """
     jump, _ = largest_jump(c.train[since:])
-    return bool(c.train[-1] < c.train[since]) and jump <= LOSS_JUMP
+    return bool(np.min(c.train[since + 1 :]) < c.train[since]) and jump <= LOSS_JUMP
