@@ -32,11 +32,11 @@ from unet.metrics import SegmentationMetrics
 
 def end_layers(model: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The weights of the model's first and last convolution (any 4-D weight), or None without one."""
-    weights = [
-        module.weight
-        for module in model.modules()
-        if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.ndim == 4
-    ]
+    weights: list[torch.Tensor] = []
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.ndim == 4:
+            weights.append(weight)
     return (weights[0], weights[-1]) if weights else (None, None)
 
 
@@ -95,10 +95,12 @@ class TrainEvidence:
                 nan,
             )
         first, last, total, squares, count, largest = self._sums.tolist()
+        dice = self._metrics.compute()["dice"]
+        assert isinstance(dice, float)  # internal: the summary Dice is a float, per-class ones are dicts
         mean = total / count
         steps = self._grad_steps
         return {
-            "train_dice": float(self._metrics.compute()["dice"]),
+            "train_dice": dice,
             "grad_norm_first": first / steps if steps else nan,
             "grad_norm_last": last / steps if steps else nan,
             "input_mean": mean,

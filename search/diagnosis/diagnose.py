@@ -119,7 +119,7 @@ def _unclear(
     summary = (
         f"unclear: {first.label} or {other}: {first.seen}; {other_seen}: if {first.label}: {first.advice}"
     )
-    evidence = base | first.evidence | {"closest": first.label, "second": other}
+    evidence = base | dict(first.evidence) | {"closest": first.label, "second": other}
     return Diagnosis("unclear", summary, evidence, dict(first.changes), (first.label, other))
 
 

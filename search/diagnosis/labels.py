@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,10 +72,13 @@ class Finding:
     closeness: float  # how far past (> 1) or near (< 1) the deciding threshold; orders borderline ones
     seen: str  # what the curves showed, in words with the numbers
     advice: str  # the likely cause and the fix, in words
-    evidence: dict[str, float | int | str] = field(default_factory=dict)
-    changes: dict[str, Any] = field(default_factory=dict)
+    evidence: Mapping[str, float | int | str] = field(default_factory=dict)
+    changes: Mapping[str, Any] = field(default_factory=dict)
 
     def diagnosis(self, base: dict[str, float | int | str]) -> Diagnosis:
         return Diagnosis(
-            self.label, f"{self.label}: {self.seen}: {self.advice}", base | self.evidence, dict(self.changes)
+            self.label,
+            f"{self.label}: {self.seen}: {self.advice}",
+            base | dict(self.evidence),
+            dict(self.changes),
         )
