@@ -22,12 +22,31 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
 
 from unet.metrics import SegmentationMetrics
+
+
+class TrainValues(TypedDict):
+    """The training side's evidence, under ``EpochRecord``'s field names."""
+
+    train_dice: float
+    grad_norm_first: float
+    grad_norm_last: float
+    input_mean: float
+    input_std: float
+    input_max: float
+
+
+class ShareValues(TypedDict):
+    """The validation foreground shares, under ``EpochRecord``'s field names."""
+
+    val_pred_fg: float
+    val_true_fg: float
+    val_class_shares: str
 
 
 def end_layers(model: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -85,31 +104,35 @@ class TrainEvidence:
                 self._sums[slot] += weight.grad.detach().double().norm()
         self._grad_steps += 1
 
-    def result(self) -> dict[str, float]:
+    def result(self) -> TrainValues:
         """``train_dice``, ``grad_norm_first``, ``grad_norm_last``, ``input_mean``, ``input_std``,
         ``input_max``; NaN for what no step measured."""
         nan = math.nan
         if self._sums is None:
-            return dict.fromkeys(
-                ("train_dice", "grad_norm_first", "grad_norm_last", "input_mean", "input_std", "input_max"),
-                nan,
+            return TrainValues(
+                train_dice=nan,
+                grad_norm_first=nan,
+                grad_norm_last=nan,
+                input_mean=nan,
+                input_std=nan,
+                input_max=nan,
             )
         first, last, total, squares, count, largest = self._sums.tolist()
         dice = self._metrics.compute()["dice"]
         assert isinstance(dice, float)  # internal: the summary Dice is a float, per-class ones are dicts
         mean = total / count
         steps = self._grad_steps
-        return {
-            "train_dice": dice,
-            "grad_norm_first": first / steps if steps else nan,
-            "grad_norm_last": last / steps if steps else nan,
-            "input_mean": mean,
-            "input_std": math.sqrt(max(squares / count - mean * mean, 0.0)),
-            "input_max": largest,
-        }
+        return TrainValues(
+            train_dice=dice,
+            grad_norm_first=first / steps if steps else nan,
+            grad_norm_last=last / steps if steps else nan,
+            input_mean=mean,
+            input_std=math.sqrt(max(squares / count - mean * mean, 0.0)),
+            input_max=largest,
+        )
 
 
-def foreground_shares(scores: Mapping[str, Any]) -> dict[str, float | str]:
+def foreground_shares(scores: Mapping[str, Any]) -> ShareValues:
     """``val_pred_fg``, ``val_true_fg`` and ``val_class_shares`` from ``SegmentationMetrics.compute()``.
 
     The foreground shares are over all foreground classes together (the share of pixels that are not
@@ -120,8 +143,8 @@ def foreground_shares(scores: Mapping[str, Any]) -> dict[str, float | str]:
     true: dict[int, float] = scores["true_share"]
     classes = sorted(c for c in predicted if c != 0)
     per_class = {str(c): [round(predicted[c], 6), round(true[c], 6)] for c in classes}
-    return {
-        "val_pred_fg": 1.0 - predicted[0],
-        "val_true_fg": 1.0 - true[0],
-        "val_class_shares": json.dumps(per_class, separators=(",", ":")),
-    }
+    return ShareValues(
+        val_pred_fg=1.0 - predicted[0],
+        val_true_fg=1.0 - true[0],
+        val_class_shares=json.dumps(per_class, separators=(",", ":")),
+    )

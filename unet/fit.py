@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,8 +24,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from unet.config import TrainConfig
+from unet.divergence import exceeds
 from unet.errors import ConfigError
-from unet.evidence import TrainEvidence, foreground_shares
+from unet.evidence import ShareValues, TrainEvidence, TrainValues, foreground_shares
 from unet.history import EpochRecord
 from unet.losses import build_loss
 from unet.metrics import SegmentationMetrics
@@ -118,7 +120,8 @@ def fit(
     model = model if model is not None else build_model(config.model)
     channels_last = config.channels_last if config.channels_last is not None else True
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format)
+    # Module.to takes memory_format (torch documents it); torch's type stubs lack that overload.
+    model = model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
     criterion = build_loss(config.loss, num_classes=config.model.num_classes, pos_weight=config.pos_weight)
     criterion = criterion.to(device)
     optimizer = build_optimizer(model.parameters(), config)
@@ -143,15 +146,15 @@ def fit(
             epoch=epoch,
             train_loss=train_stats.loss,
             val_loss=val_loss,
-            val_dice=float(metrics["dice"]),
-            val_iou=float(metrics["iou"]),
+            val_dice=metrics.dice,
+            val_iou=metrics.iou,
             learning_rate=lr,
             grad_norm=train_stats.grad_norm,
             grad_norm_max=train_stats.grad_norm_max,
             seconds=time.perf_counter() - started,
             images_per_s=train_stats.images / train_seconds if train_seconds > 0 else 0.0,
             **train_stats.evidence,
-            **foreground_shares(metrics),
+            **metrics.shares,
         )
         result.history.append(record)
         if first_loss is None and math.isfinite(train_stats.first_loss):
@@ -176,7 +179,14 @@ class _EpochStats:
     images: int
     bad_step: int | None  # 1-based step whose loss was NaN/inf, if any
     first_loss: float  # loss of the epoch's first step, before its update
-    evidence: dict[str, float]  # unet.evidence.TrainEvidence.result()
+    evidence: TrainValues  # unet.evidence.TrainEvidence.result()
+
+
+@dataclass
+class _Scores:
+    dice: float
+    iou: float
+    shares: ShareValues  # unet.evidence.foreground_shares
 
 
 class _Amp:
@@ -206,7 +216,7 @@ def _loaders(
     pin = device.type == "cuda"
     # Dropping a last batch of one image keeps batch norm defined; otherwise keep every image.
     drop_last = len(train) % config.batch_size == 1 and len(train) > config.batch_size  # type: ignore[arg-type]
-    common = {
+    common: dict[str, Any] = {
         "num_workers": config.num_workers,
         "pin_memory": pin,
         "persistent_workers": config.num_workers > 0,
@@ -324,7 +334,7 @@ def _validate(
     device: torch.device,
     memory_format: torch.memory_format,
     num_classes: int,
-) -> tuple[float, dict[str, float | dict[int, float]]]:
+) -> tuple[float, _Scores]:
     model.eval()
     metrics = SegmentationMetrics(num_classes=num_classes)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -339,7 +349,9 @@ def _validate(
         metrics.update(logits, masks)
         batches += 1
     scores = metrics.compute()
-    return float(loss_sum) / max(batches, 1), scores
+    dice, iou = scores["dice"], scores["iou"]
+    assert isinstance(dice, float) and isinstance(iou, float)  # the means; per-class scores are dicts
+    return float(loss_sum) / max(batches, 1), _Scores(dice, iou, foreground_shares(scores))
 
 
 def _divergence(
@@ -354,7 +366,7 @@ def _divergence(
     if first_loss is None:
         return None
     for name, value in (("train", record.train_loss), ("val", record.val_loss)):
-        if value > factor * first_loss:
+        if exceeds(value, first_loss, factor):
             return (
                 f"{name} loss {value:.4g} at epoch {record.epoch} is over {factor:g}x the initial loss "
                 f"{first_loss:.4g}: lower the learning rate"

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from search.pruning.rules import json_number
+from search.outcome import json_number
 from search.spec.space import flatten_settings
 
 # Epochs needed before a trend (stall, imbalance, overfitting, ...) means anything: with two epochs

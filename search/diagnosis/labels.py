@@ -6,22 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# The causes a trial's curves can show, in the order they are checked (the first clear one wins; see
-# search.diagnosis.diagnose), then "healthy" (nothing wrong) and "unclear" (the evidence does not decide
-# between the two causes it names).
-CAUSES: tuple[str, ...] = (
-    "diverged",
-    "input_scale",
-    "vanishing_gradients",
-    "stalled",
-    "no_signal",
-    "background_only",
-    "foreground_flood",
-    "unstable",
-    "overfitting",
-    "underfitting",
-)
-DIAGNOSES: tuple[str, ...] = (*CAUSES, "healthy", "unclear")
+from search.outcome import DIAGNOSES as OUTCOME_DIAGNOSES
+from search.outcome import HEALTHY, UNCLEAR
+
+# The labels come from the one outcome vocabulary (search.outcome.DIAGNOSES), in the order the causes are
+# checked (the first clear one wins; see search.diagnosis.diagnose), then "healthy" (nothing wrong) and
+# "unclear" (the evidence does not decide between the two causes it names).
+DIAGNOSES: tuple[str, ...] = tuple(OUTCOME_DIAGNOSES)
+CAUSES: tuple[str, ...] = tuple(label for label in DIAGNOSES if label not in (HEALTHY, UNCLEAR))
 
 # What each label means, for reports and the README.
 MEANINGS: dict[str, str] = {

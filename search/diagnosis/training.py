@@ -13,10 +13,9 @@ import numpy as np
 from search.diagnosis.advice import higher_learning_rate, lower_learning_rate, normalisation_change
 from search.diagnosis.curves import MIN_TREND_EPOCHS, Curves, fall, largest_jump
 from search.diagnosis.labels import Finding
-from search.pruning.rules import DEFAULT_DIVERGENCE_FACTOR, json_number
+from search.outcome import json_number
+from unet.divergence import DIVERGENCE_FACTOR
 
-# Same as the plateau rule's default, so a trial the pruner stopped as "diverged" is diagnosed so too.
-DIVERGENCE_FACTOR = DEFAULT_DIVERGENCE_FACTOR
 # Train loss falling less than this share of its first value over the whole run is a stall; a working
 # setup loses far more than 5 % after epoch 1, whose mean still includes the untrained steps. Up to
 # STALL_BORDER it is borderline.

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.execution.study import RETRYABLE_REASONS
+from search.outcome import DIAGNOSES, HEALTHY, RETRYABLE_REASONS, STOP_REASONS, UNCLEAR
 
 # A group needs this many trials to say anything.
 MIN_GROUP = 3
@@ -39,27 +39,12 @@ MIN_CONTRAST = 0.5
 # Numbers with at most this many distinct values are grouped by value, like categories.
 MAX_VALUES_AS_GROUPS = 4
 
-# How each label reads after "N trials with ...", in the order findings about one group list them.
-LABEL_PHRASES: dict[str, str] = {
-    "diverged": "diverged",
-    "input_scale": "saw unnormalised inputs without normalisation layers",
-    "vanishing_gradients": "had vanishing gradients",
-    "stalled": "stalled",
-    "no_signal": "found nothing learnable (val Dice at chance)",
-    "background_only": "predicted background only",
-    "foreground_flood": "flooded the image with foreground",
-    "unstable": "were unstable",
-    "overfitting": "overfitted",
-    "underfitting": "underfitted",
-    "plateau": "were stopped on a plateau",
-    "underperforming": "were pruned as underperforming",
-    "out_of_memory": "ran out of memory",
-    "error": "failed with an error",
-    "pruned": "were stopped early",
-}
 # Says less than any other label: dropped from a finding that names another one for the same trials.
 _GENERAL_LABEL = "pruned"
-_NOT_LABELS = {"healthy", "unclear", *RETRYABLE_REASONS}
+# How each label reads after "N trials with ...", in the order findings about one group list them:
+# diagnoses, then stop reasons (search.outcome), then the general label.
+LABEL_PHRASES: dict[str, str] = {**DIAGNOSES, **STOP_REASONS, _GENERAL_LABEL: "were stopped early"}
+_NOT_LABELS = {HEALTHY, UNCLEAR, *RETRYABLE_REASONS}
 _FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 
 

@@ -105,6 +105,8 @@ def _row_values(record: Mapping[str, float | str]) -> dict[str, int | float | st
     values: dict[str, int | float | str | None] = {"epoch": int(epoch)}
     for field in _VALUE_FIELDS:
         value = record[field]
+        if isinstance(value, str):
+            raise StoreError(f"epoch record's {field} must be a number but got {value!r}")
         values[field] = float(value) if value is not None and math.isfinite(value) else None
     for field in TEXT_FIELDS:
         text = record[field]
