@@ -9,7 +9,8 @@ error and the others still run; the exit status is then 1.
 Sections: ``efficiency`` (search strategies on a hard task: replay and live tiers), ``throughput`` (fit
 against a bare loop, FLOP/s against matmul), ``orchestration`` (per-trial overhead of the backends,
 ``bench.orchestration``), ``store`` (write costs, concurrent workers, growth to 10,000 trials),
-``pipeline`` (loader items/s per core and with workers against the training step, ``bench.pipeline``).
+``pipeline`` (loader items/s per core and with workers against the training step, ``bench.pipeline``),
+``diagnosis`` (crafted runs of known cause: labels right, advice that fixes them; ``bench.diagnosis``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("efficiency", "throughput", "orchestration", "store", "pipeline")
+SECTIONS = ("efficiency", "throughput", "orchestration", "store", "pipeline", "diagnosis")
 PACKAGES = ("torch", "optuna", "ray", "sqlalchemy", "psycopg", "pymysql", "numpy", "albumentations")
 
 
@@ -185,12 +186,19 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     return pipeline.run(quick=args.quick)
 
 
+def run_diagnosis(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.diagnosis import section
+
+    return section.run(quick=args.quick, workers=args.workers, say=_say)
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any] | None]] = {
     "efficiency": run_efficiency,
     "throughput": run_throughput,
     "orchestration": run_orchestration,
     "store": run_store,
     "pipeline": run_pipeline,
+    "diagnosis": run_diagnosis,
 }
 
 

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from unet.config import TrainConfig
 from unet.device import Precision
+from unet.evidence import ShareValues, TrainEvidence, TrainValues, foreground_shares
 from unet.metrics import SegmentationMetrics
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,17 @@ class EpochStats:
     images: int  # images trained on
     bad_step: int | None  # 1-based step whose loss was NaN/inf, if any
     first_loss: float  # loss of the epoch's first step, before its update
+    evidence: TrainValues  # unet.evidence.TrainEvidence.result()
     skipped_steps: int = 0  # float16 steps the gradient scaler skipped for overflowing gradients
+
+
+@dataclass
+class Scores:
+    """What one validation pass measured besides the loss."""
+
+    dice: float
+    iou: float
+    shares: ShareValues  # unet.evidence.foreground_shares
 
 
 def train_epoch(
@@ -65,6 +76,7 @@ def train_epoch(
     total = len(loader)
     bad_step: int | None = None
     first_loss: torch.Tensor | None = None
+    evidence = TrainEvidence(model, config.model.num_classes)
     for images_batch, masks in loader:
         images_batch = images_batch.to(device, non_blocking=True, memory_format=memory_format)
         masks = masks.to(device, non_blocking=True)
@@ -75,6 +87,7 @@ def train_epoch(
         with precision.autocast():
             logits = model(images_batch)
         loss = criterion(logits.float(), masks)
+        evidence.after_forward(images_batch, logits, masks)
         steps += 1
         images += images_batch.shape[0]
         if first_loss is None:
@@ -85,6 +98,7 @@ def train_epoch(
             break
         precision.scaler.scale(loss).backward()
         precision.scaler.unscale_(optimizer)
+        evidence.after_backward()
         norm = grad_norm(params, config.grad_clip)
         precision.scaler.step(optimizer)
         precision.scaler.update()
@@ -106,6 +120,7 @@ def train_epoch(
         images=images,
         bad_step=bad_step,
         first_loss=float(first_loss) if first_loss is not None else float("nan"),
+        evidence=evidence.result(),
         skipped_steps=n_skipped,
     )
 
@@ -141,7 +156,7 @@ def validate(
     device: torch.device,
     memory_format: torch.memory_format,
     num_classes: int,
-) -> tuple[float, dict[str, float]]:
+) -> tuple[float, Scores]:
     """Mean validation loss and the set's Dice and IoU, in loader order, without augmentation."""
     model.eval()
     metrics = SegmentationMetrics(num_classes=num_classes)
@@ -159,4 +174,4 @@ def validate(
     scores = metrics.compute()
     dice, iou = scores["dice"], scores["iou"]
     assert isinstance(dice, float) and isinstance(iou, float)  # the means; per-class scores are dicts
-    return float(loss_sum) / max(batches, 1), {"dice": dice, "iou": iou}
+    return float(loss_sum) / max(batches, 1), Scores(dice, iou, foreground_shares(scores))

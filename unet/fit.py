@@ -145,13 +145,15 @@ def fit(
             epoch=epoch,
             train_loss=train_stats.loss,
             val_loss=val_loss,
-            val_dice=metrics["dice"],
-            val_iou=metrics["iou"],
+            val_dice=metrics.dice,
+            val_iou=metrics.iou,
             learning_rate=lr,
             grad_norm=train_stats.grad_norm,
             grad_norm_max=train_stats.grad_norm_max,
             seconds=time.perf_counter() - started,
             images_per_s=train_stats.images / train_seconds if train_seconds > 0 else 0.0,
+            **train_stats.evidence,
+            **metrics.shares,
         )
         result.history.append(record)
         if first_loss is None and math.isfinite(train_stats.first_loss):
