@@ -61,11 +61,12 @@ class Fingerprint:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        ordered = sorted(self.sizes, key=_area)
         return {
             "images": len(self.sizes),
             "median_size": list(self.median_size()) if self.sizes else None,
-            "smallest": list(min(self.sizes, key=_area)) if self.sizes else None,
-            "largest": list(max(self.sizes, key=_area)) if self.sizes else None,
+            "smallest": list(ordered[0]) if ordered else None,
+            "largest": list(ordered[-1]) if ordered else None,
             "channels": self.channels,
             "dtype": self.dtype,
             "foreground": self.foreground,
