@@ -83,7 +83,7 @@ def _tiled(
     *,
     patch_size: int | None,
     overlap: float,
-    batch_size: int,
+    batch_size: int | None,
 ) -> torch.Tensor:
     height, width = images.shape[-2:]
     if patch_size is None or (height <= patch_size and width <= patch_size):

@@ -15,7 +15,7 @@ a search space's depths a patch can hold and why the others cannot.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -161,7 +161,9 @@ def make_plan(
     return DataPlan(cap, stride, "planned", reason, summary)
 
 
-def masks_fingerprint(masks: Mapping[str, Sequence[np.ndarray]], *, channels: int, dtype: str) -> Fingerprint:
+def masks_fingerprint(
+    masks: Mapping[str, Iterable[np.ndarray] | np.ndarray], *, channels: int, dtype: str
+) -> Fingerprint:
     """The fingerprint of data held in memory: split name -> its masks (class indices, any sizes)."""
     sizes: list[tuple[int, int]] = []
     foreground = pixels = 0
