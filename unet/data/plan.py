@@ -199,14 +199,6 @@ def fit_depths(patch_size: int, depths: Iterable[int]) -> DepthFit:
     return DepthFit(tuple(kept), refused)
 
 
-def deepest_fitting(patch_size: int) -> int:
-    """The largest depth a ``patch_size`` patch can hold (at least 1 for tiny patches)."""
-    depth = 1
-    while MIN_BOTTOM * 2 ** (depth + 1) <= patch_size:
-        depth += 1
-    return depth
-
-
 def _check_side(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 8:
         raise ConfigError(f"{name} must be an integer >= 8 pixels but got {value!r}")
