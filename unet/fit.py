@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from unet.config import TrainConfig
 from unet.divergence import exceeds
 from unet.errors import ConfigError
+from unet.evidence import ShareValues, TrainEvidence, TrainValues, foreground_shares
 from unet.history import EpochRecord
 from unet.losses import build_loss
 from unet.model import build_model
@@ -149,19 +150,22 @@ def fit(
             memory_format=memory_format,
             autocast=amp.autocast,
         )
-        val_loss, metrics = evaluation.loss, {"dice": evaluation.dice, "iou": evaluation.iou}
+        val_loss = evaluation.loss
+        metrics = _Scores(evaluation.dice, evaluation.iou, foreground_shares(evaluation.scores))
         scheduler.step(val_loss)
         record = EpochRecord(
             epoch=epoch,
             train_loss=train_stats.loss,
             val_loss=val_loss,
-            val_dice=metrics["dice"],
-            val_iou=metrics["iou"],
+            val_dice=metrics.dice,
+            val_iou=metrics.iou,
             learning_rate=lr,
             grad_norm=train_stats.grad_norm,
             grad_norm_max=train_stats.grad_norm_max,
             seconds=time.perf_counter() - started,
             images_per_s=train_stats.images / train_seconds if train_seconds > 0 else 0.0,
+            **train_stats.evidence,
+            **metrics.shares,
         )
         result.history.append(record)
         _keep_if_best(result, model, record)
@@ -195,6 +199,14 @@ class _EpochStats:
     images: int
     bad_step: int | None  # 1-based step whose loss was NaN/inf, if any
     first_loss: float  # loss of the epoch's first step, before its update
+    evidence: TrainValues  # unet.evidence.TrainEvidence.result()
+
+
+@dataclass
+class _Scores:
+    dice: float
+    iou: float
+    shares: ShareValues  # unet.evidence.foreground_shares
 
 
 class _Amp:
@@ -282,6 +294,7 @@ def _train_epoch(
     total = len(loader)
     bad_step: int | None = None
     first_loss: torch.Tensor | None = None
+    evidence = TrainEvidence(model, config.model.num_classes)
     for images_batch, masks in loader:
         images_batch = images_batch.to(device, non_blocking=True, memory_format=memory_format)
         masks = masks.to(device, non_blocking=True)
@@ -289,6 +302,7 @@ def _train_epoch(
         with amp.autocast():
             logits = model(images_batch)
         loss = criterion(logits.float(), masks)
+        evidence.after_forward(images_batch, logits, masks)
         steps += 1
         images += images_batch.shape[0]
         if first_loss is None:
@@ -299,6 +313,7 @@ def _train_epoch(
             break
         amp.scaler.scale(loss).backward()
         amp.scaler.unscale_(optimizer)
+        evidence.after_backward()
         norm = _grad_norm(params, config.grad_clip)
         amp.scaler.step(optimizer)
         amp.scaler.update()
@@ -315,6 +330,7 @@ def _train_epoch(
         images=images,
         bad_step=bad_step,
         first_loss=float(first_loss) if first_loss is not None else float("nan"),
+        evidence=evidence.result(),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ class Evaluation:
     per_class_dice: dict[int, float]  # background 0 included
     per_class_iou: dict[int, float]
     pixels: int  # pixels scored: the sum of the images' H * W
+    scores: dict[str, Any]  # SegmentationMetrics.compute()'s whole result (class shares ...)
 
 
 @torch.inference_mode()
@@ -85,4 +87,5 @@ def evaluate(
         per_class_dice=dict(scores["per_class_dice"]),  # type: ignore[arg-type]
         per_class_iou=dict(scores["per_class_iou"]),  # type: ignore[arg-type]
         pixels=pixels,
+        scores=scores,
     )
