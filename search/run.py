@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 
-from search.execution.data import inspect_study_data
+from search.execution.data import depth_choices, inspect_study_data, load_study_data, plan_study_data
 from search.execution.progress import Progress, summary
 from search.execution.signals import sigterm_as_interrupt
 from search.execution.study import StudyConflictError, count_trials
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-trials", type=int, help="trials the study should have in total (resuming counts)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     p.add_argument("--seed", type=int, help="sampler seed")
+    p.add_argument(
+        "--patch-size", type=int, help="patch side for folder data (default: planned from the data)"
+    )
     p.add_argument("--backend", choices=BACKENDS, default="ray", help="where trials run (default: ray)")
     p.add_argument(
         "--address",
@@ -54,7 +57,13 @@ def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
         raise SpecError(f"--n-trials must be >= 1 but got {args.n_trials}")
     if args.timeout is not None and not args.timeout > 0:
         raise SpecError(f"--timeout must be > 0 seconds but got {args.timeout}")
-    overrides = Overrides(data_path=args.data, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed)
+    overrides = Overrides(
+        data_path=args.data,
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        seed=args.seed,
+        patch_size=args.patch_size,
+    )
     spec = load_spec(args.study, overrides=overrides)
     url = storage_url(args.storage)
     return spec, url
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     print(
-        f"Data: {run.data.description}; backend {args.backend}; "
+        f"Data: {run.data.description}; plan: {run.data.plan.format()}; backend {args.backend}; "
         f"{before.finished} of {n_trials} trials already finished",
         file=sys.stderr,
     )
@@ -151,6 +160,9 @@ def dry_run(spec: StudySpec, shown: str) -> int:
         print(report.format())
         if not report.ok:
             return 2
+    fingerprint = report.fingerprint() if report is not None else None
+    plan = plan_study_data(spec, fingerprint) if fingerprint is not None else load_study_data(spec).plan
+    print(f"Data plan: {plan.format()}; depths {', '.join(map(str, depth_choices(spec)))} fit")
     return 0
 
 

@@ -67,6 +67,7 @@ def open_study_run(spec: StudySpec, url: str) -> StudyRun:
     data = load_study_data(spec)
     storage = open_storage(url)
     study, created = open_study(storage, spec)
+    study.set_user_attr("data_plan", data.plan.to_dict())  # the patch size and why, with the study
     return StudyRun(spec=spec, data=data, storage=storage, study=study, created=created)
 
 

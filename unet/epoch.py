@@ -16,8 +16,7 @@ from torch.utils.data import DataLoader
 
 from unet.config import TrainConfig
 from unet.device import Precision
-from unet.evidence import ShareValues, TrainEvidence, TrainValues, foreground_shares
-from unet.metrics import SegmentationMetrics
+from unet.evidence import ShareValues, TrainEvidence, TrainValues
 
 logger = logging.getLogger(__name__)
 
@@ -145,33 +144,3 @@ def grad_norm(params: list[nn.Parameter], clip: float | None) -> torch.Tensor:
     # Without clipping, only measure: clip_grad_norm_ would also rescale every gradient by 1.0.
     grads = [p.grad for p in params if p.grad is not None]
     return torch.nn.utils.get_total_norm(grads).detach().double()
-
-
-@torch.inference_mode()
-def validate(
-    model: nn.Module,
-    criterion: nn.Module,
-    precision: Precision,
-    loader: DataLoader,
-    device: torch.device,
-    memory_format: torch.memory_format,
-    num_classes: int,
-) -> tuple[float, Scores]:
-    """Mean validation loss and the set's Dice and IoU, in loader order, without augmentation."""
-    model.eval()
-    metrics = SegmentationMetrics(num_classes=num_classes)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    batches = 0
-    for images_batch, masks in loader:
-        images_batch = images_batch.to(device, non_blocking=True, memory_format=memory_format)
-        masks = masks.to(device, non_blocking=True)
-        with precision.autocast():
-            logits = model(images_batch)
-        logits = logits.float()
-        loss_sum += criterion(logits, masks)
-        metrics.update(logits, masks)
-        batches += 1
-    scores = metrics.compute()
-    dice, iou = scores["dice"], scores["iou"]
-    assert isinstance(dice, float) and isinstance(iou, float)  # the means; per-class scores are dicts
-    return float(loss_sum) / max(batches, 1), Scores(dice, iou, foreground_shares(scores))

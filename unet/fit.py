@@ -24,13 +24,15 @@ from torch.utils.data import Dataset
 from unet.config import TrainConfig
 from unet.device import Precision, prepare_model, resolve_device, seed_everything
 from unet.divergence import exceeds
-from unet.epoch import AugmentBatch, OnBatch, train_epoch, validate
+from unet.epoch import AugmentBatch, OnBatch, Scores, train_epoch
 from unet.errors import ConfigError
+from unet.evidence import foreground_shares
 from unet.history import EpochRecord
-from unet.loading import make_loaders
+from unet.loading import make_train_loader
 from unet.losses import build_loss
 from unet.model import build_model
 from unet.optim import build_optimizer, build_scheduler, current_lr
+from unet.validation import evaluate
 
 if TYPE_CHECKING:  # the data package (albumentations, OpenCV) is not needed to train on tensors
     from unet.data.device_geometry import DeviceGeometry
@@ -52,6 +54,8 @@ class FitResult:
     stop_reason: str | None = None  # None (ran all epochs), "diverged" or "callback"
     stop_message: str | None = None  # one line saying what made it stop
     device: str = "cpu"
+    best_state: dict[str, torch.Tensor] | None = None  # CPU copy of the best epoch's weights (val Dice)
+    best_epoch: int | None = None  # the epoch ``best_state`` is from (``best.epoch``)
 
     @property
     def best(self) -> EpochRecord | None:
@@ -88,7 +92,8 @@ def fit(
     Args:
         config: the training settings; the model's in_channels/num_classes must match the data.
         train: items ``(image float32 (C, H, W), mask int64 (H, W))``, equal sizes within a batch.
-        val: the same, evaluated in order without augmentation.
+        val: items of whole images, any size, evaluated one by one without augmentation
+            (``unet.validation.evaluate``; its ``patch_size`` attribute, if any, tiles larger images).
         on_epoch: called with each epoch's record; returning True stops training after that epoch.
         on_batch: called after each training step with (step, steps per epoch), e.g. for a progress bar.
         model: an existing model to train instead of building one from ``config.model``.
@@ -113,7 +118,7 @@ def fit(
     optimizer = build_optimizer(model.parameters(), config)
     scheduler = build_scheduler(optimizer, config)
     precision = Precision(device, enabled=config.mixed_precision)
-    train_loader, val_loader = make_loaders(config, train, val, device)
+    train_loader = make_train_loader(config, train, val, device)
     logger.info(
         "training on %s, %s, %d loader worker(s)", device, precision.describe(), train_loader.num_workers
     )
@@ -137,9 +142,17 @@ def fit(
             augment,
         )
         train_seconds = time.perf_counter() - started
-        val_loss, metrics = validate(
-            model, criterion, precision, val_loader, device, memory_format, config.model.num_classes
+        evaluation = evaluate(
+            model,
+            val,
+            criterion=criterion,
+            num_classes=config.model.num_classes,
+            device=device,
+            memory_format=memory_format,
+            autocast=precision.autocast,
         )
+        val_loss = evaluation.loss
+        metrics = Scores(evaluation.dice, evaluation.iou, foreground_shares(evaluation.scores))
         scheduler.step(val_loss)
         record = EpochRecord(
             epoch=epoch,
@@ -156,6 +169,7 @@ def fit(
             **metrics.shares,
         )
         result.history.append(record)
+        _keep_if_best(result, model, record)
         if first_loss is None and math.isfinite(train_stats.first_loss):
             first_loss = train_stats.first_loss
         diverged = _divergence(record, first_loss, config.divergence_factor, train_stats.bad_step)
@@ -168,6 +182,14 @@ def fit(
             result.stop_reason, result.stop_message = "callback", f"stopped by on_epoch after epoch {epoch}"
             break
     return result
+
+
+def _keep_if_best(result: FitResult, model: nn.Module, record: EpochRecord) -> None:
+    """Copy the weights to the CPU when this epoch's val Dice beats every earlier one (first of equals)."""
+    best = result.best
+    if best is not None and best.epoch == record.epoch:
+        result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        result.best_epoch = record.epoch
 
 
 def _device_augmentation(train: Dataset, device: torch.device, seed: int) -> AugmentBatch | None:

@@ -54,10 +54,8 @@ def resolve_num_workers(config: TrainConfig, device: torch.device) -> int:
     return max(1, cpus - 1)
 
 
-def make_loaders(
-    config: TrainConfig, train: Dataset, val: Dataset, device: torch.device
-) -> tuple[DataLoader, DataLoader]:
-    """The shuffled, seeded training loader and the in-order validation loader.
+def make_train_loader(config: TrainConfig, train: Dataset, val: Dataset, device: torch.device) -> DataLoader:
+    """The shuffled, seeded training loader (validation reads whole images one by one: ``unet.validation``).
 
     Raises:
         ConfigError: a set is empty.
@@ -80,8 +78,7 @@ def make_loaders(
         worker_init_fn=_seed_worker,
         **common,  # type: ignore[arg-type]
     )
-    val_loader = DataLoader(val, batch_size=config.batch_size, shuffle=False, **common)  # type: ignore[arg-type]
-    return train_loader, val_loader
+    return train_loader
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -29,8 +29,8 @@ from search.outcome import (
     STOP_REASON,
 )
 from search.report.data import StudyRecord
+from unet.checkpoint import write_atomic
 from unet.history import EPOCH_FIELDS
-from unet.train import write_atomic
 
 # trials.csv: these columns, with one column per searched parameter between the two groups.
 TRIAL_COLUMNS_BEFORE_PARAMS: tuple[str, ...] = ("study", "number", "state", "objective", "best_epoch")

@@ -47,14 +47,30 @@ class Overrides:
     n_trials: int | None = None  # the budget's number of trials
     timeout: float | None = None  # the budget's timeout in seconds
     seed: int | None = None  # the sampler's seed
+    patch_size: int | None = None  # the folder data's patch size (data.folder.patch_size)
 
     def apply(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of a study's raw data with these overrides in it."""
+        """A copy of a study's raw data with these overrides in it.
+
+        Raises:
+            SpecError: ``patch_size`` for a study on synthetic data (validated whole, no patch).
+        """
         data = copy.deepcopy(dict(raw))
         if self.data_path is not None:
             folder = (data.get("data") or {}).get("folder") or {}
             path = str(Path(self.data_path).expanduser().resolve())
             data["data"] = {"source": "folder", "folder": {**folder, "path": path}}
+        if self.patch_size is not None:
+            section = data.get("data") or {}
+            if section.get("source") != "folder":
+                raise SpecError(
+                    f"--patch-size {self.patch_size} applies to folder data but study {data.get('name')!r} "
+                    "uses synthetic images (validated whole): pass --data DIR too, or leave --patch-size out"
+                )
+            data["data"] = {
+                **section,
+                "folder": {**(section.get("folder") or {}), "patch_size": self.patch_size},
+            }
         for section, key, value in (
             ("budget", "n_trials", self.n_trials),
             ("budget", "timeout", self.timeout),
@@ -65,7 +81,8 @@ class Overrides:
         return data
 
     def __bool__(self) -> bool:
-        return any(v is not None for v in (self.data_path, self.n_trials, self.timeout, self.seed))
+        values = (self.data_path, self.n_trials, self.timeout, self.seed, self.patch_size)
+        return any(v is not None for v in values)
 
 
 class StudySpec(Section):
@@ -141,6 +158,7 @@ class StudySpec(Section):
         n_trials: int | None = None,
         timeout: float | None = None,
         seed: int | None = None,
+        patch_size: int | None = None,
     ) -> StudySpec:
         """A copy with the command line's overrides applied and validated again.
 
@@ -150,13 +168,16 @@ class StudySpec(Section):
             n_trials: the budget's number of trials.
             timeout: the budget's timeout in seconds.
             seed: the sampler's seed.
+            patch_size: the folder data's patch size (``data.folder.patch_size``).
 
         Raises:
             SpecError: an override is invalid (e.g. the folder does not exist).
         """
         data = self.to_dict()
         data.pop("source")
-        data = Overrides(data_path=data_path, n_trials=n_trials, timeout=timeout, seed=seed).apply(data)
+        data = Overrides(
+            data_path=data_path, n_trials=n_trials, timeout=timeout, seed=seed, patch_size=patch_size
+        ).apply(data)
         return _build(data, origin=f"{self._origin} with overrides", base_dir=Path.cwd(), source=self._source)
 
 

@@ -36,7 +36,9 @@ class FolderData(Section):
     path: Path  # dataset folder; a relative path is relative to the study file's folder
     val_path: Path | None = None  # explicit validation folder (same layout); null: split off val_fraction
     val_fraction: float = Field(0.2, gt=0, lt=1)  # validation share when val_path is null
-    patch_size: int = Field(256, ge=8)  # training crops (and the central validation patch) in pixels
+    # Training patch side in pixels; null: planned from the data (unet.data.plan). Validation and
+    # prediction score whole images, tiling those larger than the patch.
+    patch_size: int | None = Field(None, ge=8)
     normalization: Literal["zscore", "minmax", "dtype", "none"] = "zscore"  # per-image intensity scaling
     num_classes: int | None = Field(None, ge=1)  # K >= 2: masks of class indices 0..K-1; null or 1: binary
     seed: int = Field(0, ge=0)  # seed of the train/validation split

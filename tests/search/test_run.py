@@ -111,8 +111,11 @@ def test_real_folder_data_end_to_end(tmp_path, monkeypatch):
     assert main(["--study", str(path), "--storage", url, "--backend", "local"]) == 0
     done = trials(url, "dsb-smoke")
     assert len(done) == 2
-    stored = optuna.load_study(study_name="dsb-smoke", storage=url).user_attrs["spec"]
-    assert stored["data"]["folder"]["path"] == str(DSB.resolve())  # symlinks resolved (../shared may be one)
+    attrs = optuna.load_study(study_name="dsb-smoke", storage=url).user_attrs
+    assert attrs["spec"]["data"]["folder"]["path"] == str(
+        DSB.resolve()
+    )  # symlinks resolved (../shared may be one)
+    assert attrs["data_plan"]["patch_size"] == 64 and attrs["data_plan"]["source"] == "given"
     assert all(t.intermediate_values for t in done)
 
 
@@ -276,4 +279,9 @@ def test_list_and_dry_run(tmp_path, monkeypatch, capsys):
     assert main(["--study", "unet-lr", "--dry-run", "--data", str(DSB)]) == 0
     out = capsys.readouterr().out
     assert "learning_rate" in out and "0/255" in out
+    assert "Data plan: patch 256x256 (planned)" in out and "depths 3 fit" in out
+    assert main(["--study", "unet-lr", "--dry-run", "--data", str(DSB), "--patch-size", "96"]) == 0
+    assert "Data plan: patch 96x96 (given)" in capsys.readouterr().out
+    assert main(["--study", "unet-lr", "--dry-run", "--patch-size", "96"]) == 2
+    assert "--patch-size 96 applies to folder data" in capsys.readouterr().err
     assert not (tmp_path / "unet-search.db").exists()

@@ -1,4 +1,4 @@
-"""make_loaders / resolve_num_workers: worker processes, pinned memory and prefetching per device."""
+"""make_train_loader / resolve_num_workers: worker processes, pinned memory and prefetching per device."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from torch.utils.data import TensorDataset
 
 from unet.config import TrainConfig
 from unet.errors import ConfigError
-from unet.loading import PREFETCH_FACTOR, make_loaders, parse_num_workers, resolve_num_workers, usable_cpus
+from unet.loading import (
+    PREFETCH_FACTOR,
+    make_train_loader,
+    parse_num_workers,
+    resolve_num_workers,
+    usable_cpus,
+)
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 
@@ -53,14 +59,14 @@ def data(n: int) -> TensorDataset:
 
 
 def test_cpu_loaders_load_in_process():
-    train, val = make_loaders(TrainConfig(batch_size=4), data(9), data(3), CPU)
+    train = make_train_loader(TrainConfig(batch_size=4), data(9), data(3), CPU)
     assert train.num_workers == 0 and not train.pin_memory
     assert train.drop_last  # 9 % 4 == 1: no batch of one image for batch norm
-    assert len(list(train)) == 2 and len(list(val)) == 1
+    assert len(list(train)) == 2
 
 
 def test_worker_loaders_persist_and_prefetch():
-    train, _ = make_loaders(TrainConfig(batch_size=4, num_workers=1), data(8), data(4), CPU)
+    train = make_train_loader(TrainConfig(batch_size=4, num_workers=1), data(8), data(4), CPU)
     assert train.num_workers == 1 and train.persistent_workers and train.prefetch_factor == PREFETCH_FACTOR
     first = [x.sum().item() for x, _ in train]
     assert first == [x.sum().item() for x, _ in train]  # a second epoch on the same worker
@@ -68,4 +74,4 @@ def test_worker_loaders_persist_and_prefetch():
 
 def test_empty_set_is_refused():
     with pytest.raises(ConfigError, match="needs images in both sets"):
-        make_loaders(TrainConfig(), data(4), data(0), CPU)
+        make_train_loader(TrainConfig(), data(4), data(0), CPU)
