@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the shipped studies and exit")
     add_storage_option(p)
     p.add_argument("--data", type=Path, help="train on this folder (DIR/images, DIR/masks) instead")
+    p.add_argument(
+        "--name", help="store the study under this name instead of the file's (e.g. the same file on --data)"
+    )
     p.add_argument("--n-trials", type=int, help="trials the study should have in total (resuming counts)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     p.add_argument("--seed", type=int, help="sampler seed")
@@ -58,7 +61,7 @@ def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
     if args.timeout is not None and not args.timeout > 0:
         raise SpecError(f"--timeout must be > 0 seconds but got {args.timeout}")
     spec = load_spec(args.study).with_overrides(
-        data_path=args.data, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed
+        name=args.name, data_path=args.data, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed
     )
     url = storage_url(args.storage)
     return spec, url
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{before.finished} of {n_trials} trials already finished",
         file=sys.stderr,
     )
-    progress = Progress(study, n_trials=n_trials, timeout=timeout)
+    progress = Progress(study, n_trials=n_trials, max_epochs=spec.budget.max_epochs, timeout=timeout)
     # Ray workers report every epoch only when there is a live line to show it on.
     on_epoch = progress.on_epoch if args.backend == "local" or progress.live else None
     ctx = TrialContext(spec=spec, storage=storage, data=data, on_epoch=on_epoch)

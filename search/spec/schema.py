@@ -202,6 +202,7 @@ class StudySpec(_Section):
     def with_overrides(
         self,
         *,
+        name: str | None = None,
         data_path: str | Path | None = None,
         n_trials: int | None = None,
         timeout: float | None = None,
@@ -210,6 +211,7 @@ class StudySpec(_Section):
         """A copy with the command line's overrides applied and validated again.
 
         Args:
+            name: the study's name in the store (the same file run on other data, under another name).
             data_path: train on this dataset folder instead (relative to the working directory); the file's
                 folder settings other than the path are kept.
             n_trials: the budget's number of trials.
@@ -221,6 +223,8 @@ class StudySpec(_Section):
         """
         data = self.to_dict()
         data.pop("source")
+        if name is not None:
+            data["name"] = name
         if data_path is not None:
             folder = data["data"].get("folder") or {}
             path = str(Path(data_path).expanduser().resolve())
@@ -280,7 +284,15 @@ def load_spec(name_or_path: str, *, studies_dir: Path = STUDIES_DIR) -> StudySpe
         except ConfigError as e:
             raise SpecError(f"{e} ({display_path(studies_dir)})") from e
     raw = read_yaml(path)
-    return _build(raw, origin=display_path(path), base_dir=path.resolve().parent, source=path.resolve())
+    spec = _build(raw, origin=display_path(path), base_dir=path.resolve().parent, source=path.resolve())
+    # Names are looked up as file names: a copied file that keeps the old name would write into the old
+    # study. (Checked on the file only: ``with_overrides(name=...)`` runs a file under another name.)
+    if spec.name != path.stem:
+        raise SpecError(
+            f"name {spec.name!r} must match the file name {path.stem!r}: "
+            f"rename the file or set name: {path.stem} ({display_path(path)})"
+        )
+    return spec
 
 
 def _build(raw: Any, *, origin: str, base_dir: Path, source: Path | None) -> StudySpec:
@@ -292,12 +304,6 @@ def _build(raw: Any, *, origin: str, base_dir: Path, source: Path | None) -> Stu
         spec = StudySpec.model_validate(raw)
     except ValidationError as e:
         raise SpecError(f"{describe_validation_error(e, StudySpec)} ({origin})") from e
-    # Names are looked up as file names: a copied file that keeps the old name would write into the old study.
-    if source is not None and spec.name != source.stem:
-        raise SpecError(
-            f"name {spec.name!r} must match the file name {source.stem!r}: "
-            f"rename the file or set name: {source.stem} ({origin})"
-        )
     spec = resolve_paths(spec, base_dir)
     problem = first_problem(spec) or first_untrainable(spec)
     if problem:
