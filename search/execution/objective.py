@@ -5,7 +5,8 @@ intermediate value, writes the epoch table, decides stops with
 ``search.pruning.rules.TrialStopper``, and leaves
 on the trial the user attributes that explain it: ``stop_reason``, ``stop_epoch``, ``stop_detail``,
 ``stop_message`` for a stopped or failed trial, ``best_epoch`` for a scored one, and ``diagnosis``
-(with ``diagnosis_summary``) for every trial that trained at least one epoch. The caller tells Optuna the
+(with ``diagnosis_summary``) for every trial that trained at least one epoch, and ``cpu_threads`` (the
+CPU threads it trained with) for every trial. The caller tells Optuna the
 returned outcome.
 """
 
@@ -33,6 +34,9 @@ from unet.fit import fit
 from unet.history import EpochRecord
 
 logger = logging.getLogger(__name__)
+
+# The trial's user attribute holding the CPU threads it trained with (torch.get_num_threads()).
+THREADS_ATTR = "cpu_threads"
 
 
 @dataclass
@@ -96,6 +100,9 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
     spec, data = ctx.spec, ctx.data
     params = suggest_params(trial, spec.space)
     trial.set_user_attr("train_images", len(data.train))  # images per epoch, for the compute in reports
+    # CPU sums split over another number of threads differ in their last digits, and training amplifies
+    # that: search.retrain uses this count to repeat the trial exactly.
+    trial.set_user_attr(THREADS_ATTR, torch.get_num_threads())
     history: list[EpochRecord] = []
     stopper = make_stopper(spec)
 
