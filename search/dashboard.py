@@ -29,6 +29,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 import optuna_dashboard
 
+from search.checkpoints.store import DashboardArtifacts
 from search.execution.signals import sigterm_as_interrupt
 from search.report.data import open_existing_storage, study_names
 from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
@@ -82,7 +83,8 @@ def make_dashboard_server(storage: optuna.storages.BaseStorage, host: str, port:
     Raises:
         OSError: the address cannot be bound (in use, unknown host, privileged port).
     """
-    app = optuna_dashboard.wsgi(storage)
+    # The trials' kept checkpoints (search.checkpoints) are listed and downloadable from the trial pages.
+    app = optuna_dashboard.wsgi(storage, artifact_store=DashboardArtifacts(storage))
     return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
 
 

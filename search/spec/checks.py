@@ -34,7 +34,11 @@ if TYPE_CHECKING:
 
 
 def resolve_paths(spec: StudySpec, base_dir: Path) -> StudySpec:
-    """Make the data folder paths absolute (relative ones are relative to ``base_dir``)."""
+    """Make the data folder and artifact paths absolute (relative ones are relative to ``base_dir``)."""
+    artifacts = spec.artifacts.path
+    if artifacts is not None and "://" not in artifacts:
+        resolved = spec.artifacts.model_copy(update={"path": str((base_dir / artifacts).resolve())})
+        spec = spec.model_copy(update={"artifacts": resolved})
     folder = spec.data.folder
     if folder is None:
         return spec

@@ -136,6 +136,15 @@ class Execution(_Section):
     max_retries: int = Field(1, ge=0)  # reruns of a trial whose worker was lost
 
 
+class Artifacts(_Section):
+    """Where trials keep their best-epoch checkpoints (``search.checkpoints``; not part of the fingerprint)."""
+
+    # A folder (relative: to the study file's folder) or s3://bucket[/prefix] (needs boto3). null: the
+    # folder <db stem>-artifacts/ beside a SQLite store; none for a server store (name a shared folder).
+    path: str | None = None
+    keep_top_k: int = Field(3, ge=0)  # the best trials that keep a checkpoint (0: none is kept)
+
+
 class StudySpec(_Section):
     """One study file, validated and resolved: every default filled in, paths absolute.
 
@@ -154,6 +163,7 @@ class StudySpec(_Section):
     sampler: Sampler = Sampler()  # how parameters are proposed
     baselines: list[dict[str, Choice]] = []  # full parameter sets of the space, tried first
     execution: Execution = Execution()  # concurrency, resources per trial and retries
+    artifacts: Artifacts = Artifacts()  # where the top trials keep their checkpoints
     _source: Path | None = PrivateAttr(None)
     _origin: str = PrivateAttr("study spec")
 
