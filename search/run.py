@@ -14,6 +14,8 @@ from pathlib import Path
 
 import optuna
 
+from search.checkpoints.keep import checkpoint_policy, describe_policy, sweep_orphans
+from search.checkpoints.store import ArtifactsError, open_location
 from search.execution.data import inspect_study_data, load_study_data
 from search.execution.local import run_local
 from search.execution.objective import TrialContext
@@ -90,9 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             return dry_run(spec, shown)
         data = load_study_data(spec)
+        checkpoints = checkpoint_policy(spec, url)
+        if checkpoints.enabled:
+            open_location(str(checkpoints.location))  # a location that cannot be used fails here, not later
         storage = open_storage(url)
         study, created = open_study(storage, spec)
-    except (SpecError, StoreError, StudyConflictError, UNetError) as e:
+    except (SpecError, StoreError, StudyConflictError, UNetError, ArtifactsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -107,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{before.finished} of {n_trials} trials already finished",
         file=sys.stderr,
     )
+    print(f"Checkpoints: {describe_policy(checkpoints, spec.name)}", file=sys.stderr)
     progress = Progress(study, n_trials=n_trials, max_epochs=spec.budget.max_epochs, timeout=timeout)
     # Ray workers report every epoch only when there is a live line to show it on.
     on_epoch = progress.on_epoch if args.backend == "local" or progress.live else None
-    ctx = TrialContext(spec=spec, storage=storage, data=data, on_epoch=on_epoch)
+    ctx = TrialContext(spec=spec, storage=storage, data=data, on_epoch=on_epoch, checkpoints=checkpoints)
     try:
         with sigterm_as_interrupt():
             status = run_trials(args, study, ctx, url, progress)
@@ -118,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         running = "the running trial is" if args.backend == "local" else "running trials are"
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
+    if checkpoints.enabled:
+        swept = sweep_orphans(storage, spec.name)
+        if swept:
+            print(f"Removed {len(swept)} checkpoint(s) of lost workers that no trial keeps", file=sys.stderr)
     print(summary(study, n_trials=n_trials, storage_display=shown, storage_arg=shown))
     return status
 

@@ -27,7 +27,8 @@ import optuna
 from optuna.artifacts import download_artifact, get_all_artifact_meta, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from search.checkpoints.store import study_store
+from search.checkpoints.store import resolve_location, study_folder, study_store
+from search.spec.schema import StudySpec
 from search.store.claims import claim_lock
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,20 @@ class CheckpointPolicy:
     @property
     def enabled(self) -> bool:
         return self.location is not None and self.keep_top_k > 0
+
+
+def checkpoint_policy(spec: StudySpec, storage_url: str) -> CheckpointPolicy:
+    """The study file's ``artifacts`` section applied to the store (see ``search.checkpoints.store``)."""
+    return CheckpointPolicy(resolve_location(spec.artifacts.path, storage_url), spec.artifacts.keep_top_k)
+
+
+def describe_policy(policy: CheckpointPolicy, study_name: str) -> str:
+    """One line for the run's header: where checkpoints go, or why none are kept."""
+    if policy.location is None:
+        return "off (a server store needs artifacts.path in the study file: a shared folder or s3://bucket)"
+    if policy.keep_top_k <= 0:
+        return "off (artifacts.keep_top_k is 0)"
+    return f"best {policy.keep_top_k} trials keep theirs in {study_folder(policy.location, study_name)}"
 
 
 def kept(storage: optuna.storages.BaseStorage, study_name: str) -> list[dict[str, Any]]:

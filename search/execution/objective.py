@@ -16,12 +16,15 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 from optuna.trial import TrialState
 
+from search.checkpoints.keep import CheckpointPolicy, keep_checkpoint
+from search.checkpoints.store import ArtifactsError
 from search.diagnosis.rules import diagnose
 from search.execution.data import StudyData
 from search.pruning.rules import CrossTrialRule, PlateauRule, StopDecision, TrialStopper
@@ -29,6 +32,8 @@ from search.spec.schema import StudySpec
 from search.spec.space import build_config, suggest_params
 from search.store.epochs import EpochStore
 from search.store.heartbeat import Heartbeat
+from unet.checkpoint import dataset_normalization, save_checkpoint
+from unet.config import TrainConfig
 from unet.errors import UNetError
 from unet.fit import fit
 from unet.history import EpochRecord
@@ -58,6 +63,7 @@ class TrialContext:
     data: StudyData
     heartbeat_interval: float = 10.0
     on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None  # e.g. a progress display
+    checkpoints: CheckpointPolicy = CheckpointPolicy(None, 0)  # where the top trials keep their weights
     epochs: EpochStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -153,6 +159,8 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
             best = result.best
             value = best.val_dice if best is not None else 0.0
             trial.set_user_attr("best_epoch", best.epoch if best is not None else 0)
+            if best is not None and result.best_state is not None:
+                _keep_checkpoint(ctx, trial, config, best, result.best_state)
             outcome = TrialOutcome(
                 TrialState.COMPLETE,
                 value=value,
@@ -160,6 +168,44 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
             )
     _record_diagnosis(trial, history, params, outcome.reason)
     return outcome
+
+
+def _keep_checkpoint(
+    ctx: TrialContext,
+    trial: optuna.Trial,
+    config: TrainConfig,
+    best: EpochRecord,
+    state_dict: dict[str, torch.Tensor],
+) -> None:
+    """Keep the best epoch's weights if the trial ranks in the top k; a failure loses only the file."""
+    if not ctx.checkpoints.enabled:
+        return
+
+    def write(path: Path) -> None:
+        save_checkpoint(
+            path,
+            state_dict=state_dict,
+            config=config,
+            epoch=best.epoch,
+            metrics={"val_dice": best.val_dice, "val_iou": best.val_iou, "val_loss": best.val_loss},
+            plan=ctx.data.plan,
+            normalization=dataset_normalization(ctx.data.val),
+        )
+
+    try:
+        keep_checkpoint(
+            ctx.storage,
+            ctx.spec.name,
+            trial,
+            policy=ctx.checkpoints,
+            value=best.val_dice,
+            epoch=best.epoch,
+            write=write,
+        )
+    except (OSError, ArtifactsError) as e:
+        # The trial's result stands without its weights (they can be retrained): say so, do not fail it.
+        logger.warning("trial %d: its checkpoint could not be kept: %s", trial.number, e)
+        trial.set_user_attr("checkpoint_error", str(e)[:300])
 
 
 def _stopped(trial: optuna.Trial, decision: StopDecision) -> TrialOutcome:
