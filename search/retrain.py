@@ -3,7 +3,8 @@
 Takes the best COMPLETE trial (or ``--trial N``), rebuilds its training config from the study file stored
 with the study (``search.spec.space.build_config``), loads the study's data and trains through ``unet.fit``,
 so that a search ends in a model and ``unet/`` still knows nothing of studies. Writes, like
-``python -m unet.train``: ``DIR/model.pt`` (weights, config, history), ``DIR/config.yaml`` (the resolved
+``python -m unet.train``: ``DIR/model.pt`` (the best epoch's weights with the config, the data plan and
+the normalisation: ``unet.checkpoint``), ``DIR/last.pt`` (the last epoch's), ``DIR/config.yaml`` (the resolved
 settings), ``DIR/metrics.csv`` (one row per epoch, rewritten after each), plus ``DIR/source.yaml``
 saying which study and trial the configuration came from.
 
@@ -31,17 +32,17 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from search.execution.data import load_study_data
+from search.execution.data import StudyData, load_study_data
 from search.execution.objective import THREADS_ATTR
 from search.report.data import load_study_record, open_existing_storage
 from search.spec.schema import SpecError, StudySpec
 from search.spec.space import build_config
 from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
+from unet.checkpoint import dataset_normalization, save_run, write_atomic, write_metrics
 from unet.config import TrainConfig
 from unet.errors import UNetError
 from unet.fit import fit
 from unet.history import EpochRecord
-from unet.train import save_run, write_atomic, write_metrics
 
 
 class RetrainError(ValueError):
@@ -161,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     print(f"Using {threads_note}", file=sys.stderr)
-    return _train(config, data.train, data.val, args.out, quiet=args.quiet)
+    return _train(config, data, args.out, quiet=args.quiet)
 
 
-def _train(config: TrainConfig, train: Any, val: Any, out: Path, *, quiet: bool) -> int:
+def _train(config: TrainConfig, data: StudyData, out: Path, *, quiet: bool) -> int:
     """Train, writing metrics.csv after every epoch and the checkpoint at the end; the exit status."""
     history: list[EpochRecord] = []
     bar = tqdm(total=config.epochs, unit="epoch", disable=quiet, file=sys.stderr)
@@ -176,7 +177,7 @@ def _train(config: TrainConfig, train: Any, val: Any, out: Path, *, quiet: bool)
         bar.update(1)
 
     try:
-        result = fit(config, train, val, on_epoch)
+        result = fit(config, data.train, data.val, on_epoch)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(history)} epoch(s) kept in {out / 'metrics.csv'}", file=sys.stderr)
         return 130
@@ -185,13 +186,13 @@ def _train(config: TrainConfig, train: Any, val: Any, out: Path, *, quiet: bool)
         return 2
     finally:
         bar.close()
-    save_run(out, config, result)
+    save_run(out, config, result, plan=data.plan, normalization=dataset_normalization(data.train))
     if result.stop_reason == "diverged":
         print(f"diverged: {result.stop_message}; run written to {out}", file=sys.stderr)
         return 1
     best = result.best
     summary = f"best val Dice {best.val_dice:.4f} at epoch {best.epoch}" if best else "no finite val Dice"
-    print(f"{summary}; model.pt, config.yaml and metrics.csv written to {out}")
+    print(f"{summary} (model.pt holds it); last.pt, config.yaml and metrics.csv written to {out}")
     return 0
 
 

@@ -16,7 +16,7 @@ import optuna
 
 from search.checkpoints.keep import checkpoint_policy, describe_policy, sweep_orphans
 from search.checkpoints.store import ArtifactsError, open_location
-from search.execution.data import inspect_study_data, load_study_data
+from search.execution.data import depth_choices, inspect_study_data, load_study_data, plan_study_data
 from search.execution.local import run_local
 from search.execution.objective import TrialContext
 from search.execution.progress import Progress, summary
@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-trials", type=int, help="trials the study should have in total (resuming counts)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     p.add_argument("--seed", type=int, help="sampler seed")
+    p.add_argument(
+        "--patch-size", type=int, help="patch side for folder data (default: planned from the data)"
+    )
     p.add_argument("--backend", choices=BACKENDS, default="ray", help="where trials run (default: ray)")
     p.add_argument(
         "--address",
@@ -63,7 +66,12 @@ def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
     if args.timeout is not None and not args.timeout > 0:
         raise SpecError(f"--timeout must be > 0 seconds but got {args.timeout}")
     spec = load_spec(args.study).with_overrides(
-        name=args.name, data_path=args.data, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed
+        name=args.name,
+        data_path=args.data,
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        seed=args.seed,
+        patch_size=args.patch_size,
     )
     url = storage_url(args.storage)
     return spec, url
@@ -97,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             open_location(str(checkpoints.location))  # a location that cannot be used fails here, not later
         storage = open_storage(url)
         study, created = open_study(storage, spec)
+        study.set_user_attr("data_plan", data.plan.to_dict())
     except (SpecError, StoreError, StudyConflictError, UNetError, ArtifactsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -108,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     print(
-        f"Data: {data.description}; backend {args.backend}; "
+        f"Data: {data.description}; plan: {data.plan.format()}; backend {args.backend}; "
         f"{before.finished} of {n_trials} trials already finished",
         file=sys.stderr,
     )
@@ -176,6 +185,9 @@ def dry_run(spec: StudySpec, shown: str) -> int:
         print(report.format())
         if not report.ok:
             return 2
+    fingerprint = report.fingerprint() if report is not None else None
+    plan = plan_study_data(spec, fingerprint) if fingerprint is not None else load_study_data(spec).plan
+    print(f"Data plan: {plan.format()}; depths {', '.join(map(str, depth_choices(spec)))} fit")
     return 0
 
 

@@ -13,3 +13,7 @@ class ConfigError(UNetError):
 
 class DataError(UNetError):
     """A dataset folder, image or mask cannot be used as it is."""
+
+
+class CheckpointError(UNetError):
+    """A checkpoint file is missing, unreadable, or was not written by this library."""

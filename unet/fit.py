@@ -26,9 +26,9 @@ from unet.config import TrainConfig
 from unet.errors import ConfigError
 from unet.history import EpochRecord
 from unet.losses import build_loss
-from unet.metrics import SegmentationMetrics
 from unet.model import build_model
 from unet.optim import build_optimizer, build_scheduler, current_lr
+from unet.validation import evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class FitResult:
     stop_reason: str | None = None  # None (ran all epochs), "diverged" or "callback"
     stop_message: str | None = None  # one line saying what made it stop
     device: str = "cpu"
+    best_state: dict[str, torch.Tensor] | None = None  # CPU copy of the best epoch's weights (val Dice)
+    best_epoch: int | None = None  # the epoch ``best_state`` is from (``best.epoch``)
 
     @property
     def best(self) -> EpochRecord | None:
@@ -99,7 +101,8 @@ def fit(
     Args:
         config: the training settings; the model's in_channels/num_classes must match the data.
         train: items ``(image float32 (C, H, W), mask int64 (H, W))``, equal sizes within a batch.
-        val: the same, evaluated in order without augmentation.
+        val: items of whole images, any size, evaluated one by one without augmentation
+            (``unet.validation.evaluate``; its ``patch_size`` attribute, if any, tiles larger images).
         on_epoch: called with each epoch's record; returning True stops training after that epoch.
         on_batch: called after each training step with (step, steps per epoch), e.g. for a progress bar.
         model: an existing model to train instead of building one from ``config.model``.
@@ -123,7 +126,7 @@ def fit(
     optimizer = build_optimizer(model.parameters(), config)
     scheduler = build_scheduler(optimizer, config)
     amp = _Amp(device, enabled=config.mixed_precision)
-    train_loader, val_loader = _loaders(config, train, val, device)
+    train_loader = _loaders(config, train, val, device)
     result = FitResult(model=model, device=str(device))
     first_loss: float | None = None
 
@@ -134,9 +137,16 @@ def fit(
             model, criterion, optimizer, amp, train_loader, config, device, memory_format, on_batch
         )
         train_seconds = time.perf_counter() - started
-        val_loss, metrics = _validate(
-            model, criterion, amp, val_loader, device, memory_format, config.model.num_classes
+        evaluation = evaluate(
+            model,
+            val,
+            criterion=criterion,
+            num_classes=config.model.num_classes,
+            device=device,
+            memory_format=memory_format,
+            autocast=amp.autocast,
         )
+        val_loss, metrics = evaluation.loss, {"dice": evaluation.dice, "iou": evaluation.iou}
         scheduler.step(val_loss)
         record = EpochRecord(
             epoch=epoch,
@@ -151,6 +161,7 @@ def fit(
             images_per_s=train_stats.images / train_seconds if train_seconds > 0 else 0.0,
         )
         result.history.append(record)
+        _keep_if_best(result, model, record)
         if first_loss is None and math.isfinite(train_stats.first_loss):
             first_loss = train_stats.first_loss
         diverged = _divergence(record, first_loss, config.divergence_factor, train_stats.bad_step)
@@ -163,6 +174,14 @@ def fit(
             result.stop_reason, result.stop_message = "callback", f"stopped by on_epoch after epoch {epoch}"
             break
     return result
+
+
+def _keep_if_best(result: FitResult, model: nn.Module, record: EpochRecord) -> None:
+    """Copy the weights to the CPU when this epoch's val Dice beats every earlier one (first of equals)."""
+    best = result.best
+    if best is not None and best.epoch == record.epoch:
+        result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        result.best_epoch = record.epoch
 
 
 @dataclass
@@ -193,9 +212,8 @@ class _Amp:
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
 
-def _loaders(
-    config: TrainConfig, train: Dataset, val: Dataset, device: torch.device
-) -> tuple[DataLoader, DataLoader]:
+def _loaders(config: TrainConfig, train: Dataset, val: Dataset, device: torch.device) -> DataLoader:
+    """The training loader (validation reads whole images one by one: ``unet.validation``)."""
     if len(train) == 0 or len(val) == 0:  # type: ignore[arg-type]
         raise ConfigError(f"training needs images in both sets but got {len(train)} train and {len(val)} val")  # type: ignore[arg-type]
     generator = torch.Generator().manual_seed(config.seed)
@@ -216,8 +234,7 @@ def _loaders(
         worker_init_fn=_seed_worker,
         **common,
     )
-    val_loader = DataLoader(val, batch_size=config.batch_size, shuffle=False, **common)
-    return train_loader, val_loader
+    return train_loader
 
 
 def _check_data(config: TrainConfig, train: Dataset) -> None:
@@ -305,33 +322,6 @@ def _grad_norm(params: list[nn.Parameter], clip: float | None) -> torch.Tensor:
     # Without clipping, only measure: clip_grad_norm_ would also rescale every gradient by 1.0.
     grads = [p.grad for p in params if p.grad is not None]
     return torch.nn.utils.get_total_norm(grads).detach().double()
-
-
-@torch.inference_mode()
-def _validate(
-    model: nn.Module,
-    criterion: nn.Module,
-    amp: _Amp,
-    loader: DataLoader,
-    device: torch.device,
-    memory_format: torch.memory_format,
-    num_classes: int,
-) -> tuple[float, dict[str, float]]:
-    model.eval()
-    metrics = SegmentationMetrics(num_classes=num_classes)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    batches = 0
-    for images_batch, masks in loader:
-        images_batch = images_batch.to(device, non_blocking=True, memory_format=memory_format)
-        masks = masks.to(device, non_blocking=True)
-        with amp.autocast():
-            logits = model(images_batch)
-        logits = logits.float()
-        loss_sum += criterion(logits, masks)
-        metrics.update(logits, masks)
-        batches += 1
-    scores = metrics.compute()
-    return float(loss_sum) / max(batches, 1), {"dice": float(scores["dice"]), "iou": float(scores["iou"])}
 
 
 def _divergence(

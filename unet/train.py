@@ -3,32 +3,32 @@
     python -m unet.train --data DIR|synthetic [--epochs N ...] --out RUN_DIR
 
 Writes ``RUN_DIR/config.yaml`` (the resolved settings), ``RUN_DIR/metrics.csv`` (one row per epoch, rewritten
-atomically after every epoch) and ``RUN_DIR/model.pt`` (weights, config and history). Exit status: 0 done,
-1 the run diverged or failed, 2 bad input (data or settings), 130 interrupted.
+atomically after every epoch), ``RUN_DIR/model.pt`` (the best epoch's weights by validation Dice, with the
+config, the data plan and the normalisation: ``unet.checkpoint``) and ``RUN_DIR/last.pt`` (the last
+epoch's, unless ``--no-last``). Folder data is planned first (``unet.data.plan``): the patch size follows
+from the images unless ``--patch-size`` is given. Exit status: 0 done, 1 the run diverged or failed,
+2 bad input (data or settings), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
-import os
 import sys
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from tqdm import tqdm
 
+from unet.checkpoint import dataset_normalization, save_run, write_atomic, write_metrics
 from unet.config import ModelConfig, TrainConfig
 from unet.data import folder_datasets, synthetic_datasets
+from unet.data.plan import DataPlan, fit_depths, make_plan, masks_fingerprint
 from unet.doctor import inspect_folder
-from unet.errors import UNetError
-from unet.fit import FitResult, check_config, fit
-from unet.history import EPOCH_FIELDS, EpochRecord
+from unet.errors import ConfigError, UNetError
+from unet.fit import check_config, fit
+from unet.history import EpochRecord
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="run folder for checkpoint, config and metrics")
     p.add_argument("--val", type=Path, default=None, help="explicit validation folder (same layout)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation share when --val is not given")
-    p.add_argument("--patch-size", type=int, default=256, help="training crop size for folder data")
+    p.add_argument("--patch-size", type=int, help="training patch side (default: planned from the data)")
     p.add_argument("--normalization", default="zscore", help="zscore, minmax, dtype or none")
     p.add_argument("--num-classes", type=int, default=None, help="classes of multi-class masks (0..K-1)")
     p.add_argument("--synthetic-size", type=int, default=64, help="image size of the synthetic data")
@@ -65,14 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--no-channels-last", action="store_true", help="keep contiguous memory format")
     p.add_argument("--num-workers", type=int, default=defaults.num_workers)
+    p.add_argument("--no-last", action="store_true", help="do not keep the last epoch's weights (last.pt)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
-def load_data(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The (train, val) datasets the arguments name; folder data is inspected first."""
+def load_data(args: argparse.Namespace) -> tuple[Any, Any, DataPlan]:
+    """The (train, val) datasets the arguments name and their data plan; folder data is inspected first.
+
+    Raises:
+        UNetError: unusable data, or a depth the planned patch cannot hold.
+    """
     if args.data == "synthetic":
-        return synthetic_datasets(
+        train, val = synthetic_datasets(
             n_train=args.synthetic_train,
             n_val=args.synthetic_val,
             size=args.synthetic_size,
@@ -80,16 +85,36 @@ def load_data(args: argparse.Namespace) -> tuple[Any, Any]:
             num_classes=args.num_classes or 1,
             seed=args.seed,
         )
-    inspect_folder(Path(args.data), val_root=args.val, num_classes=args.num_classes).raise_if_unusable()
-    return folder_datasets(
-        Path(args.data),
-        val_root=args.val,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        patch_size=args.patch_size,
-        normalization=args.normalization,
-        num_classes=args.num_classes,
-    )
+        masks = {"train": train.masks.numpy(), "val": val.masks.numpy()}
+        fingerprint = masks_fingerprint(masks, channels=train.in_channels, dtype="float32")
+        plan = make_plan(fingerprint, depth=args.depth, patch_size=args.patch_size)
+    else:
+        report = inspect_folder(
+            Path(args.data),
+            val_root=args.val,
+            num_classes=args.num_classes,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            patch_size=args.patch_size,
+            depth=args.depth,
+        )
+        report.raise_if_unusable()
+        fingerprint = report.fingerprint()
+        assert fingerprint is not None  # a usable folder has images
+        plan = make_plan(fingerprint, depth=args.depth, patch_size=args.patch_size)
+        train, val = folder_datasets(
+            Path(args.data),
+            val_root=args.val,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            patch_size=plan.patch_size,
+            normalization=args.normalization,
+            num_classes=args.num_classes,
+        )
+    refused = fit_depths(plan.patch_size, [args.depth]).refused
+    if refused:
+        raise ConfigError(f"--depth {args.depth}: {refused[args.depth]}: lower --depth or raise --patch-size")
+    return train, val, plan
 
 
 def config_from_args(args: argparse.Namespace, *, in_channels: int, num_classes: int) -> TrainConfig:
@@ -120,44 +145,11 @@ def config_from_args(args: argparse.Namespace, *, in_channels: int, num_classes:
     )
 
 
-def write_atomic(path: Path, write: Callable[[Any], None], *, binary: bool = False) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_metrics(path: Path, history: list[EpochRecord]) -> None:
-    def write(f: Any) -> None:
-        writer = csv.DictWriter(f, fieldnames=EPOCH_FIELDS)
-        writer.writeheader()
-        for record in history:
-            writer.writerow(record.to_dict())
-
-    write_atomic(path, write)
-
-
-def save_run(out: Path, config: TrainConfig, result: FitResult) -> None:
-    write_metrics(out / "metrics.csv", result.history)
-    state = {
-        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-        "config": config.to_dict(),
-        "history": [r.to_dict() for r in result.history],
-        "stop_reason": result.stop_reason,
-    }
-    write_atomic(out / "model.pt", lambda f: torch.save(state, f), binary=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        train, val = load_data(args)
+        train, val, plan = load_data(args)
         config = config_from_args(args, in_channels=train.in_channels, num_classes=train.num_classes)
         check_config(config)
     except UNetError as e:
@@ -165,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "config.yaml", lambda f: yaml.safe_dump(config.to_dict(), f, sort_keys=False))
+    if not args.quiet:
+        print(f"Data plan: {plan.format()}", file=sys.stderr)
     history: list[EpochRecord] = []
     bar = tqdm(total=config.epochs, unit="epoch", disable=args.quiet, file=sys.stderr)
 
@@ -188,13 +182,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     bar.close()
-    save_run(args.out, config, result)
+    save_run(
+        args.out,
+        config,
+        result,
+        plan=plan,
+        normalization=dataset_normalization(train),
+        keep_last=not args.no_last,
+    )
     best = result.best
     if result.stop_reason == "diverged":
         print(f"diverged: {result.stop_message}; run written to {args.out}", file=sys.stderr)
         return 1
     summary = f"best val Dice {best.val_dice:.4f} at epoch {best.epoch}" if best else "no finite val Dice"
-    print(f"{summary}; checkpoint, config.yaml and metrics.csv written to {args.out}")
+    print(f"{summary} (model.pt holds it); config.yaml and metrics.csv written to {args.out}")
     return 0
 
 

@@ -1,4 +1,9 @@
-"""The data a study trains on: inspected once, loaded once per process, shared by all its trials."""
+"""The data a study trains on: inspected and planned once, loaded once per process, shared by its trials.
+
+The data plan (``unet.data.plan``) chooses the patch size from the data unless the study file's
+``data.folder.patch_size`` (or ``search.run --patch-size``) sets it, and checks that every depth the
+space can draw fits the patch: a depth that does not is refused before any trial, with the reason.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,12 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from search.spec.files import SpecError
 from search.spec.schema import StudySpec
+from search.spec.space import CategoricalParam, IntParam
+from unet.config import ModelConfig
 from unet.data import folder_datasets, synthetic_datasets
+from unet.data.plan import DataPlan, Fingerprint, fit_depths, make_plan, masks_fingerprint
 from unet.doctor import Report, inspect_folder
 
 
@@ -21,6 +30,7 @@ class StudyData:
     in_channels: int
     num_classes: int
     description: str  # one line for the run's header, e.g. "synthetic 128+32 images of 64x64"
+    plan: DataPlan  # the patch size and why (stored with the study as user attr "data_plan")
 
 
 def inspect_study_data(spec: StudySpec) -> Report | None:
@@ -28,7 +38,45 @@ def inspect_study_data(spec: StudySpec) -> Report | None:
     if spec.data.source != "folder" or spec.data.folder is None:
         return None
     folder = spec.data.folder
-    return inspect_folder(Path(folder.path), val_root=folder.val_path, num_classes=folder.num_classes)
+    return inspect_folder(
+        Path(folder.path),
+        val_root=folder.val_path,
+        num_classes=folder.num_classes,
+        val_fraction=folder.val_fraction,
+        seed=folder.seed,
+        patch_size=folder.patch_size,
+        depth=max(depth_choices(spec)),
+    )
+
+
+def depth_choices(spec: StudySpec) -> list[int]:
+    """Every ``model.depth`` a trial of the study can have: the space's values, else the fixed one."""
+    param = spec.space.get("model.depth")
+    if isinstance(param, IntParam):
+        return list(range(param.low, param.high + 1, param.step))
+    if isinstance(param, CategoricalParam):
+        return [int(c) for c in param.choices if isinstance(c, int)]
+    fixed = (spec.fixed.get("model") or {}).get("depth")
+    return [int(fixed)] if isinstance(fixed, int) else [ModelConfig().depth]
+
+
+def plan_study_data(spec: StudySpec, fingerprint: Fingerprint) -> DataPlan:
+    """The study's data plan; every depth of the space must fit its patch.
+
+    Raises:
+        SpecError: a depth the space can draw needs a larger patch (the reason and the fix).
+    """
+    depths = depth_choices(spec)
+    folder = spec.data.folder if spec.data.source == "folder" else None
+    plan = make_plan(fingerprint, depth=max(depths), patch_size=folder.patch_size if folder else None)
+    refused = fit_depths(plan.patch_size, depths).refused
+    if refused:
+        kept = [d for d in depths if d not in refused]
+        raise SpecError(
+            f"model.depth: {'; '.join(refused.values())} ({plan.format()}): narrow model.depth to "
+            f"{kept or 'smaller values'} in the study file, or use larger images or patch_size"
+        )
+    return plan
 
 
 def load_study_data(spec: StudySpec) -> StudyData:
@@ -43,17 +91,20 @@ def load_study_data(spec: StudySpec) -> StudyData:
     if spec.data.source == "folder":
         f = spec.data.folder
         assert f is not None  # the spec requires the folder section for a folder source
+        fingerprint = report.fingerprint() if report is not None else None
+        assert fingerprint is not None  # a usable folder has images
+        plan = plan_study_data(spec, fingerprint)
         train, val = folder_datasets(
             Path(f.path),
             val_root=f.val_path,
             val_fraction=f.val_fraction,
             seed=f.seed,
-            patch_size=f.patch_size,
+            patch_size=plan.patch_size,
             normalization=f.normalization,
             num_classes=f.num_classes,
         )
         description = (
-            f"folder {f.path}: {len(train)} train + {len(val)} val images, patches of {f.patch_size}"
+            f"folder {f.path}: {len(train)} train + {len(val)} val images, patches of {plan.patch_size}"
         )
     else:
         s = spec.data.synthetic
@@ -67,5 +118,7 @@ def load_study_data(spec: StudySpec) -> StudyData:
             contrast=s.contrast,
             noise=s.noise,
         )
+        masks = {"train": train.masks.numpy(), "val": val.masks.numpy()}
+        plan = plan_study_data(spec, masks_fingerprint(masks, channels=train.in_channels, dtype="float32"))
         description = f"synthetic: {s.n_train} train + {s.n_val} val images of {s.size}x{s.size}"
-    return StudyData(train, val, train.in_channels, train.num_classes, description)
+    return StudyData(train, val, train.in_channels, train.num_classes, description, plan)

@@ -63,7 +63,8 @@ class TrialContext:
     data: StudyData
     heartbeat_interval: float = 10.0
     on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None  # e.g. a progress display
-    checkpoints: CheckpointPolicy = CheckpointPolicy(None, 0)  # where the top trials keep their weights
+    # Where the top trials keep their weights (none by default).
+    checkpoints: CheckpointPolicy = field(default_factory=lambda: CheckpointPolicy(None, 0))
     epochs: EpochStore = field(init=False)
 
     def __post_init__(self) -> None:

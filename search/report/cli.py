@@ -21,7 +21,7 @@ from search.report.plots import PlotFile, write_comparison_plot, write_study_plo
 from search.report.summary import summary_markdown
 from search.report.tables import epochs_frame, trials_frame, write_csv
 from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
-from unet.train import write_atomic
+from unet.checkpoint import write_atomic
 
 
 @dataclass(frozen=True)

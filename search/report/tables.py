@@ -19,8 +19,8 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from search.report.data import StudyRecord
+from unet.checkpoint import write_atomic
 from unet.history import EPOCH_FIELDS
-from unet.train import write_atomic
 
 # trials.csv: these columns, with one column per searched parameter between the two groups.
 TRIAL_COLUMNS_BEFORE_PARAMS: tuple[str, ...] = ("study", "number", "state", "objective", "best_epoch")

@@ -59,7 +59,9 @@ class FolderData(_Section):
     path: Path  # dataset folder; a relative path is relative to the study file's folder
     val_path: Path | None = None  # explicit validation folder (same layout); null: split off val_fraction
     val_fraction: float = Field(0.2, gt=0, lt=1)  # validation share when val_path is null
-    patch_size: int = Field(256, ge=8)  # training crops (and the central validation patch) in pixels
+    # Training patch side in pixels; null: planned from the data (unet.data.plan). Validation and
+    # prediction score whole images, tiling those larger than the patch.
+    patch_size: int | None = Field(None, ge=8)
     normalization: Literal["zscore", "minmax", "dtype", "none"] = "zscore"  # per-image intensity scaling
     num_classes: int | None = Field(None, ge=1)  # K >= 2: masks of class indices 0..K-1; null or 1: binary
     seed: int = Field(0, ge=0)  # seed of the train/validation split
@@ -137,7 +139,7 @@ class Execution(_Section):
 
 
 class Artifacts(_Section):
-    """Where trials keep their best-epoch checkpoints (``search.checkpoints``; not part of the fingerprint)."""
+    """Where trials keep their best-epoch checkpoints (``search.checkpoints``); not in the fingerprint."""
 
     # A folder (relative: to the study file's folder) or s3://bucket[/prefix] (needs boto3). null: the
     # folder <db stem>-artifacts/ beside a SQLite store; none for a server store (name a shared folder).
@@ -217,6 +219,7 @@ class StudySpec(_Section):
         n_trials: int | None = None,
         timeout: float | None = None,
         seed: int | None = None,
+        patch_size: int | None = None,
     ) -> StudySpec:
         """A copy with the command line's overrides applied and validated again.
 
@@ -227,6 +230,7 @@ class StudySpec(_Section):
             n_trials: the budget's number of trials.
             timeout: the budget's timeout in seconds.
             seed: the sampler's seed.
+            patch_size: the folder data's patch size (``data.folder.patch_size``).
 
         Raises:
             SpecError: an override is invalid (e.g. the folder does not exist).
@@ -239,6 +243,13 @@ class StudySpec(_Section):
             folder = data["data"].get("folder") or {}
             path = str(Path(data_path).expanduser().resolve())
             data["data"] = {"source": "folder", "folder": {**folder, "path": path}}
+        if patch_size is not None:
+            if "folder" not in data["data"]:
+                raise SpecError(
+                    f"--patch-size {patch_size} applies to folder data but study {self.name!r} uses "
+                    "synthetic images (validated whole): pass --data DIR too, or leave --patch-size out"
+                )
+            data["data"]["folder"] = {**data["data"]["folder"], "patch_size": patch_size}
         if n_trials is not None:
             data["budget"]["n_trials"] = n_trials
         if timeout is not None:

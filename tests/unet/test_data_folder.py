@@ -77,8 +77,12 @@ def test_dsb2018_batches_through_a_dataloader(dsb_sets: tuple[FolderDataset, Fol
     # zscore: every image and channel has zero mean and unit standard deviation
     torch.testing.assert_close(images.mean(dim=(2, 3)), torch.zeros(6, 3), atol=1e-4, rtol=0)
     torch.testing.assert_close(images.std(dim=(2, 3), correction=0), torch.ones(6, 3), atol=1e-3, rtol=0)
-    val_images, val_masks = next(iter(DataLoader(val, batch_size=12)))
-    assert val_images.shape == (12, 3, 96, 96) and set(val_masks.unique().tolist()) == {0, 1}
+    # Validation yields whole images at their own size (unet.validation tiles the larger ones).
+    for sample, (val_image, val_mask) in zip(val.samples, (val[i] for i in range(len(val))), strict=True):
+        height, width = sample.mask.shape
+        assert val_image.shape == (3, height, width) and val_mask.shape == (height, width)
+        torch.testing.assert_close(val_image.mean(dim=(1, 2)), torch.zeros(3), atol=1e-4, rtol=0)
+    assert val.patch_size == train.patch_size == 96
 
 
 def test_dsb2018_split_follows_the_seed(dsb2018: Path, dsb_sets: tuple[FolderDataset, FolderDataset]) -> None:
@@ -110,7 +114,8 @@ def test_explicit_validation_folder(dsb2018: Path, tmp_path: Path) -> None:
                 shutil.copy(dsb2018 / sub / f"{stem}.png", tmp_path / part / sub)
     train, val = folder_datasets(tmp_path / "train", val_root=tmp_path / "val", patch_size=64)
     assert (train.stems, val.stems) == (stems[:3], stems[3:])
-    assert val[1][0].shape == (3, 64, 64)
+    height, width = val.samples[1].mask.shape
+    assert val[1][0].shape == (3, height, width)  # the whole image, not a patch
 
 
 # -- formats, depths and channels -----------------------------------------------------------------
@@ -143,7 +148,8 @@ def test_mixed_channels_are_brought_to_one_count(
         _pair(tmp_path, stem, image, _disc_mask())
     train, val = folder_datasets(tmp_path, patch_size=8, val_fraction=0.5)
     assert train.in_channels == val.in_channels == channels
-    assert train[0][0].shape == val[0][0].shape == (channels, 8, 8)
+    assert train[0][0].shape == (channels, 8, 8)
+    assert val[0][0].shape == (channels, *val.samples[0].mask.shape)
 
 
 def test_masks_may_have_another_extension_and_unpaired_masks_are_ignored(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet.data import NORMALIZATIONS, train_transforms, val_transforms
+from unet.data import NORMALIZATIONS, train_transforms
 from unet.data.normalization import get_normalization
 from unet.errors import ConfigError
 
@@ -47,22 +47,6 @@ def test_unknown_normalization_suggests_the_nearest() -> None:
         get_normalization("z-score")
 
 
-def test_val_transforms_take_the_central_patch_scaled_to_unit_range() -> None:
-    image = np.arange(24, dtype=np.uint8).reshape(4, 6, 1)
-    mask = (np.arange(24).reshape(4, 6) % 3).astype(np.uint8)
-    out = val_transforms(2)(image=image, mask=mask)
-    np.testing.assert_allclose(out["image"][:, :, 0], np.array([[8, 9], [14, 15]]) / 255, rtol=1e-6)
-    np.testing.assert_array_equal(out["mask"], [[2, 0], [2, 0]])
-
-
-def test_val_transforms_pad_small_images_by_reflection() -> None:
-    image = np.array([[[10], [20]]], dtype=np.uint16)  # 1 x 2
-    out = val_transforms(4)(image=image, mask=np.array([[0, 1]], dtype=np.uint8))
-    assert out["image"].shape == (4, 4, 1) and out["mask"].shape == (4, 4)
-    assert set(np.unique(out["image"] * 65535).round().tolist()) == {10.0, 20.0}  # no flat border
-    assert set(np.unique(out["mask"]).tolist()) == {0, 1}
-
-
 @pytest.mark.parametrize("augment", [True, False])
 @pytest.mark.parametrize(
     ("height", "width", "dtype"), [(37, 50, np.uint8), (20, 9, np.uint16), (32, 32, np.uint8)]
@@ -101,5 +85,3 @@ def test_train_transforms_follow_their_seed() -> None:
 def test_bad_patch_size_is_a_config_error(patch_size: object) -> None:
     with pytest.raises(ConfigError, match="patch_size"):
         train_transforms(patch_size)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="patch_size"):
-        val_transforms(patch_size)  # type: ignore[arg-type]

@@ -40,7 +40,7 @@ def test_synthetic_run_writes_checkpoint_config_and_metrics(tmp_path, capsys):
     assert tuple(rows[0]) == EPOCH_FIELDS
     state = torch.load(out / "model.pt", weights_only=False)
     assert state["config"] == config and len(state["history"]) == 2
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "metrics.csv", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "last.pt", "metrics.csv", "model.pt"]
 
 
 def test_folder_run_on_real_data(tmp_path):

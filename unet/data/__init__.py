@@ -13,7 +13,7 @@ from unet.data.masks import decode_mask
 from unet.data.normalization import NORMALIZATIONS
 from unet.data.split import split_stems
 from unet.data.synthetic import SyntheticDataset, synthetic_datasets
-from unet.data.transforms import train_transforms, val_transforms
+from unet.data.transforms import train_transforms
 
 __all__ = [
     "NORMALIZATIONS",
@@ -24,5 +24,4 @@ __all__ = [
     "split_stems",
     "synthetic_datasets",
     "train_transforms",
-    "val_transforms",
 ]

@@ -74,8 +74,8 @@ def scan_folder(root: Path | str) -> FolderScan:
             f"{root}: no {' or '.join(f'{name}/' for name in missing)} subfolder",
             f"put images in {root / 'images'} and masks with the same file stems in {root / 'masks'}",
         )
-    images, image_duplicates, image_ignored = _files_by_stem(root / "images")
-    masks, mask_duplicates, mask_ignored = _files_by_stem(root / "masks")
+    images, image_duplicates, image_ignored = files_by_stem(root / "images")
+    masks, mask_duplicates, mask_ignored = files_by_stem(root / "masks")
     return FolderScan(
         root=root,
         images=images,
@@ -150,7 +150,12 @@ def pairing_problems(scan: FolderScan) -> list[DataProblem]:
     return problems
 
 
-def _files_by_stem(folder: Path) -> tuple[dict[str, Path], list[str], list[Path]]:
+def files_by_stem(folder: Path) -> tuple[dict[str, Path], list[str], list[Path]]:
+    """Image files of one folder: ``(stem -> file, "a.png, a.tif" duplicates, files of other types)``.
+
+    Stems held by several files are left out of the mapping (listed as duplicates); hidden files and
+    subfolders are skipped.
+    """
     by_stem: dict[str, list[Path]] = {}
     ignored: list[Path] = []
     for path in sorted(folder.iterdir()):

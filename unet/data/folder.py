@@ -23,10 +23,10 @@ from unet.data.checks import check_float, check_int, check_num_classes
 from unet.data.files import Pair, paired_files
 from unet.data.images import read_image, read_mask
 from unet.data.masks import decode_mask
-from unet.data.normalization import get_normalization
+from unet.data.normalization import get_normalization, normalize_image
 from unet.data.problems import DataProblem
 from unet.data.split import split_stems
-from unet.data.transforms import train_transforms, val_transforms
+from unet.data.transforms import train_transforms
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,11 @@ def common_channels(samples: Sequence[Sample]) -> int:
 
 
 class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Decoded image/mask pairs, cut into patches and normalised on access.
+    """Decoded image/mask pairs, cut into patches (or whole, for validation) and normalised on access.
 
     Items are ``(image, mask)``: image float32 ``(C, P, P)``, mask int64 ``(P, P)`` class indices, with
-    ``P`` the transforms' patch size.
+    ``P`` the transforms' patch size; without a transform, the whole image ``(C, H, W)`` and its mask
+    ``(H, W)`` at their own size (``unet.validation`` tiles the ones larger than ``patch_size``).
 
     Randomness: with ``augmenting`` set, each item reseeds the albumentations pipeline from torch's
     global generator, so ``torch.manual_seed`` makes augmentation reproducible and each DataLoader
@@ -88,13 +89,15 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         num_classes: 1 for binary masks, K >= 2 for class indices 0..K-1.
         stems: the samples' file stems, in item order.
         normalization: name of the normalisation applied last.
+        patch_size: side of the training patches; validation and prediction tile larger images with it.
     """
 
     def __init__(
         self,
         samples: Sequence[Sample],
         *,
-        transform: A.Compose,
+        transform: A.Compose | None,
+        patch_size: int | None = None,
         normalization: str = "zscore",
         num_classes: int = 1,
         augmenting: bool = False,
@@ -107,6 +110,7 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.num_classes = num_classes
         self.stems = [sample.stem for sample in self.samples]
         self.normalization = normalization
+        self.patch_size = patch_size
         self._normalize = get_normalization(normalization)
         self._transform = transform
         self._augmenting = augmenting
@@ -116,6 +120,10 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         sample = self.samples[index]
+        if self._transform is None:
+            image = normalize_image(sample.image, self.normalization)
+            whole = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            return whole, torch.from_numpy(sample.mask.astype(np.int64))
         if self._augmenting:
             self._transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
         out = self._transform(image=sample.image, mask=sample.mask)
@@ -145,8 +153,9 @@ def folder_datasets(
             split off (``unet.data.split.split_stems``: sorted stems, permutation seeded by ``seed``).
         val_fraction: share of ``root`` used for validation when there is no ``val_root``.
         seed: seed of the split. Augmentation follows torch's global seed (see ``FolderDataset``).
-        patch_size: side of the square patches both datasets return (see ``unet.data.transforms``:
-            random patches for training, the central patch for validation).
+        patch_size: side of the square training patches (random crops, ``unet.data.transforms``); the
+            validation set yields whole images, tiled with this side where they are larger
+            (``unet.data.plan`` chooses it from the data).
         normalization: a name from ``unet.data.normalization.NORMALIZATIONS``.
         num_classes: None or 1 for binary masks; K >= 2 for masks of class indices 0..K-1
             (see ``unet.data.masks.decode_mask``).
@@ -189,12 +198,13 @@ def folder_datasets(
     train_set = FolderDataset(
         train,
         transform=train_transforms(patch_size, augment=augment),
+        patch_size=patch_size,
         normalization=normalization,
         num_classes=classes,
         augmenting=True,
     )
     val_set = FolderDataset(
-        val, transform=val_transforms(patch_size), normalization=normalization, num_classes=classes
+        val, transform=None, patch_size=patch_size, normalization=normalization, num_classes=classes
     )
     return train_set, val_set
 

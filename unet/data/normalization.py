@@ -55,6 +55,17 @@ NORMALIZATIONS: dict[str, Normalization] = {
 }
 
 
+def normalize_image(image: np.ndarray, name: str) -> np.ndarray:
+    """A stored ``(H, W, C)`` image (integer file units, or float taken as [0, 1]) normalised as ``name``.
+
+    The one path from a stored image to the network's input for validation and prediction, so both
+    see the same floats.
+    """
+    integer = np.issubdtype(image.dtype, np.integer)
+    max_value = float(np.iinfo(image.dtype).max) if integer else 1.0
+    return get_normalization(name)(image.astype(np.float32), max_value=max_value)
+
+
 def get_normalization(name: str) -> Normalization:
     """The normalisation called ``name``; an unknown name raises ``ConfigError`` with a suggestion."""
     return look_up(NORMALIZATIONS, name, what="normalization")

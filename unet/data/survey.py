@@ -37,6 +37,7 @@ class Survey:
         empty: masks with no foreground.
         decoded: masks decoded into class indices.
         largest_class_like: largest value of masks refused as ``mask-classes`` (-1 when none).
+        per_mask: mask file -> (foreground classes present, foreground pixels, pixels), decoded masks only.
     """
 
     def __init__(self, num_classes: int | None) -> None:
@@ -53,6 +54,7 @@ class Survey:
         self.empty: list[str] = []
         self.decoded = 0
         self.largest_class_like = -1
+        self.per_mask: dict[str, tuple[tuple[int, ...], int, int]] = {}
 
     def add_problem(self, problem: DataProblem, where: Path | str) -> None:
         """Record a problem found outside ``add`` (folder layout, pairing, split)."""
@@ -122,3 +124,5 @@ class Survey:
             self.pixels[label] += int(counts[label])
         if counts[0] == mask.size:
             self.empty.append(str(pair.mask))
+        present = tuple(int(c) for c in np.flatnonzero(counts[1:]) + 1)
+        self.per_mask[str(pair.mask)] = (present, int(mask.size - counts[0]), int(mask.size))

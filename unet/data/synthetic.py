@@ -41,7 +41,12 @@ class SyntheticDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         masks: ``(N, S, S)`` int64 class indices.
         in_channels: 1.
         num_classes: 1 for binary masks, K >= 2 for classes 0..K-1.
+        normalization: "zscore", how the images were normalised (stored in checkpoints).
+        patch_size: None: the images are small enough to validate and predict whole.
     """
+
+    normalization = "zscore"
+    patch_size: int | None = None
 
     def __init__(self, images: torch.Tensor, masks: torch.Tensor, *, num_classes: int) -> None:
         self.images = images

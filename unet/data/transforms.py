@@ -1,13 +1,14 @@
-"""Albumentations pipelines for training (random patch + augmentation) and validation (central patch).
+"""The albumentations pipeline for training: a random patch, then augmentation.
 
-Both take an image of any size as ``(H, W, C)`` uint8 or uint16 and a mask of class indices ``(H, W)``
-(uint8), and return a ``patch_size`` square patch: the image as float32 scaled to [0, 1] by its dtype's
-maximum (``A.ToFloat``), the mask still integer class indices. Geometry comes first, on the stored
+Validation takes no patch: it scores whole images (``unet.validation``). The pipeline takes an image
+of any size as ``(H, W, C)`` uint8 or uint16 and a mask of class indices ``(H, W)`` (uint8), and
+returns a ``patch_size`` square patch: the image as float32 scaled to [0, 1] by its dtype's maximum
+(``A.ToFloat``), the mask still integer class indices. Geometry comes first, on the stored
 dtype, so that work is done on the patch, not the whole image; intensity changes come after
 ``ToFloat`` because albumentations applies them correctly to uint8 and float32 only, not uint16.
 Masks are moved with nearest-neighbour interpolation (albumentations' default for masks), so they keep
-their class indices. Padding reflects the image (and mask) so small images yield full patches without
-flat borders.
+their class indices. Padding reflects the image (and mask) so images smaller than the patch yield full
+patches without flat borders; the data plan (``unet.data.plan``) keeps that padding below one stride.
 """
 
 from __future__ import annotations
@@ -58,19 +59,3 @@ def train_transforms(patch_size: int, *, augment: bool = True) -> A.Compose:
         A.GaussNoise(std_range=(0.01, 0.05), p=0.3),  # std as a fraction of the [0, 1] range
     ]
     return A.Compose([*crop, *geometry, A.ToFloat(), *intensity])
-
-
-def val_transforms(patch_size: int) -> A.Compose:
-    """Deterministic: pad (by reflection) to at least ``patch_size``, then take the central patch.
-
-    Validation therefore scores the central ``patch_size`` square of each image, the same patch every
-    epoch; scoring whole images (tiled or padded to a multiple of the U-Net's stride) can come later.
-    """
-    check_int(patch_size, "patch_size", low=1)
-    return A.Compose(
-        [
-            A.PadIfNeeded(min_height=patch_size, min_width=patch_size, border_mode=_PAD),
-            A.CenterCrop(height=patch_size, width=patch_size),
-            A.ToFloat(),
-        ]
-    )

@@ -1,0 +1,37 @@
+"""The dataset doctor's command line: ``python -m unet.doctor DIR [--val DIR] [--num-classes K] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from unet.doctor.inspect import inspect_folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: print the report of a dataset folder; exit 0 when usable, 2 when not."""
+    parser = argparse.ArgumentParser(
+        prog="python -m unet.doctor", description="Check a dataset folder and print its plan."
+    )
+    parser.add_argument("root", metavar="DIR", help="dataset folder holding images/ and masks/")
+    parser.add_argument("--val", metavar="DIR", help="separate validation folder of the same layout")
+    parser.add_argument(
+        "--num-classes", type=int, metavar="K", help="K >= 2 for masks of class indices 0..K-1"
+    )
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="validation share without --val")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
+    parser.add_argument("--patch-size", type=int, help="patch side to plan with (default: from the data)")
+    parser.add_argument("--depth", type=int, default=4, help="deepest U-Net to plan for")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    report = inspect_folder(
+        args.root,
+        val_root=args.val,
+        num_classes=args.num_classes,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        patch_size=args.patch_size,
+        depth=args.depth,
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    return 0 if report.ok else 2

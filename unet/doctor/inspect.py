@@ -1,0 +1,176 @@
+"""Inspecting a dataset folder: reading every pair the way training would, and filling the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from unet.data.checks import check_num_classes
+from unet.data.files import FolderScan, Pair, pairing_problems, scan_folder
+from unet.data.plan import DEFAULT_DEPTH, make_plan
+from unet.data.problems import DataProblem, preview
+from unet.data.split import split_stems
+from unet.data.survey import Survey
+from unet.doctor.findings import data_findings, plan_findings, problem_findings
+from unet.doctor.report import Finding, Report
+from unet.errors import ConfigError
+
+_CHANNEL_NAMES = {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}
+
+
+def inspect_folder(
+    root: Path | str,
+    *,
+    val_root: Path | str | None = None,
+    num_classes: int | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    patch_size: int | None = None,
+    depth: int = DEFAULT_DEPTH,
+) -> Report:
+    """Check a dataset folder (and its validation folder) the way ``folder_datasets`` would read it.
+
+    Never raises for data problems, a missing folder included: everything becomes a finding, so the
+    CLI can always print a report.
+
+    Args:
+        root: the dataset folder (``images/`` and ``masks/``).
+        val_root: a separate validation folder of the same layout.
+        num_classes: None or 1 for binary masks; K >= 2 for masks of class indices 0..K-1.
+        val_fraction: validation share split off ``root`` without ``val_root`` (as ``folder_datasets``).
+        seed: seed of that split.
+        patch_size: an explicit patch side for the plan (None: planned from the data).
+        depth: the deepest U-Net the plan is made for.
+    """
+    report = Report(str(root), None if val_root is None else str(val_root), num_classes)
+    try:
+        check_num_classes(num_classes)
+    except ConfigError as error:
+        report.findings.append(Finding("error", "num-classes", str(error), "pass an integer >= 1 or nothing"))
+        return report
+    survey = Survey(num_classes)
+    folders = [("", Path(root))] + ([("val_", Path(val_root))] if val_root is not None else [])
+    stems: dict[str, list[str]] = {}
+    mask_files: dict[str, dict[str, str]] = {}
+    for prefix, folder in folders:
+        scan = _scan(folder, report, survey)
+        if scan is None:
+            continue
+        report.counts.update({f"{prefix}images": len(scan.images), f"{prefix}masks": len(scan.masks)})
+        report.counts[f"{prefix}pairs"] = len(scan.paired)
+        stems[prefix] = scan.paired
+        mask_files[prefix] = {stem: str(scan.masks[stem]) for stem in scan.paired}
+        for stem in scan.paired:
+            survey.add(Pair(stem, scan.images[stem], scan.masks[stem]))
+    if val_root is None and "" in stems and len(stems[""]) < 2:
+        try:
+            split_stems(stems[""], source=Path(root) / "images")
+        except DataProblem as problem:
+            survey.add_problem(problem, root)
+    if "" in stems and "val_" in stems and set(stems[""]) & set(stems["val_"]):
+        shared = sorted(set(stems[""]) & set(stems["val_"]))
+        report.findings.append(
+            Finding(
+                "warning",
+                "train-val-overlap",
+                f"{len(shared)} stem(s) are in both folders ({preview(shared)})",
+                "make sure the same image is not in both sets (validation would overrate the model)",
+            )
+        )
+    _fill(report, survey)
+    report.splits = _splits(survey, mask_files, val_fraction=val_fraction, seed=seed, root=Path(root))
+    fingerprint = report.fingerprint()
+    if fingerprint is not None:
+        try:
+            plan = make_plan(fingerprint, depth=depth, patch_size=patch_size)
+        except ConfigError as error:
+            report.findings.append(Finding("error", "patch-size", str(error), "pass a patch size >= 8"))
+        else:
+            report.plan = plan.to_dict()
+            report.findings += plan_findings(report, plan)
+    return report
+
+
+def _splits(
+    survey: Survey, mask_files: dict[str, dict[str, str]], *, val_fraction: float, seed: int, root: Path
+) -> dict[str, dict[str, Any]]:
+    """Images, foreground share and classes present in the training and validation parts."""
+    if "val_" in mask_files:
+        parts = {"train": list(mask_files.get("", {}).values()), "val": list(mask_files["val_"].values())}
+    elif len(mask_files.get("", {})) >= 2:
+        try:
+            train, val = split_stems(list(mask_files[""]), val_fraction=val_fraction, seed=seed, source=root)
+        except ConfigError:  # a bad val_fraction or seed is reported where the split is made
+            return {}
+        parts = {"train": [mask_files[""][s] for s in train], "val": [mask_files[""][s] for s in val]}
+    else:
+        return {}
+    splits = {}
+    for name, masks in parts.items():
+        decoded = [survey.per_mask[m] for m in masks if m in survey.per_mask]
+        pixels = sum(total for _, _, total in decoded)
+        splits[name] = {
+            "images": len(decoded),
+            "foreground": sum(fg for _, fg, _ in decoded) / pixels if pixels else 0.0,
+            "classes": sorted({c for present, _, _ in decoded for c in present}),
+        }
+    return splits
+
+
+def _scan(folder: Path, report: Report, survey: Survey) -> FolderScan | None:
+    try:
+        scan = scan_folder(folder)
+    except DataProblem as problem:
+        survey.add_problem(problem, folder)
+        return None
+    for problem in pairing_problems(scan):
+        survey.add_problem(problem, folder)
+    report.unpaired_images += [str(scan.images[s]) for s in scan.unpaired_images]
+    report.unpaired_masks += [str(scan.masks[s]) for s in scan.unpaired_masks]
+    if scan.unpaired_masks:
+        report.findings.append(
+            Finding(
+                "warning",
+                "unpaired-mask",
+                f"{scan.root / 'masks'}: {len(scan.unpaired_masks)} mask(s) without an image are ignored "
+                f"({preview(scan.unpaired_masks)})",
+                "add their images or remove the masks",
+            )
+        )
+    if scan.ignored:
+        report.findings.append(
+            Finding(
+                "info",
+                "ignored-files",
+                f"{scan.root}: {len(scan.ignored)} file(s) with other extensions are ignored "
+                f"({preview([p.name for p in scan.ignored])})",
+                "convert them to PNG or TIFF if they are images or masks",
+            )
+        )
+    return scan
+
+
+def _fill(report: Report, survey: Survey) -> None:
+    report.image_sizes = {f"{w}x{h}": n for (w, h), n in sorted(survey.sizes.items(), key=_area)}
+    report.channels = {_CHANNEL_NAMES.get(c, f"{c} channels"): n for c, n in sorted(survey.channels.items())}
+    report.dtypes = dict(sorted(survey.dtypes.items()))
+    report.value_ranges = dict(sorted(survey.ranges.items()))
+    report.mask_values = {_values_key(v): n for v, n in survey.mask_values.most_common()}
+    report.foreground = survey.foreground()
+    report.unreadable = survey.unreadable
+    report.empty_masks = survey.empty
+    report.findings = problem_findings(survey.problems, survey.largest_class_like) + report.findings
+    report.findings += data_findings(report, survey)
+
+
+def _area(item: tuple[tuple[int, int], int]) -> int:
+    return _area_of(item[0])
+
+
+def _area_of(size: tuple[int, int]) -> int:
+    return size[0] * size[1]
+
+
+def _values_key(values: tuple[float, ...]) -> str:
+    shown = ",".join(f"{v:g}" for v in values[:8])
+    return shown if len(values) <= 8 else f"{shown},... ({len(values)} values)"

@@ -1,0 +1,88 @@
+"""Whole-image validation: every pixel of every validation image, at its own size, scored once.
+
+Images come one at a time (they may all differ in size) and go through ``unet.inference.infer_logits``,
+the same path as prediction: whole when they fit the patch (the network pads them to its stride and
+crops back), in Gaussian-blended tiles when they are larger. Padding therefore never reaches the
+metrics, and the confusion matrix counts exactly ``sum(H * W)`` pixels. Dice and IoU are
+``unet.metrics.SegmentationMetrics`` over all of them; the loss is the mean of the per-image losses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from unet.inference import infer_logits
+from unet.metrics import SegmentationMetrics
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores over a whole validation set."""
+
+    loss: float  # mean over images of the criterion on the whole image
+    dice: float  # mean over foreground classes
+    iou: float  # mean over foreground classes
+    per_class_dice: dict[int, float]  # background 0 included
+    per_class_iou: dict[int, float]
+    pixels: int  # pixels scored: the sum of the images' H * W
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    criterion: nn.Module | None = None,
+    num_classes: int,
+    device: torch.device | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    autocast: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+    tta: bool = False,
+) -> Evaluation:
+    """Score ``model`` on every image of ``dataset`` at full size.
+
+    Args:
+        model: the network; it is put in eval mode.
+        dataset: items ``(image (C, H, W), mask (H, W))`` of any size; its ``patch_size`` attribute, when
+            set, is the tile side for larger images.
+        criterion: the loss to report (None: loss is NaN).
+        num_classes: C of the logits (1 for binary).
+        device: where to compute (default: the model's device).
+        memory_format: images' memory format on the device.
+        autocast: context manager factory for mixed precision around the forward passes.
+        tta: average over flips, as ``unet.predict`` with ``tta``.
+    """
+    model.eval()
+    device = device if device is not None else next(model.parameters()).device
+    patch_size = getattr(dataset, "patch_size", None)
+    metrics = SegmentationMetrics(num_classes=num_classes)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    pixels = 0
+    count = len(dataset)  # type: ignore[arg-type]
+    for index in range(count):
+        image, mask = dataset[index]
+        images = image[None].to(device, non_blocking=True, memory_format=memory_format)
+        masks = mask[None].to(device, non_blocking=True)
+        with autocast():
+            logits = infer_logits(model, images, patch_size=patch_size, tta=tta)
+        logits = logits.float()
+        if criterion is not None:
+            loss_sum += criterion(logits, masks)
+        metrics.update(logits, masks)
+        pixels += masks.numel()
+    scores = metrics.compute()
+    loss = float(loss_sum) / max(count, 1) if criterion is not None else float("nan")
+    return Evaluation(
+        loss=loss,
+        dice=float(scores["dice"]),  # type: ignore[arg-type]
+        iou=float(scores["iou"]),  # type: ignore[arg-type]
+        per_class_dice=dict(scores["per_class_dice"]),  # type: ignore[arg-type]
+        per_class_iou=dict(scores["per_class_iou"]),  # type: ignore[arg-type]
+        pixels=pixels,
+    )
