@@ -38,11 +38,11 @@ from search.report.data import load_study_record, open_existing_storage
 from search.spec.schema import SpecError, StudySpec
 from search.spec.space import build_config
 from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
-from unet.checkpoint import dataset_normalization, save_run, write_atomic, write_metrics
+from unet.checkpoint import dataset_normalization, write_atomic
 from unet.config import TrainConfig
 from unet.errors import UNetError
-from unet.fit import fit
 from unet.history import EpochRecord
+from unet.run_folder import train_to_folder
 
 
 class RetrainError(ValueError):
@@ -167,26 +167,30 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(config: TrainConfig, data: StudyData, out: Path, *, quiet: bool) -> int:
     """Train, writing metrics.csv after every epoch and the checkpoint at the end; the exit status."""
-    history: list[EpochRecord] = []
     bar = tqdm(total=config.epochs, unit="epoch", disable=quiet, file=sys.stderr)
 
     def on_epoch(record: EpochRecord) -> None:
-        history.append(record)
-        write_metrics(out / "metrics.csv", history)
         bar.set_postfix(loss=f"{record.train_loss:.4f}", val_dice=f"{record.val_dice:.3f}")
         bar.update(1)
 
     try:
-        result = fit(config, data.train, data.val, on_epoch)
+        result = train_to_folder(
+            out,
+            config,
+            data.train,
+            data.val,
+            plan=data.plan,
+            normalization=dataset_normalization(data.train),
+            on_epoch=on_epoch,
+        )
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {len(history)} epoch(s) kept in {out / 'metrics.csv'}", file=sys.stderr)
+        print(f"\ninterrupted: {bar.n} epoch(s) kept in {out / 'metrics.csv'}", file=sys.stderr)
         return 130
     except UNetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
         bar.close()
-    save_run(out, config, result, plan=data.plan, normalization=dataset_normalization(data.train))
     if result.stop_reason == "diverged":
         print(f"diverged: {result.stop_message}; run written to {out}", file=sys.stderr)
         return 1
