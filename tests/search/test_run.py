@@ -268,6 +268,11 @@ def test_list_and_dry_run(tmp_path, monkeypatch, capsys):
     assert main(["--study", "unet-lr", "--dry-run", "--data", str(DSB)]) == 0
     out = capsys.readouterr().out
     assert "learning_rate" in out and "0/255" in out
+    assert "Data plan: patch 256x256 (planned)" in out and "depths 3 fit" in out
+    assert main(["--study", "unet-lr", "--dry-run", "--data", str(DSB), "--patch-size", "96"]) == 0
+    assert "Data plan: patch 96x96 (given)" in capsys.readouterr().out
+    assert main(["--study", "unet-lr", "--dry-run", "--patch-size", "96"]) == 2
+    assert "--patch-size 96 applies to folder data" in capsys.readouterr().err
     assert not (tmp_path / "unet-search.db").exists()
 
 

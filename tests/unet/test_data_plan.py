@@ -1,4 +1,4 @@
-"""The data plan: the patch follows the images (padded to the stride, capped), depths the patch cannot hold."""
+"""The data plan: the patch follows the images (up to the stride, capped); depths the patch cannot hold."""
 
 from __future__ import annotations
 

@@ -66,6 +66,41 @@ def test_dsb2018_is_usable_with_its_notes(dsb2018: Path, capsys: pytest.CaptureF
     assert main([str(dsb2018)]) == 0
     out = capsys.readouterr().out
     assert "verdict:      usable" in out and "[masks-0-255]" in out
+    # The plan: the median image (256 high, 320 wide) is larger than the 256 cap, so it is tiled.
+    assert report.plan is not None and report.plan["patch_size"] == 256
+    assert "plan:         patch 256x256 (planned)" in out
+    assert report.splits["train"]["images"] == 47 and report.splits["val"]["images"] == 12
+    assert report.splits["train"]["classes"] == report.splits["val"]["classes"] == [1]
+
+
+def test_the_issue_case_48px_images_get_a_48px_patch_and_a_warning_when_forced_larger(tmp_path: Path) -> None:
+    for stem in "abcdef":
+        _pair(tmp_path, stem, _square_mask(48, fg=20))
+    planned = inspect_folder(tmp_path)
+    assert planned.plan is not None and planned.plan["patch_size"] == 48
+    assert "images-smaller-than-patch" not in _codes(planned, "warning")
+    forced = inspect_folder(tmp_path, patch_size=256)
+    warning = next(f for f in forced.findings if f.code == "images-smaller-than-patch")
+    assert "6 image(s) (48x48) are at most half the patch 256" in warning.message
+    assert "near 48" in warning.fix
+
+
+def test_score_distortions_are_warned(tmp_path: Path) -> None:
+    # Two images with foreground, two without; split so that validation holds only empty masks.
+    for stem in "ab":
+        _pair(tmp_path / "train", stem, _square_mask())
+    for stem in "cd":
+        _pair(tmp_path / "val", stem, _square_mask(fg=0))
+    report = inspect_folder(tmp_path / "train", val_root=tmp_path / "val")
+    assert "val-without-foreground" in _codes(report, "warning")
+    # Multi-class: class 2 only in training masks, class 3 only in validation masks.
+    root = tmp_path / "multi"
+    _pair(root / "train", "a", _square_mask(fill=1) + np.pad(_square_mask(4, fill=2, fg=4), (28, 0)))
+    _pair(root / "val", "b", _square_mask(fill=1) + np.pad(_square_mask(4, fill=3, fg=4), (28, 0)))
+    multi = inspect_folder(root / "train", val_root=root / "val", num_classes=4)
+    messages = {f.code: f.message for f in multi.findings}
+    assert "class(es) [2] appear in training masks only" in messages["class-train-only"]
+    assert "class(es) [3] appear in validation masks only" in messages["class-val-only"]
 
 
 def test_json_output_is_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
