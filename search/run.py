@@ -22,6 +22,7 @@ from search.execution.objective import TrialContext
 from search.execution.progress import Progress, summary
 from search.execution.signals import sigterm_as_interrupt
 from search.execution.study import StudyConflictError, count_trials, open_study
+from search.execution.testset import load_test_set, score_on_test
 from search.spec.schema import SpecError, StudySpec, list_studies, load_spec
 from search.store.engine import StoreError, add_storage_option, open_storage, redact_url, storage_url
 from unet.errors import UNetError
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             return dry_run(spec, shown)
         data = load_study_data(spec)
+        test = load_test_set(spec, data)
         checkpoints = checkpoint_policy(spec, url)
         if checkpoints.enabled:
             open_location(str(checkpoints.location))  # a location that cannot be used fails here, not later
@@ -133,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         running = "the running trial is" if args.backend == "local" else "running trials are"
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
+    if test is not None and status == 0:
+        if checkpoints.enabled:
+            score_on_test(storage, spec.name, test, top_k=spec.test.top_k)
+        else:
+            print("Test data: not scored, since no checkpoint is kept (see artifacts)", file=sys.stderr)
     if checkpoints.enabled:
         swept = sweep_orphans(storage, spec.name)
         if swept:

@@ -143,6 +143,13 @@ def summary(
             f"Best trial #{best.number}: val Dice {best.value:.4f} at epoch "
             f"{best.user_attrs.get('best_epoch', '?')}"
         )
+        tested = study.user_attrs.get("test_scores", {})
+        if str(best.number) in tested:
+            score = tested[str(best.number)]
+            lines.append(
+                f"    held-out test Dice {score['test_dice']:.4f} on {score['images']} image(s) "
+                f"(val - test = {best.value - score['test_dice']:+.4f})"
+            )
         lines += [f"    {k} = {_fmt(v)}" for k, v in best.params.items()]
         ranked = sorted(
             (t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
@@ -151,9 +158,10 @@ def summary(
         lines.append(f"Top {len(ranked)}:")
         for t in ranked:
             params = ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
-            lines.append(
-                f"    #{t.number:<4} {t.value:.4f}  {params}  [{t.user_attrs.get('diagnosis', '-')}]"
-            )
+            test = tested.get(str(t.number))
+            test_text = f" (test {test['test_dice']:.4f})" if test else ""
+            diagnosis = t.user_attrs.get("diagnosis", "-")
+            lines.append(f"    #{t.number:<4} {t.value:.4f}{test_text}  {params}  [{diagnosis}]")
     reasons = Counter(t.user_attrs["stop_reason"] for t in trials if "stop_reason" in t.user_attrs)
     if reasons:
         lines.append("Stopped early: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))

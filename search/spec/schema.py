@@ -49,6 +49,7 @@ class SyntheticData(_Section):
     foreground_fraction: float = Field(0.1, gt=0, le=0.9)  # share of foreground pixels aimed at
     num_classes: int = Field(1, ge=1)  # 1: binary masks; K >= 2: classes 0..K-1
     seed: int = Field(0, ge=0)  # generator seed (train and validation use disjoint streams)
+    n_test: int = Field(0, ge=0)  # held-out test images (a third stream), scored once after the search
     contrast: float = Field(0.35, gt=0)  # foreground/background intensity difference (lower is harder)
     noise: float = Field(0.15, ge=0)  # standard deviation of the added gaussian noise
 
@@ -59,6 +60,9 @@ class FolderData(_Section):
     path: Path  # dataset folder; a relative path is relative to the study file's folder
     val_path: Path | None = None  # explicit validation folder (same layout); null: split off val_fraction
     val_fraction: float = Field(0.2, gt=0, lt=1)  # validation share when val_path is null
+    # Held-out test folder (same layout; disjoint from path and val_path): the best trials are scored on
+    # it once, after the search (search.execution.testset). null: no test score.
+    test_path: Path | None = None
     # Training patch side in pixels; null: planned from the data (unet.data.plan). Validation and
     # prediction score whole images, tiling those larger than the patch.
     patch_size: int | None = Field(None, ge=8)
@@ -147,6 +151,12 @@ class Artifacts(_Section):
     keep_top_k: int = Field(3, ge=0)  # the best trials that keep a checkpoint (0: none is kept)
 
 
+class TestScoring(_Section):
+    """The held-out test score after the search (needs test data and kept checkpoints)."""
+
+    top_k: int = Field(1, ge=1)  # the best trials scored on the test data (at most artifacts.keep_top_k)
+
+
 class StudySpec(_Section):
     """One study file, validated and resolved: every default filled in, paths absolute.
 
@@ -166,6 +176,7 @@ class StudySpec(_Section):
     baselines: list[dict[str, Choice]] = []  # full parameter sets of the space, tried first
     execution: Execution = Execution()  # concurrency, resources per trial and retries
     artifacts: Artifacts = Artifacts()  # where the top trials keep their checkpoints
+    test: TestScoring = TestScoring()  # which trials are scored on the held-out test data
     _source: Path | None = PrivateAttr(None)
     _origin: str = PrivateAttr("study spec")
 
