@@ -201,6 +201,11 @@ class StudySpec(_Section):
         """
         data = self.to_dict()
         fixed = {k: v for k, v in flatten_settings(data["fixed"]).items() if k not in RUNTIME_SETTINGS}
+        # Test-data settings added later leave the fingerprint of studies without test data as it was.
+        source = data["data"]["source"]
+        for key, unset in (("n_test", 0), ("test_path", None)):
+            if data["data"][source].get(key, unset) == unset:
+                data["data"][source].pop(key, None)
         parts = {
             "space": data["space"],
             "objective": data["objective"],
