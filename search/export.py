@@ -39,8 +39,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.checkpoints.keep import download, kept
 from search.checkpoints.store import ArtifactsError
-from search.report.data import load_study_record, open_existing_storage
-from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
+from search.report.data import load_study_record
+from search.store.engine import StoreError, open_existing_storage
+from search.store.location import add_storage_option, redact_url, storage_url
 from unet.checkpoint import Checkpoint, load_checkpoint, write_atomic
 from unet.errors import UNetError
 

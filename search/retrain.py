@@ -34,10 +34,11 @@ from tqdm import tqdm
 
 from search.execution.data import StudyData, load_study_data
 from search.execution.objective import THREADS_ATTR
-from search.report.data import load_study_record, open_existing_storage
+from search.report.data import load_study_record
 from search.spec.schema import SpecError, StudySpec
 from search.spec.space import build_config
-from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
+from search.store.engine import StoreError, open_existing_storage
+from search.store.location import add_storage_option, redact_url, storage_url
 from unet.checkpoint import dataset_normalization, write_atomic
 from unet.config import TrainConfig
 from unet.errors import UNetError

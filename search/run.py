@@ -14,22 +14,19 @@ from pathlib import Path
 
 import optuna
 
-from search.checkpoints.keep import checkpoint_policy, describe_policy, sweep_orphans
-from search.checkpoints.store import ArtifactsError, open_location
+from search.checkpoints.keep import describe_policy, sweep_orphans
+from search.checkpoints.store import ArtifactsError
 from search.execution.data import depth_choices, inspect_study_data, load_study_data, plan_study_data
-from search.execution.local import run_local
-from search.execution.objective import TrialContext
 from search.execution.progress import Progress, summary
 from search.execution.signals import sigterm_as_interrupt
-from search.execution.study import StudyConflictError, count_trials, open_study
+from search.execution.study import StudyConflictError, count_trials
 from search.execution.testset import load_test_set, score_on_test
-from search.spec.schema import SpecError, StudySpec, list_studies, load_spec
-from search.store.engine import StoreError, add_storage_option, open_storage, redact_url, storage_url
+from search.service import BACKENDS, StudyRun, open_study_run, run_study
+from search.spec.schema import Overrides, SpecError, StudySpec, list_studies, load_spec
+from search.store.engine import StoreError
+from search.store.location import add_storage_option, redact_url, storage_url
 from unet.errors import UNetError
 
-# ray (the default): trials in parallel on a Ray cluster, or on a local Ray started for the run;
-# local: trials one after another in this process.
-BACKENDS = ("ray", "local")
 # Ray's own variable for the cluster to join, read here only (the backend gets it as an argument).
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
@@ -40,12 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the shipped studies and exit")
     add_storage_option(p)
     p.add_argument("--data", type=Path, help="train on this folder (DIR/images, DIR/masks) instead")
-    p.add_argument(
-        "--name", help="store the study under this name instead of the file's (e.g. the same file on --data)"
-    )
     p.add_argument("--n-trials", type=int, help="trials the study should have in total (resuming counts)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     p.add_argument("--seed", type=int, help="sampler seed")
+    p.add_argument(
+        "--name", help="store the study under this name instead of the file's (e.g. the same file on --data)"
+    )
     p.add_argument(
         "--patch-size", type=int, help="patch side for folder data (default: planned from the data)"
     )
@@ -66,14 +63,15 @@ def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
         raise SpecError(f"--n-trials must be >= 1 but got {args.n_trials}")
     if args.timeout is not None and not args.timeout > 0:
         raise SpecError(f"--timeout must be > 0 seconds but got {args.timeout}")
-    spec = load_spec(args.study).with_overrides(
-        name=args.name,
+    overrides = Overrides(
         data_path=args.data,
         n_trials=args.n_trials,
         timeout=args.timeout,
         seed=args.seed,
         patch_size=args.patch_size,
+        name=args.name,
     )
+    spec = load_spec(args.study, overrides=overrides)
     url = storage_url(args.storage)
     return spec, url
 
@@ -100,75 +98,63 @@ def main(argv: list[str] | None = None) -> int:
         shown = redact_url(url)
         if args.dry_run:
             return dry_run(spec, shown)
-        data = load_study_data(spec)
-        test = load_test_set(spec, data)
-        checkpoints = checkpoint_policy(spec, url)
-        if checkpoints.enabled:
-            open_location(str(checkpoints.location))  # a location that cannot be used fails here, not later
-        storage = open_storage(url)
-        study, created = open_study(storage, spec)
-        study.set_user_attr("data_plan", data.plan.to_dict())
+        run = open_study_run(spec, url)
+        test = load_test_set(spec, run.data)
     except (SpecError, StoreError, StudyConflictError, UNetError, ArtifactsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
     n_trials, timeout = spec.budget.n_trials, spec.budget.timeout
-    before = count_trials(study)
+    before = count_trials(run.study)
     print(
-        f"Study {spec.name} ({spec.source or 'spec'}): {'created' if created else 'resumed'} in {shown}",
+        f"Study {spec.name} ({spec.source or 'spec'}): {'created' if run.created else 'resumed'} in {shown}",
         file=sys.stderr,
     )
     print(
-        f"Data: {data.description}; plan: {data.plan.format()}; backend {args.backend}; "
+        f"Data: {run.data.description}; plan: {run.data.plan.format()}; backend {args.backend}; "
         f"{before.finished} of {n_trials} trials already finished",
         file=sys.stderr,
     )
-    print(f"Checkpoints: {describe_policy(checkpoints, spec.name)}", file=sys.stderr)
-    progress = Progress(study, n_trials=n_trials, max_epochs=spec.budget.max_epochs, timeout=timeout)
-    # Ray workers report every epoch only when there is a live line to show it on.
-    on_epoch = progress.on_epoch if args.backend == "local" or progress.live else None
-    ctx = TrialContext(spec=spec, storage=storage, data=data, on_epoch=on_epoch, checkpoints=checkpoints)
+    print(f"Checkpoints: {describe_policy(run.checkpoints, spec.name)}", file=sys.stderr)
+    progress = Progress(run.study, n_trials=n_trials, max_epochs=spec.budget.max_epochs, timeout=timeout)
     try:
         with sigterm_as_interrupt():
-            status = run_trials(args, study, ctx, url, progress)
+            status = run_trials(args, run, progress)
     except KeyboardInterrupt:
         running = "the running trial is" if args.backend == "local" else "running trials are"
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
     if test is not None and status == 0:
-        if checkpoints.enabled:
-            score_on_test(storage, spec.name, test, top_k=spec.test.top_k)
+        if run.checkpoints.enabled:
+            score_on_test(run.storage, spec.name, test, top_k=spec.test.top_k)
         else:
             print("Test data: not scored, since no checkpoint is kept (see artifacts)", file=sys.stderr)
-    if checkpoints.enabled:
-        swept = sweep_orphans(storage, spec.name)
+    if run.checkpoints.enabled:
+        swept = sweep_orphans(run.storage, spec.name)
         if swept:
             print(f"Removed {len(swept)} checkpoint(s) of lost workers that no trial keeps", file=sys.stderr)
-    print(summary(study, n_trials=n_trials, storage_display=shown, storage_arg=shown))
+    print(summary(run.study, n_trials=n_trials, storage_display=shown))
     return status
 
 
-def run_trials(
-    args: argparse.Namespace, study: optuna.Study, ctx: TrialContext, url: str, progress: Progress
-) -> int:
+def run_trials(args: argparse.Namespace, run: StudyRun, progress: Progress) -> int:
     """Run the study's trials on the chosen backend; returns the exit status (2, 1: the cluster failed)."""
-    n_trials, timeout = ctx.spec.budget.n_trials, ctx.spec.budget.timeout
+    # Ray workers report every epoch only when there is a live line to show it on.
+    on_epoch = progress.on_epoch if args.backend == "local" or progress.live else None
     if args.backend == "local":
-        run_local(study, ctx, n_trials=n_trials, timeout=timeout, on_trial=progress.on_trial)
+        run_study(run, backend="local", on_trial=progress.on_trial, on_epoch=on_epoch)
         return 0
     # Imported here: importing Ray takes seconds that local runs and --list should not pay.
-    from search.execution.ray.backend import ClusterError, RayRunError, run_ray
+    from search.execution.ray.backend import ClusterError, RayRunError
 
     try:
-        run_ray(
-            study,
-            ctx,
-            storage_url=url,
-            n_trials=n_trials,
-            timeout=timeout,
+        run_study(
+            run,
+            backend="ray",
             address=args.address,
             verbose=args.verbose,
             on_trial=progress.on_trial,
+            on_epoch=on_epoch,
         )
     except ClusterError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -16,14 +16,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 from tqdm import tqdm
 
 from unet.checkpoint import dataset_normalization, write_atomic
 from unet.config import ModelConfig, TrainConfig
-from unet.data import folder_datasets, synthetic_datasets
+from unet.data import FolderDataset, SyntheticDataset, folder_datasets, synthetic_datasets
 from unet.data.plan import DataPlan, fit_depths, make_plan, masks_fingerprint
 from unet.doctor import inspect_folder
 from unet.errors import ConfigError, UNetError
@@ -71,14 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_data(args: argparse.Namespace) -> tuple[Any, Any, DataPlan]:
+def load_data(
+    args: argparse.Namespace,
+) -> tuple[FolderDataset | SyntheticDataset, FolderDataset | SyntheticDataset, DataPlan]:
     """The (train, val) datasets the arguments name and their data plan; folder data is inspected first.
 
     Raises:
         UNetError: unusable data, or a depth the planned patch cannot hold.
     """
+    train: FolderDataset | SyntheticDataset
+    val: FolderDataset | SyntheticDataset
     if args.data == "synthetic":
-        train, val = synthetic_datasets(
+        made = synthetic_datasets(
             n_train=args.synthetic_train,
             n_val=args.synthetic_val,
             size=args.synthetic_size,
@@ -86,9 +89,10 @@ def load_data(args: argparse.Namespace) -> tuple[Any, Any, DataPlan]:
             num_classes=args.num_classes or 1,
             seed=args.seed,
         )
-        masks = {"train": train.masks.numpy(), "val": val.masks.numpy()}
-        fingerprint = masks_fingerprint(masks, channels=train.in_channels, dtype="float32")
+        masks = {"train": made[0].masks.numpy(), "val": made[1].masks.numpy()}
+        fingerprint = masks_fingerprint(masks, channels=made[0].in_channels, dtype="float32")
         plan = make_plan(fingerprint, depth=args.depth, patch_size=args.patch_size)
+        train, val = made
     else:
         report = inspect_folder(
             Path(args.data),
@@ -100,9 +104,9 @@ def load_data(args: argparse.Namespace) -> tuple[Any, Any, DataPlan]:
             depth=args.depth,
         )
         report.raise_if_unusable()
-        fingerprint = report.fingerprint()
-        assert fingerprint is not None  # a usable folder has images
-        plan = make_plan(fingerprint, depth=args.depth, patch_size=args.patch_size)
+        surveyed = report.fingerprint()
+        assert surveyed is not None  # a usable folder has images
+        plan = make_plan(surveyed, depth=args.depth, patch_size=args.patch_size)
         train, val = folder_datasets(
             Path(args.data),
             val_root=args.val,

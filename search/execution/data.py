@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch.utils.data import Dataset
-
 from search.spec.files import SpecError
 from search.spec.schema import StudySpec
 from search.spec.space import CategoricalParam, IntParam
 from unet.config import ModelConfig
-from unet.data import folder_datasets, synthetic_datasets
+from unet.data import FolderDataset, SyntheticDataset, folder_datasets, synthetic_datasets
 from unet.data.plan import DataPlan, Fingerprint, fit_depths, make_plan, masks_fingerprint
 from unet.doctor import Report, inspect_folder
 
@@ -25,8 +23,8 @@ from unet.doctor import Report, inspect_folder
 class StudyData:
     """Training and validation sets, with the channel and class counts the model is built for."""
 
-    train: Dataset
-    val: Dataset
+    train: FolderDataset | SyntheticDataset
+    val: FolderDataset | SyntheticDataset
     in_channels: int
     num_classes: int
     description: str  # one line for the run's header, e.g. "synthetic 128+32 images of 64x64"
@@ -88,6 +86,8 @@ def load_study_data(spec: StudySpec) -> StudyData:
     report = inspect_study_data(spec)
     if report is not None:
         report.raise_if_unusable()
+    train: FolderDataset | SyntheticDataset
+    val: FolderDataset | SyntheticDataset
     if spec.data.source == "folder":
         f = spec.data.folder
         assert f is not None  # the spec requires the folder section for a folder source
@@ -108,7 +108,7 @@ def load_study_data(spec: StudySpec) -> StudyData:
         )
     else:
         s = spec.data.synthetic
-        train, val = synthetic_datasets(
+        made = synthetic_datasets(
             n_train=s.n_train,
             n_val=s.n_val,
             size=s.size,
@@ -118,7 +118,8 @@ def load_study_data(spec: StudySpec) -> StudyData:
             contrast=s.contrast,
             noise=s.noise,
         )
-        masks = {"train": train.masks.numpy(), "val": val.masks.numpy()}
+        masks = {"train": made[0].masks.numpy(), "val": made[1].masks.numpy()}
+        train, val = made
         plan = plan_study_data(spec, masks_fingerprint(masks, channels=train.in_channels, dtype="float32"))
         description = f"synthetic: {s.n_train} train + {s.n_val} val images of {s.size}x{s.size}"
     return StudyData(train, val, train.in_channels, train.num_classes, description, plan)

@@ -103,8 +103,11 @@ def test_real_folder_data_end_to_end(tmp_path, monkeypatch):
     assert main(["--study", str(path), "--storage", url, "--backend", "local"]) == 0
     done = trials(url, "dsb-smoke")
     assert len(done) == 2
-    stored = optuna.load_study(study_name="dsb-smoke", storage=url).user_attrs["spec"]
-    assert stored["data"]["folder"]["path"] == str(DSB)
+    attrs = optuna.load_study(study_name="dsb-smoke", storage=url).user_attrs
+    assert attrs["spec"]["data"]["folder"]["path"] == str(
+        DSB.resolve()
+    )  # symlinks resolved (../shared may be one)
+    assert attrs["data_plan"]["patch_size"] == 64 and attrs["data_plan"]["source"] == "given"
     assert all(t.intermediate_values for t in done)
 
 

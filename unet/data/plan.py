@@ -15,7 +15,7 @@ a search space's depths a patch can hold and why the others cannot.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -61,11 +61,12 @@ class Fingerprint:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        ordered = sorted(self.sizes, key=_area)
         return {
             "images": len(self.sizes),
             "median_size": list(self.median_size()) if self.sizes else None,
-            "smallest": list(min(self.sizes, key=_area)) if self.sizes else None,
-            "largest": list(max(self.sizes, key=_area)) if self.sizes else None,
+            "smallest": list(ordered[0]) if ordered else None,
+            "largest": list(ordered[-1]) if ordered else None,
             "channels": self.channels,
             "dtype": self.dtype,
             "foreground": self.foreground,
@@ -160,7 +161,9 @@ def make_plan(
     return DataPlan(cap, stride, "planned", reason, summary)
 
 
-def masks_fingerprint(masks: Mapping[str, Sequence[np.ndarray]], *, channels: int, dtype: str) -> Fingerprint:
+def masks_fingerprint(
+    masks: Mapping[str, Iterable[np.ndarray] | np.ndarray], *, channels: int, dtype: str
+) -> Fingerprint:
     """The fingerprint of data held in memory: split name -> its masks (class indices, any sizes)."""
     sizes: list[tuple[int, int]] = []
     foreground = pixels = 0
@@ -194,14 +197,6 @@ def fit_depths(patch_size: int, depths: Iterable[int]) -> DepthFit:
                 f"bottom) but the patch is {patch_size}"
             )
     return DepthFit(tuple(kept), refused)
-
-
-def deepest_fitting(patch_size: int) -> int:
-    """The largest depth a ``patch_size`` patch can hold (at least 1 for tiny patches)."""
-    depth = 1
-    while MIN_BOTTOM * 2 ** (depth + 1) <= patch_size:
-        depth += 1
-    return depth
 
 
 def _check_side(value: Any, name: str) -> None:

@@ -77,8 +77,9 @@ def _image_findings(survey: Survey) -> list[Finding]:
                 "info",
                 "image-sizes",
                 f"{len(survey.sizes)} sizes from {small[0]}x{small[1]} to {large[0]}x{large[1]}: "
-                "training takes patches of the plan's patch size",
-                "validation and prediction score each image whole, at its own size",
+                "training takes patches of the plan's patch size; validation and prediction score each "
+                "image whole, at its own size",
+                "",
             )
         )
     if "uint16" in survey.dtypes:
@@ -111,8 +112,11 @@ def _area_of(size: tuple[int, int]) -> int:
 
 
 def plan_findings(report: Report, plan: DataPlan) -> list[Finding]:
-    """The plan itself, and what would distort scores: tiny images, empty validation, one-split classes."""
-    findings = [Finding("info", "plan", plan.format(), "")]
+    """What would distort scores under ``plan``: tiny images, empty validation, one-split classes.
+
+    The plan itself is part of the report (``Report.plan``), not a finding.
+    """
+    findings: list[Finding] = []
     limit = plan.patch_size * SMALL_IMAGE_SHARE
     small = {k: n for k, n in report.image_sizes.items() if max(int(v) for v in k.split("x")) <= limit}
     if small:

@@ -132,10 +132,10 @@ def _check_channels(images: dict[str, Path], model: Checkpoint) -> None:
 
 
 def _write_mask(path: Path, pred: np.ndarray, *, binary: bool) -> None:
-    values = (
-        (pred * 255).astype(np.uint8) if binary else pred.astype(np.uint8 if pred.max() < 256 else np.uint16)
-    )
-    ok, encoded = cv2.imencode(".png", values)
+    if binary or pred.max() < 256:
+        ok, encoded = cv2.imencode(".png", (pred * (255 if binary else 1)).astype(np.uint8))
+    else:  # more than 256 classes: 16-bit PNG
+        ok, encoded = cv2.imencode(".png", pred.astype(np.uint16))
     if not ok:
         raise DataError(f"{path}: the mask could not be encoded as PNG")
     write_atomic(path, lambda f: f.write(encoded.tobytes()), binary=True)
