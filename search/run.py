@@ -20,7 +20,7 @@ from search.execution.data import depth_choices, inspect_study_data, load_study_
 from search.execution.progress import Progress, summary
 from search.execution.signals import sigterm_as_interrupt
 from search.execution.study import StudyConflictError, count_trials
-from search.execution.testset import load_test_set, score_on_test
+from search.execution.testset import score_on_test
 from search.service import BACKENDS, StudyRun, open_study_run, run_study
 from search.spec.schema import Overrides, SpecError, StudySpec, list_studies, load_spec
 from search.store.engine import StoreError
@@ -99,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             return dry_run(spec, shown)
         run = open_study_run(spec, url)
-        test = load_test_set(spec, run.data)
     except (SpecError, StoreError, StudyConflictError, UNetError, ArtifactsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -124,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         running = "the running trial is" if args.backend == "local" else "running trials are"
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
-    if test is not None and status == 0:
+    if run.test is not None and status == 0:
         if run.checkpoints.enabled:
-            score_on_test(run.storage, spec.name, test, top_k=spec.test.top_k)
+            score_on_test(run.storage, spec.name, run.test, top_k=spec.test.top_k)
         else:
             print("Test data: not scored, since no checkpoint is kept (see artifacts)", file=sys.stderr)
     if run.checkpoints.enabled:

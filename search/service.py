@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import optuna
 from optuna.trial import FrozenTrial
+from torch.utils.data import Dataset
 
 from search.checkpoints.keep import CheckpointPolicy, checkpoint_policy
 from search.checkpoints.store import open_location
@@ -23,6 +24,7 @@ from search.execution.data import StudyData, load_study_data
 from search.execution.local import run_local
 from search.execution.objective import TrialContext
 from search.execution.study import Counts, open_study
+from search.execution.testset import load_test_set
 from search.outcome import TrialOutcome
 from search.spec.schema import StudySpec
 from search.store.engine import open_storage
@@ -49,6 +51,7 @@ class StudyRun:
     # Where the top trials keep their checkpoints (search.checkpoints): the study file's artifacts section
     # applied to the store's URL.
     checkpoints: CheckpointPolicy = field(default_factory=lambda: CheckpointPolicy(None, 0))
+    test: Dataset | None = None  # held-out test images (search.execution.testset), None without
 
     @property
     def epochs(self) -> EpochStore:
@@ -71,6 +74,7 @@ def open_study_run(spec: StudySpec, url: str) -> StudyRun:
         ArtifactsError: the study's artifacts location cannot be used.
     """
     data = load_study_data(spec)
+    test = load_test_set(spec, data)  # checked before the store is touched, like the data
     checkpoints = checkpoint_policy(spec, url)
     if checkpoints.location is not None and checkpoints.enabled:
         open_location(checkpoints.location)  # a location that cannot be used fails here, not in a trial
@@ -78,7 +82,13 @@ def open_study_run(spec: StudySpec, url: str) -> StudyRun:
     study, created = open_study(storage, spec)
     study.set_user_attr("data_plan", data.plan.to_dict())  # the patch size and why, with the study
     return StudyRun(
-        spec=spec, data=data, storage=storage, study=study, created=created, checkpoints=checkpoints
+        spec=spec,
+        data=data,
+        storage=storage,
+        study=study,
+        created=created,
+        checkpoints=checkpoints,
+        test=test,
     )
 
 
