@@ -30,6 +30,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 import optuna_dashboard
 
+from search.checkpoints.store import DashboardArtifacts
 from search.execution.signals import sigterm_as_interrupt
 from search.report.data import study_names
 from search.store.engine import StoreError, open_existing_storage
@@ -84,7 +85,8 @@ def make_dashboard_server(storage: optuna.storages.BaseStorage, host: str, port:
     Raises:
         OSError: the address cannot be bound (in use, unknown host, privileged port).
     """
-    app = optuna_dashboard.wsgi(storage)
+    # The trials' kept checkpoints (search.checkpoints) are listed and downloadable from the trial pages.
+    app = optuna_dashboard.wsgi(storage, artifact_store=DashboardArtifacts(storage))
     return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
 
 

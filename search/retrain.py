@@ -9,8 +9,9 @@ settings), ``DIR/metrics.csv`` (one row per epoch, rewritten after each), plus `
 saying which study and trial the configuration came from.
 
 On CPU the retrained run repeats the trial's metrics exactly when it runs with as many threads as the
-trial did; a Ray worker trains with one thread per reserved CPU, and float sums split over another
-number of threads differ in their last digits, so its Dice may differ slightly.
+trial did (float sums split over another number of threads differ in their last digits, and training
+amplifies that). A trial records its count (user attribute ``cpu_threads``; a Ray worker has one thread
+per reserved CPU) and retrain uses it, whatever ``OMP_NUM_THREADS`` says; ``--threads N`` chooses another.
 
 Exit status: 0 done, 1 the run diverged, 2 bad input (store, study, no completed trial, data), 130
 interrupted.
@@ -26,21 +27,23 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from search.execution.data import StudyData, load_study_data
+from search.execution.objective import THREADS_ATTR
 from search.report.data import load_study_record
 from search.spec.schema import SpecError, StudySpec
 from search.spec.space import build_config
 from search.store.engine import StoreError, open_existing_storage
 from search.store.location import add_storage_option, redact_url, storage_url
-from unet.checkpoint import dataset_normalization, save_run, write_atomic, write_metrics
+from unet.checkpoint import dataset_normalization, write_atomic
 from unet.config import TrainConfig
 from unet.errors import UNetError
-from unet.fit import fit
 from unet.history import EpochRecord
+from unet.run_folder import train_to_folder
 
 
 class RetrainError(ValueError):
@@ -56,8 +59,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="run folder for checkpoint, config and metrics")
     p.add_argument("--trial", type=int, help="retrain this trial number instead of the best completed one")
     p.add_argument("--data", type=Path, help="train on this folder instead of the study's data")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads to train with (default: the trial's own count, so that CPU results repeat it)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def choose_threads(trial: FrozenTrial, requested: int | None) -> tuple[int, str]:
+    """The CPU thread count to retrain with, and one line saying why.
+
+    Raises:
+        RetrainError: ``requested`` is not a positive count.
+    """
+    recorded = trial.user_attrs.get(THREADS_ATTR)
+    if requested is not None:
+        if requested < 1:
+            raise RetrainError(f"--threads must be >= 1 but got {requested}")
+        same = "as" if requested == recorded else "not as"
+        why = f"--threads, {same} trial #{trial.number} did" if recorded else "--threads"
+        return requested, f"{_threads(requested)} ({why})"
+    if recorded is None:
+        current = torch.get_num_threads()
+        return current, (
+            f"{_threads(current)} (trial #{trial.number} did not record its count: "
+            f"pass --threads N to match it)"
+        )
+    return int(recorded), (
+        f"{_threads(int(recorded))}, as trial #{trial.number} did, so that CPU results repeat it "
+        f"(--threads N to change)"
+    )
+
+
+def _threads(n: int) -> str:
+    return f"{n} CPU thread{'s' if n != 1 else ''}"
 
 
 def pick_trial(trials: tuple[FrozenTrial, ...], study: str, number: int | None = None) -> FrozenTrial:
@@ -109,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         record = load_study_record(open_existing_storage(url), args.study)
         trial = pick_trial(record.trials, args.study, args.trial)
+        threads, threads_note = choose_threads(trial, args.threads)
+        torch.set_num_threads(threads)  # before the data is made: every torch op then runs as the trial's
         spec = study_spec(record.spec, args.study, data_path=args.data)
         data = load_study_data(spec)
         config = build_config(spec, trial.params, in_channels=data.in_channels, num_classes=data.num_classes)
@@ -123,31 +162,36 @@ def main(argv: list[str] | None = None) -> int:
         f"Retraining trial #{trial.number} of {args.study} ({_describe(trial)}) on {data.description}",
         file=sys.stderr,
     )
+    print(f"Using {threads_note}", file=sys.stderr)
     return _train(config, data, args.out, quiet=args.quiet)
 
 
 def _train(config: TrainConfig, data: StudyData, out: Path, *, quiet: bool) -> int:
     """Train, writing metrics.csv after every epoch and the checkpoint at the end; the exit status."""
-    history: list[EpochRecord] = []
     bar = tqdm(total=config.epochs, unit="epoch", disable=quiet, file=sys.stderr)
 
     def on_epoch(record: EpochRecord) -> None:
-        history.append(record)
-        write_metrics(out / "metrics.csv", history)
         bar.set_postfix(loss=f"{record.train_loss:.4f}", val_dice=f"{record.val_dice:.3f}")
         bar.update(1)
 
     try:
-        result = fit(config, data.train, data.val, on_epoch)
+        result = train_to_folder(
+            out,
+            config,
+            data.train,
+            data.val,
+            plan=data.plan,
+            normalization=dataset_normalization(data.train),
+            on_epoch=on_epoch,
+        )
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {len(history)} epoch(s) kept in {out / 'metrics.csv'}", file=sys.stderr)
+        print(f"\ninterrupted: {bar.n} epoch(s) kept in {out / 'metrics.csv'}", file=sys.stderr)
         return 130
     except UNetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
         bar.close()
-    save_run(out, config, result, plan=data.plan, normalization=dataset_normalization(data.train))
     if result.stop_reason == "diverged":
         print(f"diverged: {result.stop_message}; run written to {out}", file=sys.stderr)
         return 1

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import optuna
 
+from search.checkpoints.keep import describe_policy, sweep_orphans
+from search.checkpoints.store import ArtifactsError
 from search.execution.data import depth_choices, inspect_study_data, load_study_data, plan_study_data
 from search.execution.progress import Progress, summary
 from search.execution.signals import sigterm_as_interrupt
 from search.execution.study import StudyConflictError, count_trials
+from search.execution.testset import score_on_test
 from search.service import BACKENDS, StudyRun, open_study_run, run_study
 from search.spec.schema import Overrides, SpecError, StudySpec, list_studies, load_spec
 from search.store.engine import StoreError
@@ -37,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-trials", type=int, help="trials the study should have in total (resuming counts)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     p.add_argument("--seed", type=int, help="sampler seed")
+    p.add_argument(
+        "--name", help="store the study under this name instead of the file's (e.g. the same file on --data)"
+    )
     p.add_argument(
         "--patch-size", type=int, help="patch side for folder data (default: planned from the data)"
     )
@@ -63,6 +69,7 @@ def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
         timeout=args.timeout,
         seed=args.seed,
         patch_size=args.patch_size,
+        name=args.name,
     )
     spec = load_spec(args.study, overrides=overrides)
     url = storage_url(args.storage)
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             return dry_run(spec, shown)
         run = open_study_run(spec, url)
-    except (SpecError, StoreError, StudyConflictError, UNetError) as e:
+    except (SpecError, StoreError, StudyConflictError, UNetError, ArtifactsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -107,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{before.finished} of {n_trials} trials already finished",
         file=sys.stderr,
     )
-    progress = Progress(run.study, n_trials=n_trials, timeout=timeout)
+    print(f"Checkpoints: {describe_policy(run.checkpoints, spec.name)}", file=sys.stderr)
+    progress = Progress(run.study, n_trials=n_trials, max_epochs=spec.budget.max_epochs, timeout=timeout)
     try:
         with sigterm_as_interrupt():
             status = run_trials(args, run, progress)
@@ -115,6 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         running = "the running trial is" if args.backend == "local" else "running trials are"
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
+    if run.test is not None and status == 0:
+        if run.checkpoints.enabled:
+            score_on_test(run.storage, spec.name, run.test, top_k=spec.test.top_k)
+        else:
+            print("Test data: not scored, since no checkpoint is kept (see artifacts)", file=sys.stderr)
+    if run.checkpoints.enabled:
+        swept = sweep_orphans(run.storage, spec.name)
+        if swept:
+            print(f"Removed {len(swept)} checkpoint(s) of lost workers that no trial keeps", file=sys.stderr)
     print(summary(run.study, n_trials=n_trials, storage_display=shown))
     return status
 

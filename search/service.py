@@ -12,15 +12,19 @@ execution together, which none of them does for the others.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 from optuna.trial import FrozenTrial
+from torch.utils.data import Dataset
 
+from search.checkpoints.keep import CheckpointPolicy, checkpoint_policy
+from search.checkpoints.store import open_location
 from search.execution.data import StudyData, load_study_data
 from search.execution.local import run_local
 from search.execution.objective import TrialContext
 from search.execution.study import Counts, open_study
+from search.execution.testset import load_test_set
 from search.outcome import TrialOutcome
 from search.spec.schema import StudySpec
 from search.store.engine import open_storage
@@ -44,6 +48,10 @@ class StudyRun:
     storage: optuna.storages.RDBStorage  # the store, opened once from the run's URL
     study: optuna.Study  # the study in the store
     created: bool  # whether this run created the study (else it resumes it)
+    # Where the top trials keep their checkpoints (search.checkpoints): the study file's artifacts section
+    # applied to the store's URL.
+    checkpoints: CheckpointPolicy = field(default_factory=lambda: CheckpointPolicy(None, 0))
+    test: Dataset | None = None  # held-out test images (search.execution.testset), None without
 
     @property
     def epochs(self) -> EpochStore:
@@ -63,12 +71,25 @@ def open_study_run(spec: StudySpec, url: str) -> StudyRun:
         DataError: the study's data folder is not usable (nothing is created in the store).
         StoreError: the store cannot be opened.
         StudyConflictError: the store holds a study of that name made from a different study file.
+        ArtifactsError: the study's artifacts location cannot be used.
     """
     data = load_study_data(spec)
+    test = load_test_set(spec, data)  # checked before the store is touched, like the data
+    checkpoints = checkpoint_policy(spec, url)
+    if checkpoints.location is not None and checkpoints.enabled:
+        open_location(checkpoints.location)  # a location that cannot be used fails here, not in a trial
     storage = open_storage(url)
     study, created = open_study(storage, spec)
     study.set_user_attr("data_plan", data.plan.to_dict())  # the patch size and why, with the study
-    return StudyRun(spec=spec, data=data, storage=storage, study=study, created=created)
+    return StudyRun(
+        spec=spec,
+        data=data,
+        storage=storage,
+        study=study,
+        created=created,
+        checkpoints=checkpoints,
+        test=test,
+    )
 
 
 def run_study(
@@ -107,7 +128,9 @@ def run_study(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)} but got {backend!r}")
     spec = run.spec
-    ctx = TrialContext(spec=spec, storage=run.storage, data=run.data, on_epoch=on_epoch)
+    ctx = TrialContext(
+        spec=spec, storage=run.storage, data=run.data, on_epoch=on_epoch, checkpoints=run.checkpoints
+    )
     n_trials, timeout = spec.budget.n_trials, spec.budget.timeout
     if backend == "local":
         return run_local(

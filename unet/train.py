@@ -20,15 +20,16 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from unet.checkpoint import dataset_normalization, save_run, write_atomic, write_metrics
+from unet.checkpoint import dataset_normalization, write_atomic
 from unet.config import ModelConfig, TrainConfig
 from unet.data import FolderDataset, SyntheticDataset, folder_datasets, synthetic_datasets
 from unet.data.plan import DataPlan, fit_depths, make_plan, masks_fingerprint
 from unet.doctor import inspect_folder
 from unet.errors import ConfigError, UNetError
-from unet.fit import check_config, fit
+from unet.fit import check_config
 from unet.history import EpochRecord
 from unet.loading import parse_num_workers
+from unet.run_folder import train_to_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,37 +172,31 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(args.out / "config.yaml", lambda f: yaml.safe_dump(config.to_dict(), f, sort_keys=False))
     if not args.quiet:
         print(f"Data plan: {plan.format()}", file=sys.stderr)
-    history: list[EpochRecord] = []
     bar = tqdm(total=config.epochs, unit="epoch", disable=args.quiet, file=sys.stderr)
 
     def on_epoch(record: EpochRecord) -> None:
-        history.append(record)
-        write_metrics(args.out / "metrics.csv", history)
         bar.set_postfix(loss=f"{record.train_loss:.4f}", val_dice=f"{record.val_dice:.3f}")
         bar.update(1)
 
     try:
-        result = fit(config, train, val, on_epoch)
-    except KeyboardInterrupt:
-        bar.close()
-        print(
-            f"interrupted: {len(history)} finished epoch(s) kept in {args.out / 'metrics.csv'}",
-            file=sys.stderr,
+        result = train_to_folder(
+            args.out,
+            config,
+            train,
+            val,
+            plan=plan,
+            normalization=dataset_normalization(train),
+            keep_last=not args.no_last,
+            on_epoch=on_epoch,
         )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {bar.n} finished epoch(s) kept in {args.out / 'metrics.csv'}", file=sys.stderr)
         return 130
     except UNetError as e:
-        bar.close()
         print(f"error: {e}", file=sys.stderr)
         return 2
-    bar.close()
-    save_run(
-        args.out,
-        config,
-        result,
-        plan=plan,
-        normalization=dataset_normalization(train),
-        keep_last=not args.no_last,
-    )
+    finally:
+        bar.close()
     best = result.best
     if result.stop_reason == "diverged":
         print(f"diverged: {result.stop_message}; run written to {args.out}", file=sys.stderr)

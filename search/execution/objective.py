@@ -4,8 +4,9 @@
 intermediate value, writes the epoch table, decides stops with ``search.pruning.stopper.TrialStopper``,
 and leaves on the trial the user attributes that explain it (``search.outcome``): the stop attributes for
 a stopped or failed trial, ``best_epoch`` for a scored one, and the diagnosis for every trial that trained
-at least one epoch (with its advice as settings and, when unclear, its two candidate causes). The caller
-tells Optuna the returned outcome.
+at least one epoch (with its advice as settings and, when unclear, its two candidate causes);
+``cpu_threads`` (the CPU threads it trained with) on every trial. The caller tells Optuna the returned
+outcome.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 from optuna.trial import TrialState
 
+from search.checkpoints.keep import CheckpointPolicy, keep_checkpoint
+from search.checkpoints.store import ArtifactsError
 from search.diagnosis import diagnose
 from search.execution.data import StudyData
 from search.outcome import (
@@ -37,11 +41,16 @@ from search.spec.schema import StudySpec
 from search.spec.space import build_config, flatten_settings, suggest_params
 from search.store.epochs import EpochStore
 from search.store.heartbeat import Heartbeat
+from unet.checkpoint import dataset_normalization, save_checkpoint
+from unet.config import TrainConfig
 from unet.errors import UNetError
 from unet.fit import fit
 from unet.history import EpochRecord
 
 logger = logging.getLogger(__name__)
+
+# The trial's user attribute holding the CPU threads it trained with (torch.get_num_threads()).
+THREADS_ATTR = "cpu_threads"
 
 
 @dataclass
@@ -53,6 +62,8 @@ class TrialContext:
     data: StudyData
     heartbeat_interval: float = 10.0
     on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None  # e.g. a progress display
+    # Where the top trials keep their weights (none by default).
+    checkpoints: CheckpointPolicy = field(default_factory=lambda: CheckpointPolicy(None, 0))
     epochs: EpochStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +94,9 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
     spec, data = ctx.spec, ctx.data
     params = suggest_params(trial, spec.space)
     trial.set_user_attr("train_images", len(data.train))  # images per epoch, for the compute in reports
+    # CPU sums split over another number of threads differ in their last digits, and training amplifies
+    # that: search.retrain uses this count to repeat the trial exactly.
+    trial.set_user_attr(THREADS_ATTR, torch.get_num_threads())
     history: list[EpochRecord] = []
     stopper = make_stopper(spec)
     settings: dict[str, Any] = dict(params)  # every setting once the config is built, for the diagnosis
@@ -133,6 +147,8 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
             best = result.best
             value = best.val_dice if best is not None else 0.0
             trial.set_user_attr(BEST_EPOCH, best.epoch if best is not None else 0)
+            if best is not None and result.best_state is not None:
+                _keep_checkpoint(ctx, trial, config, best, result.best_state)
             outcome = TrialOutcome(
                 TrialState.COMPLETE,
                 value=value,
@@ -140,6 +156,44 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
             )
     _record_diagnosis(trial, history, settings, outcome.reason)
     return outcome
+
+
+def _keep_checkpoint(
+    ctx: TrialContext,
+    trial: optuna.Trial,
+    config: TrainConfig,
+    best: EpochRecord,
+    state_dict: dict[str, torch.Tensor],
+) -> None:
+    """Keep the best epoch's weights if the trial ranks in the top k; a failure loses only the file."""
+    if not ctx.checkpoints.enabled:
+        return
+
+    def write(path: Path) -> None:
+        save_checkpoint(
+            path,
+            state_dict=state_dict,
+            config=config,
+            epoch=best.epoch,
+            metrics={"val_dice": best.val_dice, "val_iou": best.val_iou, "val_loss": best.val_loss},
+            plan=ctx.data.plan,
+            normalization=dataset_normalization(ctx.data.val),
+        )
+
+    try:
+        keep_checkpoint(
+            ctx.storage,
+            ctx.spec.name,
+            trial,
+            policy=ctx.checkpoints,
+            value=best.val_dice,
+            epoch=best.epoch,
+            write=write,
+        )
+    except (OSError, ArtifactsError) as e:
+        # The trial's result stands without its weights (they can be retrained): say so, do not fail it.
+        logger.warning("trial %d: its checkpoint could not be kept: %s", trial.number, e)
+        trial.set_user_attr("checkpoint_error", str(e)[:300])
 
 
 def _stopped(trial: optuna.Trial, decision: StopDecision) -> TrialOutcome:

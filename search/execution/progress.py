@@ -6,6 +6,7 @@ import math
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TextIO
 
 import optuna
@@ -27,7 +28,10 @@ class Progress:
     """Trials done / pruned / failed, best Dice so far, elapsed and estimated remaining time.
 
     On a terminal the line is redrawn after every epoch; elsewhere (logs, CI) one line is printed per
-    finished trial.
+    finished trial. The time left is estimated in epochs, so that it exists from the first epoch on and does
+    not jump when a trial ends: seconds per epoch trained in this run (the epochs of running trials
+    included, read from their intermediate values) times the epochs still to come (what running trials lack
+    of the epochs a trial takes on average, plus that average for every trial not started yet).
     """
 
     def __init__(
@@ -35,18 +39,26 @@ class Progress:
         study: optuna.Study,
         *,
         n_trials: int,
+        max_epochs: int,
         timeout: float | None = None,
         stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.study = study
         self.n_trials = n_trials
+        self.max_epochs = max_epochs
         self.timeout = timeout
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         self.start_counts = count_trials(study)
+        self.start_epochs = _epochs_trained(study.get_trials(deepcopy=False))
+        # Epochs seen by on_epoch, which runs before the epoch is reported to the study.
+        self._seen: dict[int, int] = {}
 
     def on_epoch(self, trial: optuna.Trial, record: EpochRecord) -> None:
+        self._seen[trial.number] = record.epoch
         if self.live:
             detail = f"trial {trial.number} epoch {record.epoch}: val Dice {record.val_dice:.3f}"
             self._write(self._line(count_trials(self.study), detail), end="\r")
@@ -57,16 +69,30 @@ class Progress:
         detail = f"trial {trial.number} {state}{why}: {outcome.message or ''}"
         self._write(self._line(counts, detail), end="\n")
 
+    def remaining_seconds(self, counts: Counts) -> float | None:
+        """The estimated seconds until the study has ``n_trials`` finished trials; None before any epoch."""
+        elapsed = self.clock() - self.started
+        trials = self.study.get_trials(deepcopy=False)
+        done = {t.number: max(len(t.intermediate_values), self._seen.get(t.number, 0)) for t in trials}
+        trained_here = sum(done.values()) - self.start_epochs
+        if trained_here <= 0 or elapsed <= 0:
+            return None
+        finished = [t for t in trials if t.state in _FINISHED and t.intermediate_values]
+        per_trial = (
+            sum(len(t.intermediate_values) for t in finished) / len(finished) if finished else self.max_epochs
+        )
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        epochs_left = sum(max(per_trial - done[t.number], 0.0) for t in running)
+        epochs_left += max(self.n_trials - counts.finished - len(running), 0) * per_trial
+        estimate = elapsed / trained_here * epochs_left
+        if self.timeout is not None:
+            estimate = min(estimate, max(self.timeout - elapsed, 0))
+        return estimate
+
     def _line(self, counts: Counts, detail: str) -> str:
-        elapsed = time.monotonic() - self.started
-        done_here = counts.finished - self.start_counts.finished
-        remaining = "?"
-        if done_here > 0:
-            left = max(self.n_trials - counts.finished, 0)
-            estimate = elapsed / done_here * left
-            if self.timeout is not None:
-                estimate = min(estimate, max(self.timeout - elapsed, 0))
-            remaining = format_duration(estimate)
+        elapsed = self.clock() - self.started
+        estimate = self.remaining_seconds(counts)
+        remaining = "?" if estimate is None else format_duration(estimate)
         best = _best(self.study)
         best_text = f"best Dice {best.value:.4f} (#{best.number})" if best else "best Dice -"
         return (
@@ -80,6 +106,15 @@ class Progress:
             width = 160
             text = text[:width].ljust(width) if end == "\r" else "\r" + text.ljust(width)
         print(text, end=end, file=self.stream, flush=True)
+
+
+# Trials whose epoch count tells how long a trial takes (a lost or interrupted one stopped for other reasons).
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _epochs_trained(trials: list[FrozenTrial]) -> int:
+    """Epochs the trials have reported (one intermediate value per epoch)."""
+    return sum(len(t.intermediate_values) for t in trials)
 
 
 def _best(study: optuna.Study) -> FrozenTrial | None:
@@ -111,6 +146,13 @@ def summary(study: optuna.Study, *, n_trials: int, storage_display: str, top: in
             f"Best trial #{best.number}: val Dice {best.value:.4f} at epoch "
             f"{best.user_attrs.get(BEST_EPOCH, '?')}"
         )
+        tested = study.user_attrs.get("test_scores", {})
+        if str(best.number) in tested:
+            score = tested[str(best.number)]
+            lines.append(
+                f"    held-out test Dice {score['test_dice']:.4f} on {score['images']} image(s) "
+                f"(val - test = {best.value - score['test_dice']:+.4f})"
+            )
         lines += [f"    {k} = {_fmt(v)}" for k, v in best.params.items()]
         ranked = sorted(
             (t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
@@ -119,7 +161,10 @@ def summary(study: optuna.Study, *, n_trials: int, storage_display: str, top: in
         lines.append(f"Top {len(ranked)}:")
         for t in ranked:
             params = ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
-            lines.append(f"    #{t.number:<4} {t.value:.4f}  {params}  [{t.user_attrs.get(DIAGNOSIS, '-')}]")
+            test = tested.get(str(t.number))
+            test_text = f" (test {test['test_dice']:.4f})" if test else ""
+            diagnosis = t.user_attrs.get(DIAGNOSIS, "-")
+            lines.append(f"    #{t.number:<4} {t.value:.4f}{test_text}  {params}  [{diagnosis}]")
     reasons = Counter(t.user_attrs[STOP_REASON] for t in trials if STOP_REASON in t.user_attrs)
     if reasons:
         lines.append("Stopped early: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -21,6 +22,10 @@ from search.spec.schema import StudySpec
 from search.store.claims import claim_lock
 
 logger = logging.getLogger(__name__)
+
+# The name of the study's one objective, set on every study so that the dashboard, the Optuna CLI and
+# ``trials_dataframe()`` call it val_dice rather than "Objective 0" / "value".
+METRIC_NAMES = ["val_dice"]
 
 
 class StudyConflictError(ValueError):
@@ -89,14 +94,24 @@ def _create_or_load(storage: optuna.storages.BaseStorage, spec: StudySpec) -> tu
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=storage, study_name=spec.name, sampler=sampler)
         _check_same_spec(study, spec)
+        if study.metric_names != METRIC_NAMES:  # a study made before the name was set
+            _set_metric_names(study)
         return study, False
     # Only the creator gets here (the name is unique in the store), so baselines are enqueued once.
+    _set_metric_names(study)
     study.set_user_attr("spec", spec.to_dict())
     study.set_user_attr("spec_fingerprint", spec.fingerprint())
     study.set_user_attr("spec_source", str(spec.source) if spec.source else "")
     for params in spec.baselines:
         study.enqueue_trial(dict(params), user_attrs={"baseline": True}, skip_if_exists=True)
     return study, True
+
+
+def _set_metric_names(study: optuna.Study) -> None:
+    # set_metric_names is marked experimental; the warning says nothing a user can act on.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(METRIC_NAMES)
 
 
 def _check_same_spec(study: optuna.Study, spec: StudySpec) -> None:
@@ -110,7 +125,7 @@ def _check_same_spec(study: optuna.Study, spec: StudySpec) -> None:
         changed = _changed_sections(study.user_attrs.get("spec", {}), spec.to_dict())
         raise StudyConflictError(
             f"study {spec.name!r} in this store was made from a different study file ({changed} changed): "
-            f"give the study a new name, use another --storage, or delete the old one with "
+            f"give the study a new name (--name NAME), use another --storage, or delete the old one with "
             f"`optuna delete-study --study-name {spec.name} --storage URL`"
         )
 

@@ -9,7 +9,7 @@ read are left out, so every epoch row belongs to a reported trial.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -30,6 +30,8 @@ class StudyRecord:
     trials: tuple[FrozenTrial, ...]  # every trial, by number, RUNNING and WAITING ones included
     epochs: pd.DataFrame  # search.store.epochs.EPOCH_COLUMNS rows of these trials, by trial number then epoch
     spec: dict[str, Any]  # the resolved study file (study user attr "spec"); {} if not made by unet-search
+    # Held-out test scores by trial number (study user attr "test_scores", search.execution.testset).
+    test_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def space(self) -> dict[str, dict[str, Any]]:
@@ -84,10 +86,17 @@ def load_study_record(storage: optuna.storages.RDBStorage, name: str) -> StudyRe
             f"no study named {name!r} in this store: choose one of {', '.join(names) or '(none)'}"
         ) from e
     trials = tuple(sorted(storage.get_all_trials(study_id, deepcopy=False), key=lambda t: t.number))
-    spec = storage.get_study_user_attrs(study_id).get("spec") or {}
+    attrs = storage.get_study_user_attrs(study_id)
+    spec = attrs.get("spec") or {}
     epochs = EpochStore(storage.engine).read_epochs(name)
     # Read after the trials: rows of trials begun in between are not part of this snapshot.
     known = {trial._trial_id for trial in trials}
     epochs = epochs[epochs["trial_id"].isin(known)].reset_index(drop=True)
     logger.info("read study %s: %d trials, %d epoch rows", name, len(trials), len(epochs))
-    return StudyRecord(name=name, trials=trials, epochs=epochs, spec=dict(spec))
+    return StudyRecord(
+        name=name,
+        trials=trials,
+        epochs=epochs,
+        spec=dict(spec),
+        test_scores=dict(attrs.get("test_scores") or {}),
+    )

@@ -121,6 +121,13 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
         f"{_int(best['best_epoch'])}, diagnosis {_text(best['diagnosis'])}.",
         "",
     ]
+    tested = record.test_scores.get(str(int(best["number"])))
+    if tested is not None:
+        lines[-1:] = [
+            f"Held-out test Dice {_num(tested['test_dice'])} on {tested['images']} image(s), scored once "
+            f"after the search (the validation Dice picked this trial among many, so it is optimistic).",
+            "",
+        ]
     settings: dict[str, Any] = {name: best[name] for name in params}
     settings.update(flatten_settings(record.spec.get("fixed") or {}))
     if record.max_epochs is not None:
@@ -133,10 +140,12 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
         "",
     ]
     ranked = rows[rows["state"] == "COMPLETE"].sort_values(["objective", "number"], ascending=[False, True])
-    header = ["trial", "val Dice", "epoch", *params, "diagnosis"]
+    test = record.test_scores
+    header = ["trial", "val Dice", *(["test Dice"] if test else []), "epoch", *params, "diagnosis"]
     body = [
-        [f"#{int(r['number'])}", _num(r["objective"]), _int(r["best_epoch"]),
-         *(_value(r[p]) for p in params), _text(r["diagnosis"])]
+        [f"#{int(r['number'])}", _num(r["objective"]),
+         *([_num(test.get(str(int(r["number"])), {}).get("test_dice"))] if test else []),
+         _int(r["best_epoch"]), *(_value(r[p]) for p in params), _text(r["diagnosis"])]
         for _, r in ranked.head(TOP).iterrows()
     ]  # fmt: skip
     lines += [f"### Top {len(body)}", "", *_table(header, body), ""]

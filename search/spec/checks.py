@@ -34,13 +34,19 @@ if TYPE_CHECKING:
 
 
 def resolve_paths(spec: StudySpec, base_dir: Path) -> StudySpec:
-    """Make the data folder paths absolute (relative ones are relative to ``base_dir``)."""
+    """Make the data folder and artifact paths absolute (relative ones are relative to ``base_dir``)."""
+    artifacts = spec.artifacts.path
+    if artifacts is not None and "://" not in artifacts:
+        resolved = spec.artifacts.model_copy(update={"path": str((base_dir / artifacts).resolve())})
+        spec = spec.model_copy(update={"artifacts": resolved})
     folder = spec.data.folder
     if folder is None:
         return spec
     paths = {"path": (base_dir / folder.path).resolve()}
     if folder.val_path is not None:
         paths["val_path"] = (base_dir / folder.val_path).resolve()
+    if folder.test_path is not None:
+        paths["test_path"] = (base_dir / folder.test_path).resolve()
     data = spec.data.model_copy(update={"folder": folder.model_copy(update=paths)})
     return spec.model_copy(update={"data": data})
 
@@ -113,10 +119,15 @@ def _data_problem(spec: StudySpec) -> str | None:
         return None
     if folder is None:
         return "data.folder is missing: source folder needs data.folder.path (a folder with images/, masks/)"
-    for key in ("path", "val_path"):
+    for key in ("path", "val_path", "test_path"):
         path = getattr(folder, key)
         if path is not None and not path.is_dir():
             return f"data.folder.{key} {str(path)!r} is not a folder: give a folder with images/ and masks/"
+    if folder.test_path is not None and folder.test_path in (folder.path, folder.val_path):
+        return (
+            f"data.folder.test_path {str(folder.test_path)!r} is also a training or validation folder: "
+            f"held-out test data must be a folder of its own"
+        )
     return None
 
 

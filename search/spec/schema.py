@@ -23,7 +23,17 @@ from pydantic import Field, PrivateAttr, ValidationError
 
 from search.spec.checks import first_problem, first_untrainable, resolve_paths, resolve_settings
 from search.spec.files import SpecError, describe_validation_error, display_path, read_yaml, study_files
-from search.spec.sections import Budget, DataSpec, Execution, Objective, Pruning, Sampler, Section
+from search.spec.sections import (
+    Artifacts,
+    Budget,
+    DataSpec,
+    Execution,
+    Objective,
+    Pruning,
+    Sampler,
+    Section,
+    TestScoring,
+)
 from search.spec.space import Choice, Param, flatten_settings
 from unet.errors import ConfigError
 from unet.registry import look_up
@@ -48,6 +58,7 @@ class Overrides:
     timeout: float | None = None  # the budget's timeout in seconds
     seed: int | None = None  # the sampler's seed
     patch_size: int | None = None  # the folder data's patch size (data.folder.patch_size)
+    name: str | None = None  # the study's name in the store (the same file on other data, another name)
 
     def apply(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of a study's raw data with these overrides in it.
@@ -56,6 +67,8 @@ class Overrides:
             SpecError: ``patch_size`` for a study on synthetic data (validated whole, no patch).
         """
         data = copy.deepcopy(dict(raw))
+        if self.name is not None:
+            data["name"] = self.name
         if self.data_path is not None:
             folder = (data.get("data") or {}).get("folder") or {}
             path = str(Path(self.data_path).expanduser().resolve())
@@ -81,7 +94,7 @@ class Overrides:
         return data
 
     def __bool__(self) -> bool:
-        values = (self.data_path, self.n_trials, self.timeout, self.seed, self.patch_size)
+        values = (self.data_path, self.n_trials, self.timeout, self.seed, self.patch_size, self.name)
         return any(v is not None for v in values)
 
 
@@ -104,6 +117,8 @@ class StudySpec(Section):
     sampler: Sampler = Sampler()  # how parameters are proposed
     baselines: list[dict[str, Choice]] = Field(default_factory=list)  # full parameter sets, tried first
     execution: Execution = Execution()  # concurrency, resources per trial and retries
+    artifacts: Artifacts = Artifacts()  # where the top trials keep their checkpoints
+    test: TestScoring = TestScoring()  # which trials are scored on the held-out test data
     _source: Path | None = PrivateAttr(None)
     _origin: str = PrivateAttr("study spec")
 
@@ -130,6 +145,11 @@ class StudySpec(Section):
         fixed = {k: v for k, v in flatten_settings(data["fixed"]).items() if k not in RUNTIME_SETTINGS}
         # Where the flips run (cpu or device) changes the speed, not the augmentation.
         data["data"].get("folder", {}).pop("geometry_on", None)
+        # Test-data settings added later leave the fingerprint of studies without test data as it was.
+        source = data["data"]["source"]
+        for key, unset in (("n_test", 0), ("test_path", None)):
+            if data["data"][source].get(key, unset) == unset:
+                data["data"][source].pop(key, None)
         parts = {
             "space": data["space"],
             "objective": data["objective"],
@@ -154,6 +174,7 @@ class StudySpec(Section):
     def with_overrides(
         self,
         *,
+        name: str | None = None,
         data_path: str | Path | None = None,
         n_trials: int | None = None,
         timeout: float | None = None,
@@ -163,6 +184,7 @@ class StudySpec(Section):
         """A copy with the command line's overrides applied and validated again.
 
         Args:
+            name: the study's name in the store (the same file run on other data, under another name).
             data_path: train on this dataset folder instead (relative to the working directory); the file's
                 folder settings other than the path are kept.
             n_trials: the budget's number of trials.
@@ -176,7 +198,12 @@ class StudySpec(Section):
         data = self.to_dict()
         data.pop("source")
         data = Overrides(
-            data_path=data_path, n_trials=n_trials, timeout=timeout, seed=seed, patch_size=patch_size
+            data_path=data_path,
+            n_trials=n_trials,
+            timeout=timeout,
+            seed=seed,
+            patch_size=patch_size,
+            name=name,
         ).apply(data)
         return _build(data, origin=f"{self._origin} with overrides", base_dir=Path.cwd(), source=self._source)
 
@@ -233,7 +260,15 @@ def load_spec(
     origin = display_path(path)
     if overrides and isinstance(raw, dict):
         raw, origin = overrides.apply(raw), f"{origin} with overrides"
-    return _build(raw, origin=origin, base_dir=path.resolve().parent, source=path.resolve())
+    spec = _build(raw, origin=origin, base_dir=path.resolve().parent, source=path.resolve())
+    # Names are looked up as file names: a copied file that keeps the old name would write into the old
+    # study. (Checked on the file only: ``Overrides(name=...)`` runs a file under another name.)
+    if spec.name != path.stem and not (overrides and overrides.name):
+        raise SpecError(
+            f"name {spec.name!r} must match the file name {path.stem!r}: "
+            f"rename the file or set name: {path.stem} ({display_path(path)})"
+        )
+    return spec
 
 
 def _build(raw: Any, *, origin: str, base_dir: Path, source: Path | None) -> StudySpec:
@@ -245,12 +280,6 @@ def _build(raw: Any, *, origin: str, base_dir: Path, source: Path | None) -> Stu
         spec = StudySpec.model_validate(raw)
     except ValidationError as e:
         raise SpecError(f"{describe_validation_error(e, StudySpec)} ({origin})") from e
-    # Names are looked up as file names: a copied file that keeps the old name would write into the old study.
-    if source is not None and spec.name != source.stem:
-        raise SpecError(
-            f"name {spec.name!r} must match the file name {source.stem!r}: "
-            f"rename the file or set name: {source.stem} ({origin})"
-        )
     spec = resolve_paths(spec, base_dir)
     problem = first_problem(spec) or first_untrainable(spec)
     if problem:

@@ -26,6 +26,7 @@ class SyntheticData(Section):
     foreground_fraction: float = Field(0.1, gt=0, le=0.9)  # share of foreground pixels aimed at
     num_classes: int = Field(1, ge=1)  # 1: binary masks; K >= 2: classes 0..K-1
     seed: int = Field(0, ge=0)  # generator seed (train and validation use disjoint streams)
+    n_test: int = Field(0, ge=0)  # held-out test images (a third stream), scored once after the search
     contrast: float = Field(0.35, gt=0)  # foreground/background intensity difference (lower is harder)
     noise: float = Field(0.15, ge=0)  # standard deviation of the added gaussian noise
 
@@ -36,6 +37,9 @@ class FolderData(Section):
     path: Path  # dataset folder; a relative path is relative to the study file's folder
     val_path: Path | None = None  # explicit validation folder (same layout); null: split off val_fraction
     val_fraction: float = Field(0.2, gt=0, lt=1)  # validation share when val_path is null
+    # Held-out test folder (same layout; disjoint from path and val_path): the best trials are scored on
+    # it once, after the search (search.execution.testset). null: no test score.
+    test_path: Path | None = None
     # Training patch side in pixels; null: planned from the data (unet.data.plan). Validation and
     # prediction score whole images, tiling those larger than the patch.
     patch_size: int | None = Field(None, ge=8)
@@ -125,3 +129,18 @@ class Execution(Section):
     cpus_per_trial: float = Field(1, gt=0)  # CPU cores reserved per trial (Ray resources)
     gpus_per_trial: float = Field(0, ge=0)  # GPUs reserved per trial; fractions share a GPU
     max_retries: int = Field(1, ge=0)  # reruns of a trial whose worker was lost
+
+
+class Artifacts(Section):
+    """Where trials keep their best-epoch checkpoints (``search.checkpoints``); not in the fingerprint."""
+
+    # A folder (relative: to the study file's folder) or s3://bucket[/prefix] (needs boto3). null: the
+    # folder <db stem>-artifacts/ beside a SQLite store; none for a server store (name a shared folder).
+    path: str | None = None
+    keep_top_k: int = Field(3, ge=0)  # the best trials that keep a checkpoint (0: none is kept)
+
+
+class TestScoring(Section):
+    """The held-out test score after the search (needs test data and kept checkpoints)."""
+
+    top_k: int = Field(1, ge=1)  # the best trials scored on the test data (at most artifacts.keep_top_k)

@@ -285,3 +285,31 @@ def test_list_and_dry_run(tmp_path, monkeypatch, capsys):
     assert main(["--study", "unet-lr", "--dry-run", "--patch-size", "96"]) == 2
     assert "--patch-size 96 applies to folder data" in capsys.readouterr().err
     assert not (tmp_path / "unet-search.db").exists()
+
+
+def test_the_same_study_file_runs_on_other_data_under_another_name(tmp_path, capsys):
+    # Found as: --data on a store that holds the synthetic study of the same name was refused, and the
+    # only way out was copying the study file.
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    base = ["--study", "unet-smoke", "--storage", url, "--backend", "local", "--n-trials", "1"]
+    assert main(base) == 0
+    capsys.readouterr()
+    folder = ["--data", str(DSB)]
+    assert main([*base, *folder]) == 2
+    assert "(--name NAME)" in capsys.readouterr().err
+    assert main([*base, *folder, "--name", "smoke-on-dsb"]) == 0
+    study = optuna.load_study(study_name="smoke-on-dsb", storage=url)
+    assert study.user_attrs["spec"]["name"] == "smoke-on-dsb"
+    assert study.user_attrs["spec"]["data"]["folder"]["path"] == str(DSB)
+    assert len(trials(url, "unet-smoke")) == 1  # the synthetic study is untouched
+    assert main([*base, "--name", "bad name"]) == 2
+    assert "name may only use letters" in capsys.readouterr().err
+
+
+def test_every_study_names_its_objective(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["--study", "unet-smoke", "--storage", url, "--backend", "local", "--n-trials", "1"]) == 0
+    study = optuna.load_study(study_name="unet-smoke", storage=url)
+    assert study.metric_names == ["val_dice"]
+    assert "value" not in study.trials_dataframe().columns
+    assert "value_val_dice" in study.trials_dataframe().columns

@@ -26,6 +26,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray import tune
 
+from search.checkpoints.keep import checkpoint_policy
 from search.execution.data import StudyData, load_study_data
 from search.execution.objective import TrialContext, execute_trial
 from search.execution.scheduling import tell, tell_interrupted
@@ -191,5 +192,6 @@ def _worker_state(job: WorkerJob) -> tuple[TrialContext, optuna.Study]:
         data=data,
         heartbeat_interval=job.heartbeat_interval,
         on_epoch=_report_epoch if job.report_epochs else None,
+        checkpoints=checkpoint_policy(spec, job.storage_url),
     )
     return ctx, study

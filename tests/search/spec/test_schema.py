@@ -336,6 +336,7 @@ def test_to_dict_fills_every_default() -> None:
             "seed": 0,
             "contrast": 0.35,
             "noise": 0.15,
+            "n_test": 0,
         },
     }
     assert data["source"] == str(STUDIES_DIR / "unet-lr.yaml")
@@ -431,3 +432,17 @@ def test_bad_overrides_are_spec_errors(overrides: dict[str, object], expected: s
 
 def test_spec_error_is_a_value_error() -> None:
     assert issubclass(SpecError, ValueError)
+
+
+def test_test_data_is_part_of_the_fingerprint_only_when_set() -> None:
+    spec = load_spec("unet-smoke")
+    data = spec.to_dict()
+    data.pop("source")
+    plain = StudySpec.from_dict({**data})
+    assert plain.fingerprint() == spec.fingerprint()
+    data["data"]["synthetic"]["n_test"] = 8
+    assert StudySpec.from_dict(data).fingerprint() != spec.fingerprint()
+    data["data"]["synthetic"]["n_test"] = 0
+    data["test"] = {"top_k": 3}
+    data["artifacts"] = {"path": "/elsewhere", "keep_top_k": 1}
+    assert StudySpec.from_dict(data).fingerprint() == spec.fingerprint()

@@ -1,0 +1,135 @@
+"""Where trial checkpoints live: Optuna artifact stores, one key prefix per study.
+
+The location comes from the study file's ``artifacts.path``: a folder (``FileSystemArtifactStore``) or
+``s3://bucket[/prefix]`` (``Boto3ArtifactStore``, when boto3 is installed). Without it, a SQLite store
+keeps them in the folder ``<db stem>-artifacts/`` beside the database; a server store (PostgreSQL,
+MySQL) keeps none, since its workers may share no folder: name one (a shared folder or a bucket).
+
+Every study's files are under ``<location>/<study name>/<artifact id>``, so deleting a study's folder (or
+prefix) removes all its checkpoints, and no other study's. Optuna knows the artifacts by id only; the
+``StudyPrefixed`` wrapper adds the study's prefix and ``DashboardArtifacts`` finds it again for the
+dashboard from the study index (``search.checkpoints.keep.INDEX_ATTR``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
+from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+
+S3_SCHEME = "s3://"
+
+
+class ArtifactsError(ValueError):
+    """The artifact location cannot be used; the message says why and what to do."""
+
+
+def default_location(storage_url: str) -> str | None:
+    """``<db stem>-artifacts`` beside a SQLite database; None (no checkpoints) for a server store."""
+    url = make_url(storage_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    db = Path(url.database).expanduser().resolve()
+    return str(db.with_name(f"{db.stem}-artifacts"))
+
+
+def resolve_location(path: str | None, storage_url: str) -> str | None:
+    """The study file's ``artifacts.path``, or the default for the store (see the module docstring)."""
+    return path if path is not None else default_location(storage_url)
+
+
+def open_location(location: str) -> ArtifactStore:
+    """The artifact store at ``location`` (a folder, created if missing, or ``s3://bucket[/prefix]``).
+
+    Raises:
+        ArtifactsError: an S3 location without boto3 installed, or a folder that cannot be created.
+    """
+    if location.startswith(S3_SCHEME):
+        bucket, _, prefix = location[len(S3_SCHEME) :].partition("/")
+        if not bucket:
+            raise ArtifactsError(f"artifacts.path {location!r} names no bucket: use s3://BUCKET[/prefix]")
+        try:
+            import boto3  # noqa: F401  (optional: only S3 locations need it)
+        except ImportError as e:
+            raise ArtifactsError(
+                f"artifacts.path {location!r} is on S3 but boto3 is not installed: pip install boto3, "
+                f"or use a folder"
+            ) from e
+        from optuna.artifacts import Boto3ArtifactStore
+
+        store: ArtifactStore = Boto3ArtifactStore(bucket)
+        return _Prefixed(store, prefix.strip("/")) if prefix.strip("/") else store
+    folder = Path(location)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArtifactsError(
+            f"artifacts.path {location!r} cannot be created ({e.strerror}): choose a writable folder"
+        ) from e
+    return FileSystemArtifactStore(folder)
+
+
+def study_store(location: str, study_name: str) -> ArtifactStore:
+    """The store for one study's checkpoints: keys under ``<study name>/``."""
+    if not location.startswith(S3_SCHEME):
+        (Path(location) / study_name).mkdir(parents=True, exist_ok=True)
+    return _Prefixed(open_location(location), study_name)
+
+
+def study_folder(location: str, study_name: str) -> str:
+    """Where one study's checkpoints are: the folder (or S3 prefix) to remove with the study."""
+    return f"{location.rstrip('/')}/{study_name}"
+
+
+class _Prefixed:
+    """An artifact store whose keys are ``prefix/<artifact id>`` in another store."""
+
+    def __init__(self, inner: ArtifactStore, prefix: str) -> None:
+        self.inner = inner
+        self.prefix = prefix
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self.inner.open_reader(f"{self.prefix}/{artifact_id}")
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        self.inner.write(f"{self.prefix}/{artifact_id}", content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self.inner.remove(f"{self.prefix}/{artifact_id}")
+
+
+class DashboardArtifacts:
+    """One artifact store for the dashboard over every study's kept checkpoints in ``storage``.
+
+    The dashboard asks by artifact id only; the study (and so the key prefix and the location) is looked
+    up in the studies' checkpoint indexes.
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
+        self.storage = storage
+
+    def _find(self, artifact_id: str) -> ArtifactStore:
+        # Imported here: keep imports this module (the index's attribute name lives there).
+        from search.checkpoints.keep import INDEX_ATTR
+
+        for summary in self.storage.get_all_studies():
+            for entry in summary.user_attrs.get(INDEX_ATTR, []):
+                if entry.get("artifact_id") == artifact_id:
+                    return study_store(entry["location"], summary.study_name)
+        raise ArtifactNotFound(f"artifact {artifact_id} is not a kept checkpoint of any study")
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self._find(artifact_id).open_reader(artifact_id)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        raise ArtifactNotFound("the dashboard does not upload checkpoints")
+
+    def remove(self, artifact_id: str) -> None:
+        self._find(artifact_id).remove(artifact_id)

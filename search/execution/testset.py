@@ -1,0 +1,142 @@
+"""Held-out test data: loaded beside the study's data, scored once after the search on the best trials.
+
+"Best val Dice of N trials" is optimistic: the maximum of N noisy scores on the same validation set. A
+test set that no trial trained or was selected on shows by how much. It is a folder of its own
+(``data.folder.test_path``, refused when it is the training or validation folder, or holds one of their
+images) or, for synthetic data, ``data.synthetic.n_test`` images from a generator stream of their own.
+
+After the search the best ``test.top_k`` trials that kept a checkpoint (``search.checkpoints``) are
+scored on every test pixel, whole-image as in validation (``unet.validation.evaluate``), once each: the
+scores go to the study's user attribute ``test_scores`` (``{trial number: {test_dice, test_iou, val_dice,
+epoch, images}}``), shown by the run's summary and the report beside the validation Dice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from torch.utils.data import Dataset
+
+from search.checkpoints.keep import download, kept
+from search.execution.data import StudyData
+from search.spec.schema import StudySpec
+from unet.checkpoint import load_checkpoint
+from unet.data import synthetic_datasets
+from unet.data.files import paired_files
+from unet.data.folder import FolderDataset, load_pair
+from unet.errors import DataError
+from unet.validation import evaluate
+
+logger = logging.getLogger(__name__)
+
+TEST_ATTR = "test_scores"
+
+
+def load_test_set(spec: StudySpec, data: StudyData) -> Dataset | None:
+    """The study's held-out test set as whole images, or None when the study has none.
+
+    Raises:
+        DataError: the test folder is unusable, or holds an image of the training or validation folder.
+    """
+    if spec.data.source == "folder":
+        folder = spec.data.folder
+        if folder is None or folder.test_path is None:
+            return None
+        return _folder_test_set(spec, data)
+    s = spec.data.synthetic
+    if s.n_test == 0:
+        return None
+    # A seed of its own, drawn from the study seed's sequence: a stream no training or validation image
+    # comes from (synthetic_datasets spawns two children of SeedSequence(seed) for those).
+    seed = int(np.random.SeedSequence(s.seed).spawn(3)[2].generate_state(1)[0])
+    _, test = synthetic_datasets(
+        n_train=1,
+        n_val=s.n_test,
+        size=s.size,
+        foreground_fraction=s.foreground_fraction,
+        num_classes=s.num_classes,
+        seed=seed,
+        contrast=s.contrast,
+        noise=s.noise,
+    )
+    return test
+
+
+def _folder_test_set(spec: StudySpec, data: StudyData) -> Dataset:
+    folder = spec.data.folder
+    assert folder is not None and folder.test_path is not None  # checked by the caller
+    pairs = paired_files(folder.test_path)
+    seen = {
+        _digest(p.image): p.image
+        for root in (folder.path, folder.val_path)
+        if root
+        for p in paired_files(root)
+    }
+    for pair in pairs:
+        twin = seen.get(_digest(pair.image))
+        if twin is not None:
+            raise DataError(
+                f"test image {pair.image} is also {twin}: held-out test data must share no image with "
+                f"the training or validation data"
+            )
+    samples = [load_pair(pair, num_classes=folder.num_classes) for pair in pairs]
+    channels = data.in_channels
+    for i, sample in enumerate(samples):
+        if sample.image.shape[2] == 1 and channels == 3:
+            samples[i] = type(sample)(sample.stem, np.repeat(sample.image, 3, axis=2), sample.mask)
+        elif sample.image.shape[2] != channels:
+            raise DataError(
+                f"test image {pairs[i].image} has {sample.image.shape[2]} channel(s) but the training "
+                f"images have {channels}: convert the test images"
+            )
+    return FolderDataset(
+        samples,
+        transform=None,
+        patch_size=data.plan.patch_size,
+        normalization=folder.normalization,
+        num_classes=data.num_classes,
+    )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def score_on_test(
+    storage: optuna.storages.BaseStorage, study_name: str, test: Dataset, *, top_k: int
+) -> dict[str, dict[str, Any]]:
+    """Score the best ``top_k`` kept checkpoints on ``test`` (those not scored yet) and store the scores.
+
+    Returns:
+        Every test score of the study, by trial number (as a string: JSON keys).
+    """
+    study_id = storage.get_study_id_from_name(study_name)
+    scores: dict[str, dict[str, Any]] = dict(storage.get_study_user_attrs(study_id).get(TEST_ATTR, {}))
+    for entry in kept(storage, study_name)[:top_k]:
+        key = str(entry["trial"])
+        if key in scores and scores[key].get("artifact_id") == entry["artifact_id"]:
+            continue  # scored once: a resumed run does not score it again
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.pt"
+            download(entry, study_name, path)
+            checkpoint = load_checkpoint(path)
+        with torch.inference_mode():
+            result = evaluate(checkpoint.model, test, num_classes=checkpoint.config.model.num_classes)
+        scores[key] = {
+            "test_dice": result.dice,
+            "test_iou": result.iou,
+            "val_dice": entry["value"],
+            "epoch": entry["epoch"],
+            "images": len(test),  # type: ignore[arg-type]
+            "artifact_id": entry["artifact_id"],
+        }
+        logger.info("trial %s: test Dice %.4f (val %.4f)", key, result.dice, entry["value"])
+    storage.set_study_user_attr(study_id, TEST_ATTR, scores)
+    return scores
