@@ -37,7 +37,8 @@ from search.execution.study import count_trials
 from search.store.claims import claim_lock
 from search.store.engine import open_storage
 from search.store.epochs import EpochStore
-from search.store.heartbeat import Heartbeat, reap_lost_trials
+from search.store.heartbeat import Heartbeat
+from search.store.reaper import reap_lost_trials
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,11 @@
-"""Finding trials whose worker died: a heartbeat per running trial, and a reaper that fails lost trials.
+"""Signs of life of a running trial: which process runs it, and a heartbeat while it trains.
 
 Optuna's own heartbeat only runs inside ``study.optimize()``; our workers use ask/tell, so a trial whose
 process was killed (out of memory, node lost, SIGKILL) would stay RUNNING forever and block the study's
 budget. A running trial's :class:`Heartbeat` records which process runs it (trial user attributes
 ``worker_host``, ``worker_pid``, ``worker_started``) and refreshes a row of ``unet_search_heartbeats``;
-:func:`reap_lost_trials` fails the trials whose process is gone (same host) or whose beats stopped.
+:func:`search.store.reaper.reap_lost_trials` fails the trials whose process is gone (same host) or whose
+beats stopped.
 
 Worker identity is the host name: two containers that share a host name but not a PID namespace look
 like one host, and must not run workers of the same study.
@@ -23,12 +24,8 @@ from types import TracebackType
 from typing import Any
 
 import optuna
-import sqlalchemy as sa
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import FrozenTrial, TrialState
 
-from search.store.engine import HEARTBEATS, StoreError
-from search.store.epochs import EpochStore
+from search.store.engine import HEARTBEATS
 from search.store.rows import upsert_row
 from unet.errors import ConfigError
 
@@ -62,6 +59,36 @@ def _proc_stat_fields(pid: int) -> list[str]:
     The command name (field 2) may hold spaces and parentheses, so the split starts after its last ")".
     """
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def local_process_state(pid: int, recorded_start: object) -> str:
+    """Return "alive", "stopped", "process gone" or "pid reused by another process" for a pid here.
+
+    "stopped" is a process paused by a signal (SIGSTOP, a suspended container): alive, but silent.
+    """
+    if not Path("/proc/self/stat").exists():  # not Linux: existence is all that can be told
+        return "alive" if _pid_exists(pid) else "process gone"
+    try:
+        fields = _proc_stat_fields(pid)
+    except OSError:
+        return "process gone"
+    if fields[0] in ("Z", "X"):  # exited, not yet collected by its parent
+        return "process gone"
+    if isinstance(recorded_start, int | float):
+        started = process_start_time(pid)
+        if started is not None and abs(started - recorded_start) > _START_TOLERANCE_S:
+            return "pid reused by another process"
+    return "stopped" if fields[0] in ("T", "t") else "alive"
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _start_time(fields: list[str]) -> float:
@@ -164,167 +191,3 @@ class Heartbeat:
         }
         upsert_row(self.storage.engine, HEARTBEATS, {"trial_id": self.trial_id, **values}, ("trial_id",))
         self.beats += 1
-
-
-def reap_lost_trials(
-    storage: optuna.storages.RDBStorage,
-    study_name: str,
-    *,
-    grace_seconds: float = 60,
-    now: dt.datetime | None = None,
-) -> list[int]:
-    """Fail the study's RUNNING trials whose worker is gone, with ``stop_reason="worker_lost"``.
-
-    A trial is lost when its worker ran on this host and the process is gone or its pid now belongs
-    to another process; or, for workers elsewhere (or not yet identified), when its last beat, or its
-    start if it never beat, is more than ``grace_seconds`` old. A worker process alive on this host is
-    never judged by its beats: a beat delayed by a busy database must not fail a healthy trial. Lost
-    trials get user attributes ``stop_reason``, ``stop_epoch`` (last stored epoch, 0 if none) and
-    ``stop_detail`` (host, pid, cause, age of the last beat), then state FAIL. Several reapers may
-    run at once and workers may finish meanwhile: a trial someone else finished is skipped.
-
-    Args:
-        storage: the study store.
-        study_name: the study to check.
-        grace_seconds: how long a remote worker may stay silent before its trial is failed.
-        now: the time to judge ages at (default: now); naive means UTC.
-
-    Returns:
-        The numbers of the trials this call failed, ascending.
-
-    Raises:
-        ConfigError: ``grace_seconds`` is not positive.
-        StoreError: no study has that name.
-    """
-    if not grace_seconds > 0:
-        raise ConfigError(f"grace_seconds must be > 0 but got {grace_seconds!r}")
-    now = _as_utc(now)
-    try:
-        study_id = storage.get_study_id_from_name(study_name)
-    except KeyError as e:
-        raise StoreError(f"no study named {study_name!r} in the store: check the study name") from e
-    running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-    if not running:
-        return []
-    query = sa.select(HEARTBEATS.c.trial_id, HEARTBEATS.c.beat_at).where(
-        HEARTBEATS.c.trial_id.in_([trial._trial_id for trial in running])
-    )
-    with storage.engine.connect() as connection:
-        beats = dict(connection.execute(query).all())
-    epochs = EpochStore(storage.engine)
-    reaped = []
-    for trial in running:
-        beat = beats.get(trial._trial_id)
-        last_sign = _as_utc(beat) if beat is not None else _as_utc(trial.datetime_start, local=True)
-        cause = _lost_cause(trial, (now - last_sign).total_seconds(), beat is not None, grace_seconds)
-        if cause is None:
-            continue
-        detail = {
-            "host": trial.user_attrs.get("worker_host"),
-            "pid": trial.user_attrs.get("worker_pid"),
-            "cause": cause,
-            "last_beat_age_s": round((now - last_sign).total_seconds(), 1) if beat is not None else None,
-        }
-        if _fail_trial(storage, trial, detail, epochs.last_epoch(trial._trial_id)):
-            reaped.append(trial.number)
-    return sorted(reaped)
-
-
-def _lost_cause(trial: FrozenTrial, silent_s: float, has_beat: bool, grace_seconds: float) -> str | None:
-    """Why the trial's worker counts as lost, or None while it may still be alive."""
-    host, pid = trial.user_attrs.get("worker_host"), trial.user_attrs.get("worker_pid")
-    if host == socket.gethostname() and isinstance(pid, int):
-        state = _local_process_state(pid, trial.user_attrs.get("worker_started"))
-        return None if state == "alive" else state
-    if silent_s > grace_seconds:
-        return "heartbeat stale" if has_beat else "no heartbeat since start"
-    return None
-
-
-def _local_process_state(pid: int, recorded_start: object) -> str:
-    """Return "alive", "process gone" or "pid reused by another process" for a pid on this host."""
-    if not Path("/proc/self/stat").exists():  # not Linux: existence is all that can be told
-        return "alive" if _pid_exists(pid) else "process gone"
-    try:
-        fields = _proc_stat_fields(pid)
-    except OSError:
-        return "process gone"
-    if fields[0] in ("Z", "X"):  # exited, not yet collected by its parent
-        return "process gone"
-    if isinstance(recorded_start, int | float):
-        started = process_start_time(pid)
-        if started is not None and abs(started - recorded_start) > _START_TOLERANCE_S:
-            return "pid reused by another process"
-    return "alive"
-
-
-def _fail_trial(
-    storage: optuna.storages.RDBStorage, trial: FrozenTrial, detail: dict[str, Any], stop_epoch: int
-) -> bool:
-    """Record why the trial stopped and fail it; False when another process finished it first."""
-    return fail_trial(storage, trial, reason="worker_lost", stop_epoch=stop_epoch, detail=detail)
-
-
-def fail_trial(
-    storage: optuna.storages.RDBStorage,
-    trial: FrozenTrial,
-    *,
-    reason: str,
-    stop_epoch: int,
-    detail: dict[str, Any],
-    message: str | None = None,
-) -> bool:
-    """Fail a RUNNING trial from outside its worker, recording why (``stop_reason`` and the rest).
-
-    Used by the reaper here and by backends that learn of a loss another way (Ray reporting a dead
-    worker, an interrupted driver). Safe against races: a trial another process finished first is
-    left as it is.
-
-    Args:
-        storage: the study store.
-        trial: the trial to fail (its ``_trial_id`` and ``number`` are used).
-        reason: the ``stop_reason``, e.g. ``worker_lost`` or ``interrupted``.
-        stop_epoch: the last epoch the trial stored (0 if none).
-        detail: the ``stop_detail`` (JSON-serialisable).
-        message: the ``stop_message``, one line; None leaves it unset.
-
-    Returns:
-        True if this call failed the trial; False when it was already finished (or the write failed,
-        which is logged: the next reap retries).
-    """
-    try:
-        # Attributes first: Optuna refuses attribute writes once a trial is finished.
-        storage.set_trial_user_attr(trial._trial_id, "stop_reason", reason)
-        storage.set_trial_user_attr(trial._trial_id, "stop_epoch", stop_epoch)
-        storage.set_trial_user_attr(trial._trial_id, "stop_detail", detail)
-        if message is not None:
-            storage.set_trial_user_attr(trial._trial_id, "stop_message", message)
-        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-            return False
-    except (UpdateFinishedTrialError, KeyError):
-        logger.info("trial %d finished (or was reaped) by another process meanwhile", trial.number)
-        return False
-    except sa.exc.SQLAlchemyError:
-        logger.warning("could not fail lost trial %d; the next reap retries", trial.number, exc_info=True)
-        return False
-    logger.warning("trial %d failed as %s: %s", trial.number, reason, detail)
-    return True
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _as_utc(moment: dt.datetime | None, *, local: bool = False) -> dt.datetime:
-    """``moment`` as an aware UTC datetime; naive values are UTC, or local time when ``local``."""
-    if moment is None:
-        return dt.datetime.now(dt.UTC)
-    if moment.tzinfo is None and not local:
-        return moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)

@@ -26,7 +26,8 @@ from search.execution.objective import TrialContext, TrialOutcome
 from search.execution.ray.worker import EPOCH_KIND, RESULT_KIND, SKIPPED, START_FAILED, TAKEN
 from search.execution.study import Counts, count_trials, enqueue_retry, make_sampler
 from search.store.claims import claim_lock
-from search.store.heartbeat import Heartbeat, fail_trial
+from search.store.heartbeat import Heartbeat
+from search.store.reaper import fail_trial
 from unet.history import EPOCH_FIELDS, EpochRecord
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from search.execution.objective import TrialContext, TrialOutcome, execute_trial
 from search.execution.study import enqueue_retry, make_sampler
 from search.spec.schema import StudySpec
 from search.store.engine import open_storage
-from search.store.heartbeat import fail_trial
+from search.store.reaper import fail_trial
 from unet.history import EpochRecord
 
 logger = logging.getLogger(__name__)
