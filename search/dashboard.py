@@ -32,6 +32,7 @@ import optuna_dashboard
 from search.execution.signals import sigterm_as_interrupt
 from search.report.data import open_existing_storage, study_names
 from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
+from search.store.errors import StoreReadOnlyError
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     url = storage_url(args.storage)
     shown = redact_url(url)
     try:
-        storage = open_existing_storage(url)
+        try:
+            storage = open_existing_storage(url, read_only=False)  # the dashboard can edit studies
+        except StoreReadOnlyError:
+            storage = open_existing_storage(url)
+            print(f"note: {shown} is read-only: the dashboard shows it but cannot change it", file=sys.stderr)
         page = "/dashboard"
         if args.study is not None:
             names = study_names(storage)

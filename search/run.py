@@ -1,7 +1,9 @@
 """Run a hyperparameter search: ``python -m search.run --study NAME|PATH.yaml``.
 
-Exit status: 0 done, 2 bad input (study file, data, storage URL, a stored study that conflicts),
-130 interrupted (Ctrl-C or SIGTERM), 1 anything else.
+Exit status: 0 done, 2 bad input (study file, data, storage URL, a stored study that conflicts, a
+read-only store when trials remain to run), 3 the store was lost during the run (deleted, replaced,
+truncated, or unreachable for longer than the retry window), 130 interrupted (Ctrl-C or SIGTERM),
+1 anything else.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import sys
 from pathlib import Path
 
 import optuna
+import sqlalchemy as sa
+from optuna.exceptions import StorageInternalError
 
 from search.execution.data import inspect_study_data, load_study_data
 from search.execution.local import run_local
@@ -22,6 +26,7 @@ from search.execution.signals import sigterm_as_interrupt
 from search.execution.study import StudyConflictError, count_trials, open_study
 from search.spec.schema import SpecError, StudySpec, list_studies, load_spec
 from search.store.engine import StoreError, add_storage_option, open_storage, redact_url, storage_url
+from search.store.errors import StoreLostError, StoreReadOnlyError
 from unet.errors import UNetError
 
 # ray (the default): trials in parallel on a Ray cluster, or on a local Ray started for the run;
@@ -29,6 +34,8 @@ from unet.errors import UNetError
 BACKENDS = ("ray", "local")
 # Ray's own variable for the cluster to join, read here only (the backend gets it as an argument).
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
+# Exit status when the store was lost during the run (see the module docstring).
+EXIT_STORE_LOST = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # A connection cut by the server fails its reset on return to the pool, which SQLAlchemy logs
+        # with a traceback; the pool drops it and the store call is retried (search.store.retry).
+        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
     if args.list:
         for name, description in list_studies():
             print(f"{name:<14} {description}")
@@ -89,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         data = load_study_data(spec)
         storage = open_storage(url)
         study, created = open_study(storage, spec)
+    except StoreReadOnlyError as e:
+        return finished_summary(spec, url, e)
     except (SpecError, StoreError, StudyConflictError, UNetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -109,14 +121,54 @@ def main(argv: list[str] | None = None) -> int:
     on_epoch = progress.on_epoch if args.backend == "local" or progress.live else None
     ctx = TrialContext(spec=spec, storage=storage, data=data, on_epoch=on_epoch)
     try:
+        status = run_and_summarise(args, study, ctx, url, progress)
+    except StoreLostError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return EXIT_STORE_LOST
+    except (StorageInternalError, sa.exc.SQLAlchemyError) as e:
+        cause = e.__cause__ if isinstance(e, StorageInternalError) and e.__cause__ else e
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        print(
+            f"\nerror: the study store {shown} failed during the run: {first}: check the server (or the "
+            f"file); the running trial is reaped and retried when the study resumes",
+            file=sys.stderr,
+        )
+        return EXIT_STORE_LOST
+    return status
+
+
+def run_and_summarise(
+    args: argparse.Namespace, study: optuna.Study, ctx: TrialContext, url: str, progress: Progress
+) -> int:
+    """Run the trials, then print the summary; returns the exit status (130: interrupted)."""
+    try:
         with sigterm_as_interrupt():
             status = run_trials(args, study, ctx, url, progress)
     except KeyboardInterrupt:
         running = "the running trial is" if args.backend == "local" else "running trials are"
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
-    print(summary(study, n_trials=n_trials, storage_display=shown, storage_arg=shown))
+    shown = redact_url(url)
+    print(summary(study, n_trials=ctx.spec.budget.n_trials, storage_display=shown, storage_arg=shown))
     return status
+
+
+def finished_summary(spec: StudySpec, url: str, error: StoreReadOnlyError) -> int:
+    """Print the summary of a study a read-only store already holds in full; else say why not (2)."""
+    try:
+        storage = open_storage(url, read_only=True)
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+    except (StoreError, KeyError):
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    counts = count_trials(study)
+    if counts.finished < spec.budget.n_trials or counts.running:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    shown = redact_url(url)
+    print(f"Study {spec.name}: finished, read from the read-only store {shown}", file=sys.stderr)
+    print(summary(study, n_trials=spec.budget.n_trials, storage_display=shown, storage_arg=shown))
+    return 0
 
 
 def run_trials(

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from search.execution.objective import TrialContext, TrialOutcome, execute_trial
@@ -65,12 +66,21 @@ def run_local(
             continue
         try:
             outcome = execute_trial(ctx, trial)
+            frozen = tell(study, trial, outcome)
+        except UpdateFinishedTrialError:
+            # Paused past the heartbeat grace (SIGSTOP, a suspended VM): the trial was reaped and
+            # retried meanwhile, so this worker drops it and claims the next one.
+            logger.warning(
+                "trial %d was taken over while this worker was paused (reaped as lost, its retry queued): "
+                "dropped here, going on with the next trial",
+                trial.number,
+            )
+            continue
         except KeyboardInterrupt:
             frozen = study.tell(trial, state=TrialState.FAIL)
             # An interrupt says nothing about the parameters: the next run tries them once more.
             enqueue_retry(study, frozen, max_retries=ctx.spec.execution.max_retries + 1)
             raise
-        frozen = tell(study, trial, outcome)
         if on_trial is not None:
             on_trial(frozen, outcome, count_trials(study))
 

@@ -27,7 +27,7 @@ from search.pruning.rules import CrossTrialRule, PlateauRule, StopDecision, Tria
 from search.spec.schema import StudySpec
 from search.spec.space import build_config, suggest_params
 from search.store.epochs import EpochStore
-from search.store.heartbeat import Heartbeat
+from search.store.heartbeat import Heartbeat, raise_if_taken
 from unet.errors import UNetError
 from unet.fit import fit
 from unet.history import EpochRecord
@@ -92,6 +92,8 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
 
     Raises:
         KeyboardInterrupt: Ctrl-C or SIGTERM arrived; the trial is marked ``interrupted`` first.
+        UpdateFinishedTrialError: another process finished the trial while it trained here (a reaper
+            that took this worker for lost); nothing more was written to it.
     """
     spec, data = ctx.spec, ctx.data
     params = suggest_params(trial, spec.space)
@@ -101,6 +103,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
 
     def on_epoch(record: EpochRecord) -> None:
         history.append(record)
+        raise_if_taken(ctx.storage.engine, trial)  # e.g. reaped while this worker was paused
         ctx.epochs.record_epoch(spec.name, trial._trial_id, trial.number, record.to_dict())
         if ctx.on_epoch is not None:
             ctx.on_epoch(trial, record)

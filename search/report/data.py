@@ -67,10 +67,13 @@ class StudyRecord:
         return None
 
 
-def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
-    """Open the store at ``url`` for reading, refusing to create a new SQLite file.
+def open_existing_storage(url: str, *, read_only: bool = True) -> optuna.storages.RDBStorage:
+    """Open the store at ``url`` (read-only unless asked), refusing to create a new SQLite file.
+
+    Read-only opening writes nothing, so that an archived store on read-only media can be read.
 
     Raises:
+        StoreReadOnlyError: ``read_only`` is False and the SQLite store is not writable.
         StoreError: the SQLite file does not exist, or :func:`search.store.engine.open_storage` fails.
     """
     try:
@@ -84,7 +87,7 @@ def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
                 f"no study store at {redact_url(url)!r}: run python -m search.run first, "
                 f"or pass --storage with the URL the search used"
             )
-    return open_storage(url)
+    return open_storage(url, read_only=read_only)
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -24,13 +24,20 @@ from types import TracebackType
 from typing import Any
 
 import optuna
+import sqlalchemy as sa
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+from optuna.storages._rdb import models as optuna_models
+from optuna.trial import TrialState
 
 from search.store.engine import HEARTBEATS
+from search.store.errors import StoreLostError
+from search.store.retry import call_with_retry
 from search.store.rows import upsert_row
 from unet.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+_TRIALS = optuna_models.TrialModel.__table__
 # Process start times are compared to this many seconds: /proc counts in clock ticks (1/100 s).
 _START_TOLERANCE_S = 0.05
 
@@ -59,6 +66,31 @@ def _proc_stat_fields(pid: int) -> list[str]:
     The command name (field 2) may hold spaces and parentheses, so the split starts after its last ")".
     """
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def trial_is_running(engine: sa.Engine, trial_id: int) -> bool:
+    """Whether the trial is still RUNNING in the store (not finished by its worker or a reaper)."""
+    query = sa.select(_TRIALS.c.state).where(_TRIALS.c.trial_id == int(trial_id))
+
+    def read() -> object:
+        with engine.connect() as connection:
+            return connection.execute(query).scalar()
+
+    return (
+        call_with_retry(read, dialect=engine.dialect.name, what="read a trial's state") == TrialState.RUNNING
+    )
+
+
+def raise_if_taken(engine: sa.Engine, trial: optuna.Trial) -> None:
+    """Raise UpdateFinishedTrialError if another process finished ``trial`` (e.g. reaped it as lost).
+
+    A worker paused past the reaper's grace period (SIGSTOP, a suspended VM, a long GC pause) wakes up
+    to a trial that was failed and retried meanwhile; it checks this before writing the next epoch.
+    """
+    if not trial_is_running(engine, trial._trial_id):
+        raise UpdateFinishedTrialError(
+            f"trial {trial.number} was finished by another process (reaped as lost?) while it ran here"
+        )
 
 
 def local_process_state(pid: int, recorded_start: object) -> str:
@@ -109,8 +141,9 @@ class Heartbeat:
 
     On entry it stores the worker identity in the trial's user attributes and writes a first beat;
     a daemon thread then refreshes the beat every ``interval`` seconds until exit, when a last beat
-    gives the worker a full grace period to ``tell()`` the outcome. A failed beat is logged with its
-    traceback and retried at the next interval; it never interrupts training.
+    gives the worker a full grace period to ``tell()`` the outcome. A failed beat is logged in one line
+    and retried at the next interval; it never interrupts training. A beat that finds the trial no
+    longer RUNNING (reaped while the worker was paused) stops beating and sets :attr:`lost`.
 
     Args:
         storage: the study store (:func:`search.store.engine.open_storage`).
@@ -137,6 +170,7 @@ class Heartbeat:
         self.trial_id = int(trial_id)
         self.interval = float(interval)
         self.beats = 0  # beats written so far, for logs and tests
+        self.lost = False  # another process finished the trial: nothing more is written for it
         self._identity: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,14 +200,22 @@ class Heartbeat:
         self._beat_logged()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.interval) and not self.lost:
             self._beat_logged()
 
     def _beat_logged(self) -> None:
-        # Broad on purpose: whatever breaks a beat (server restart, lock timeout) must not end the
-        # thread or the training; the next beat tries again, and the log says why this one failed.
+        # Whatever breaks a beat (server restart, lock timeout) must not end the thread or the training;
+        # the next beat tries again, and the log says why this one failed in one line.
         try:
             self._beat()
+        except StoreLostError:
+            logger.debug("heartbeat of trial %d: the store is gone", self.trial_id)  # the service says so
+        except (sa.exc.SQLAlchemyError, StorageInternalError) as e:
+            cause = e.__cause__ if isinstance(e, StorageInternalError) and e.__cause__ else e
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            logger.warning(
+                "heartbeat of trial %d failed (%s), next try in %.3g s", self.trial_id, first, self.interval
+            )
         except Exception:
             logger.warning(
                 "heartbeat of trial %d failed, next try in %.3g s",
@@ -183,6 +225,9 @@ class Heartbeat:
             )
 
     def _beat(self) -> None:
+        if self.lost or not trial_is_running(self.storage.engine, self.trial_id):
+            self.lost = True
+            return
         values = {
             "study_name": self.study_name,
             "host": self._identity["host"],
