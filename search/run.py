@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nerror: {e}", file=sys.stderr)
         return EXIT_STORE_LOST
     except (StorageInternalError, sa.exc.SQLAlchemyError) as e:
+        logging.getLogger(__name__).debug("the store failed", exc_info=True)  # --verbose shows where
         cause = e.__cause__ if isinstance(e, StorageInternalError) and e.__cause__ else e
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         print(

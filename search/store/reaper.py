@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.store.engine import HEARTBEATS, StoreError
 from search.store.epochs import EpochStore
 from search.store.heartbeat import local_process_state
+from search.store.retry import call_with_retry
 from unet.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -76,8 +77,12 @@ def reap_lost_trials(
     query = sa.select(HEARTBEATS.c.trial_id, HEARTBEATS.c.beat_at).where(
         HEARTBEATS.c.trial_id.in_([trial._trial_id for trial in running])
     )
-    with storage.engine.connect() as connection:
-        beats = dict(connection.execute(query).all())
+
+    def read_beats() -> dict[int, dt.datetime]:
+        with storage.engine.connect() as connection:
+            return {int(trial_id): beat for trial_id, beat in connection.execute(query).all()}
+
+    beats = call_with_retry(read_beats, dialect=storage.engine.dialect.name, what="read heartbeats")
     epochs = EpochStore(storage.engine)
     reaped = []
     for trial in running:

@@ -175,5 +175,10 @@ for _name in (
     "get_all_trials",
     "get_n_trials",
     "get_best_trial",
+    # What Optuna's _CachedStorage (every Study's storage) calls on its backend besides the above.
+    "_create_new_trial",
+    "_set_trial_param",
+    "_get_trials",
+    "_get_best_trial_id",
 ):
     setattr(RetryingRDBStorage, _name, _retrying(_name))
