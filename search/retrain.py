@@ -30,10 +30,11 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from search.execution.data import load_study_data
-from search.report.data import load_study_record, open_existing_storage
+from search.report.data import load_study_record
 from search.spec.schema import SpecError, StudySpec
 from search.spec.space import build_config
-from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
+from search.store.engine import StoreError, open_existing_storage
+from search.store.location import add_storage_option, redact_url, storage_url
 from unet.config import TrainConfig
 from unet.errors import UNetError
 from unet.fit import fit

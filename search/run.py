@@ -18,20 +18,17 @@ import optuna
 import sqlalchemy as sa
 from optuna.exceptions import StorageInternalError
 
-from search.execution.data import inspect_study_data, load_study_data
-from search.execution.local import run_local
-from search.execution.objective import TrialContext
+from search.execution.data import inspect_study_data
 from search.execution.progress import Progress, summary
 from search.execution.signals import sigterm_as_interrupt
-from search.execution.study import StudyConflictError, count_trials, open_study
-from search.spec.schema import SpecError, StudySpec, list_studies, load_spec
-from search.store.engine import StoreError, add_storage_option, open_storage, redact_url, storage_url
+from search.execution.study import StudyConflictError, count_trials
+from search.service import BACKENDS, StudyRun, open_study_run, run_study
+from search.spec.schema import Overrides, SpecError, StudySpec, list_studies, load_spec
+from search.store.engine import StoreError, open_storage
 from search.store.errors import StoreLostError, StoreReadOnlyError
+from search.store.location import add_storage_option, redact_url, storage_url
 from unet.errors import UNetError
 
-# ray (the default): trials in parallel on a Ray cluster, or on a local Ray started for the run;
-# local: trials one after another in this process.
-BACKENDS = ("ray", "local")
 # Ray's own variable for the cluster to join, read here only (the backend gets it as an argument).
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 # Exit status when the store was lost during the run (see the module docstring).
@@ -64,9 +61,8 @@ def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
         raise SpecError(f"--n-trials must be >= 1 but got {args.n_trials}")
     if args.timeout is not None and not args.timeout > 0:
         raise SpecError(f"--timeout must be > 0 seconds but got {args.timeout}")
-    spec = load_spec(args.study).with_overrides(
-        data_path=args.data, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed
-    )
+    overrides = Overrides(data_path=args.data, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed)
+    spec = load_spec(args.study, overrides=overrides)
     url = storage_url(args.storage)
     return spec, url
 
@@ -96,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = redact_url(url)
         if args.dry_run:
             return dry_run(spec, shown)
-        data = load_study_data(spec)
-        storage = open_storage(url)
-        study, created = open_study(storage, spec)
+        run = open_study_run(spec, url)
     except StoreReadOnlyError as e:
         return finished_summary(spec, url, e)
     except (SpecError, StoreError, StudyConflictError, UNetError) as e:
@@ -106,22 +100,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     n_trials, timeout = spec.budget.n_trials, spec.budget.timeout
-    before = count_trials(study)
+    before = count_trials(run.study)
     print(
-        f"Study {spec.name} ({spec.source or 'spec'}): {'created' if created else 'resumed'} in {shown}",
+        f"Study {spec.name} ({spec.source or 'spec'}): {'created' if run.created else 'resumed'} in {shown}",
         file=sys.stderr,
     )
     print(
-        f"Data: {data.description}; backend {args.backend}; "
+        f"Data: {run.data.description}; backend {args.backend}; "
         f"{before.finished} of {n_trials} trials already finished",
         file=sys.stderr,
     )
-    progress = Progress(study, n_trials=n_trials, timeout=timeout)
-    # Ray workers report every epoch only when there is a live line to show it on.
-    on_epoch = progress.on_epoch if args.backend == "local" or progress.live else None
-    ctx = TrialContext(spec=spec, storage=storage, data=data, on_epoch=on_epoch)
+    progress = Progress(run.study, n_trials=n_trials, timeout=timeout)
     try:
-        status = run_and_summarise(args, study, ctx, url, progress)
+        status = run_and_summarise(args, run, progress, shown)
     except StoreLostError as e:
         print(f"\nerror: {e}", file=sys.stderr)
         return EXIT_STORE_LOST
@@ -138,27 +129,23 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def run_and_summarise(
-    args: argparse.Namespace, study: optuna.Study, ctx: TrialContext, url: str, progress: Progress
-) -> int:
+def run_and_summarise(args: argparse.Namespace, run: StudyRun, progress: Progress, shown: str) -> int:
     """Run the trials, then print the summary; returns the exit status (130: interrupted)."""
     try:
         with sigterm_as_interrupt():
-            status = run_trials(args, study, ctx, url, progress)
+            status = run_trials(args, run, progress)
     except KeyboardInterrupt:
         running = "the running trial is" if args.backend == "local" else "running trials are"
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
-    shown = redact_url(url)
-    print(summary(study, n_trials=ctx.spec.budget.n_trials, storage_display=shown, storage_arg=shown))
+    print(summary(run.study, n_trials=run.spec.budget.n_trials, storage_display=shown))
     return status
 
 
 def finished_summary(spec: StudySpec, url: str, error: StoreReadOnlyError) -> int:
     """Print the summary of a study a read-only store already holds in full; else say why not (2)."""
     try:
-        storage = open_storage(url, read_only=True)
-        study = optuna.load_study(study_name=spec.name, storage=storage)
+        study = optuna.load_study(study_name=spec.name, storage=open_storage(url, read_only=True))
     except (StoreError, KeyError):
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -168,31 +155,28 @@ def finished_summary(spec: StudySpec, url: str, error: StoreReadOnlyError) -> in
         return 2
     shown = redact_url(url)
     print(f"Study {spec.name}: finished, read from the read-only store {shown}", file=sys.stderr)
-    print(summary(study, n_trials=spec.budget.n_trials, storage_display=shown, storage_arg=shown))
+    print(summary(study, n_trials=spec.budget.n_trials, storage_display=shown))
     return 0
 
 
-def run_trials(
-    args: argparse.Namespace, study: optuna.Study, ctx: TrialContext, url: str, progress: Progress
-) -> int:
+def run_trials(args: argparse.Namespace, run: StudyRun, progress: Progress) -> int:
     """Run the study's trials on the chosen backend; returns the exit status (2, 1: the cluster failed)."""
-    n_trials, timeout = ctx.spec.budget.n_trials, ctx.spec.budget.timeout
+    # Ray workers report every epoch only when there is a live line to show it on.
+    on_epoch = progress.on_epoch if args.backend == "local" or progress.live else None
     if args.backend == "local":
-        run_local(study, ctx, n_trials=n_trials, timeout=timeout, on_trial=progress.on_trial)
+        run_study(run, backend="local", on_trial=progress.on_trial, on_epoch=on_epoch)
         return 0
     # Imported here: importing Ray takes seconds that local runs and --list should not pay.
-    from search.execution.ray.backend import ClusterError, RayRunError, run_ray
+    from search.execution.ray.backend import ClusterError, RayRunError
 
     try:
-        run_ray(
-            study,
-            ctx,
-            storage_url=url,
-            n_trials=n_trials,
-            timeout=timeout,
+        run_study(
+            run,
+            backend="ray",
             address=args.address,
             verbose=args.verbose,
             on_trial=progress.on_trial,
+            on_epoch=on_epoch,
         )
     except ClusterError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -16,7 +16,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -70,7 +70,7 @@ def claim_lock(engine: sa.Engine, study_name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _locked(engine: sa.Engine, lock: str, params: dict[str, object], unlock: str) -> Iterator[object]:
+def _locked(engine: sa.Engine, lock: str, params: Mapping[str, object], unlock: str) -> Iterator[object]:
     """Take a server lock on a connection of its own (retried), yield its result, release it."""
 
     def take() -> tuple[sa.Connection, object]:

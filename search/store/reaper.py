@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from optuna.storages._rdb import models as optuna_models
 from optuna.trial import FrozenTrial, TrialState
 
+from search.outcome import StopDecision, record_stop
 from search.store.engine import HEARTBEATS, StoreError
 from search.store.epochs import EpochStore
 from search.store.heartbeat import local_process_state
@@ -150,9 +151,8 @@ def fail_trial(
         True if this call failed the trial; False when it was no longer RUNNING (or the write failed,
         which is logged: the next reap retries).
     """
-    attrs: dict[str, Any] = {"stop_reason": reason, "stop_epoch": stop_epoch, "stop_detail": detail}
-    if message is not None:
-        attrs["stop_message"] = message
+    attrs: dict[str, Any] = {}
+    record_stop(attrs.__setitem__, StopDecision(reason, stop_epoch, detail, message))
     trial_id = trial._trial_id
     try:
         with storage.engine.begin() as connection:

@@ -1,77 +1,92 @@
-"""The local backend's faults: a worker paused past the heartbeat grace wakes up to a reaped trial."""
+"""The local backend on a real SQLite store: the budget, lost trials reaped and retried, interrupts."""
 
 from __future__ import annotations
 
-import datetime as dt
-import signal
-import sqlite3
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.execution.study import enqueue_retry
+from search.execution.data import load_study_data
+from search.execution.local import run_local
+from search.execution.objective import TrialContext
+from search.execution.study import open_study
+from search.outcome import STOP_REASON
+from search.spec.schema import StudySpec, load_spec
 from search.store.engine import open_storage
-from search.store.reaper import reap_lost_trials
-from tests.search.test_run import epochs_recorded, run_cli, study_file, trials, wait_for
 
-GRACE_S = 2.0  # the reaper's grace in this test; the service's is a minute
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def last_beat_age_s(db: Path) -> float:
-    with sqlite3.connect(db, timeout=5) as connection:
-        (beat,) = connection.execute("SELECT max(beat_at) FROM unet_search_heartbeats").fetchone()
-    beat_at = dt.datetime.fromisoformat(beat).replace(tzinfo=dt.UTC)
-    return (dt.datetime.now(dt.UTC) - beat_at).total_seconds()
+def smoke(n_trials: int, max_retries: int) -> StudySpec:
+    data = load_spec("unet-smoke").to_dict()
+    data.pop("source")
+    data["budget"] = {"n_trials": n_trials, "max_epochs": 1}
+    data["execution"]["max_retries"] = max_retries
+    return StudySpec.from_dict(data)
 
 
-def epochs_of(db: Path, trial_id: int) -> list[int]:
-    with sqlite3.connect(db, timeout=5) as connection:
-        rows = connection.execute(
-            "SELECT epoch FROM unet_search_epochs WHERE trial_id = ? ORDER BY epoch", (trial_id,)
-        )
-        return [epoch for (epoch,) in rows]
+@pytest.fixture
+def opened(tmp_path: Path):
+    """``opened(n_trials)``: the smoke study (1 epoch per trial) in a fresh SQLite store, and its context."""
+    storages = []
+
+    def open_(n_trials: int, max_retries: int = 0, **context) -> tuple[optuna.Study, TrialContext]:
+        spec = smoke(n_trials, max_retries)
+        storage = open_storage(f"sqlite:///{tmp_path / 'local.db'}")
+        storages.append(storage)
+        study, _ = open_study(storage, spec)
+        return study, TrialContext(spec=spec, storage=storage, data=load_study_data(spec), **context)
+
+    yield open_
+    for storage in storages:
+        storage.engine.dispose()
 
 
 @pytest.mark.slow
-def test_worker_paused_past_the_grace_drops_its_reaped_trial_and_goes_on(tmp_path: Path) -> None:
-    path = study_file(
-        tmp_path,
-        "paused",
-        budget={"n_trials": 2, "max_epochs": 8},
-        pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}},
-        execution={"concurrency": 1, "cpus_per_trial": 1, "gpus_per_trial": 0, "max_retries": 1},
+def test_runs_until_the_budget_and_reports_every_trial(opened) -> None:
+    study, ctx = opened(2)
+    seen = []
+    counts = run_local(
+        study, ctx, n_trials=2, on_trial=lambda t, outcome, c: seen.append((t.number, c.finished))
     )
-    db = tmp_path / "s.db"
-    url = f"sqlite:///{db}"
-    proc = run_cli("--study", str(path), "--storage", url, "--backend", "local", cwd=tmp_path)
-    try:
-        wait_for(lambda: epochs_recorded(db) >= 2, what="the first epochs")
-        proc.send_signal(signal.SIGSTOP)  # as found: a pause longer than the heartbeat grace
-        wait_for(lambda: last_beat_age_s(db) > GRACE_S, what="the beats to go stale")
-        storage = open_storage(url)
-        study = optuna.load_study(study_name="paused", storage=storage)
-        assert reap_lost_trials(storage, "paused", grace_seconds=GRACE_S) == [0]
-        enqueue_retry(study, study.get_trials(deepcopy=False)[0], max_retries=1)  # as the service does
-        stop_epoch = storage.get_trial(study.get_trials(deepcopy=False)[0]._trial_id).user_attrs["stop_epoch"]
-    finally:
-        proc.send_signal(signal.SIGCONT)
-    out, _ = proc.communicate(timeout=600)
+    assert counts.finished == 2 and counts.running == 0
+    assert seen == [(0, 1), (1, 2)]
+    assert study.trials[0].params == dict(ctx.spec.baselines[0])  # the baseline first
+    # Resuming a finished study runs nothing more.
+    assert run_local(study, ctx, n_trials=2).finished == 2 and len(study.trials) == 2
 
-    assert proc.returncode == 0, out
-    assert "Traceback" not in out and "UpdateFinishedTrialError" not in out, out
-    assert [line for line in out.splitlines() if "taken over" in line] == [
-        "WARNING search.execution.local: trial 0 was taken over while this worker was paused (reaped as "
-        "lost, its retry queued): dropped here, going on with the next trial"
-    ]
-    done = trials(url, "paused")
-    lost = done[0]
-    assert lost.state == TrialState.FAIL and lost.user_attrs["stop_reason"] == "worker_lost"
-    assert lost.user_attrs["stop_detail"]["cause"] == "process stopped past the grace period"
-    assert epochs_of(db, lost._trial_id) == list(range(1, stop_epoch + 1))  # nothing written after
-    assert max(lost.intermediate_values) == stop_epoch
-    retries = [t for t in done if t.user_attrs.get("retry_of") == 0]
-    assert len(retries) == 1 and retries[0].params == lost.params  # retried once
-    counted = [t for t in done if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(counted) == 2 and len(done) == 3  # the exact count, nothing RUNNING
+
+def test_a_lost_trial_is_reaped_retried_and_not_counted(opened) -> None:
+    study, ctx = opened(1, max_retries=1)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lost = study.ask()  # the baseline, as a worker that died at once would have left it
+    lost.set_user_attr("worker_host", socket.gethostname())
+    lost.set_user_attr("worker_pid", dead.pid)
+    counts = run_local(study, ctx, n_trials=1)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[0].user_attrs[STOP_REASON] == "worker_lost"
+    # It died before drawing its parameters: the retry runs those it was enqueued with.
+    assert trials[1].params == trials[0].system_attrs["fixed_params"] == dict(ctx.spec.baselines[0])
+    assert trials[1].user_attrs["retry_of"] == 0
+    assert (counts.finished, counts.retryable) == (1, 1)
+
+
+def test_an_interrupt_fails_the_trial_and_enqueues_it_once_more(opened) -> None:
+    def interrupt(trial: optuna.Trial, record: object) -> None:
+        raise KeyboardInterrupt
+
+    study, ctx = opened(1, on_epoch=interrupt)
+    assert ctx.spec.execution.max_retries == 0  # an interrupt still gets its retry (max_retries + 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_local(study, ctx, n_trials=1)
+    first, retry = study.get_trials()
+    assert (first.state, first.user_attrs[STOP_REASON]) == (TrialState.FAIL, "interrupted")
+    assert (retry.state, retry.user_attrs["retry"]) == (TrialState.WAITING, 1)
+    assert retry.system_attrs["fixed_params"] == first.params
