@@ -168,7 +168,9 @@ def run_store(args: argparse.Namespace) -> dict[str, Any]:
     from bench import store
 
     if args.quick:
-        return store.run(worker_counts=(1, 2), sizes=(10, 100), trials=2, epochs=2, on_step=_say)
+        return store.run(
+            worker_counts=(1, 2), sizes=(10, 100), trials=2, epochs=2, load_workers=4, on_step=_say
+        )
     return store.run(on_step=_say)
 
 

@@ -13,6 +13,8 @@ Three measurements per backend, each on a study of its own with a unique name, d
   trials (inserted in bulk into Optuna's tables, each with parameters, a value, intermediate values and
   user attributes, and our epoch rows). ``cold`` is the first trial of a worker that just loaded the
   study (it reads every trial once), ``warm`` the median of the next ones.
+- ``load`` (PostgreSQL and MariaDB): 16 workers started together fill one study's budget, with lost
+  trials to reap (:mod:`bench.store_load`): trials/s, p50/p95 store time per trial, and the checks.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ import optuna
 from optuna.trial import TrialState
 
 from bench.store_bulk import add_finished_trials, delete_study, epoch_record
+from bench.store_load import budget_run
 from search.execution.study import count_trials
 from search.store.claims import claim_lock
 from search.store.engine import open_storage
 from search.store.epochs import EpochStore
-from search.store.heartbeat import Heartbeat, reap_lost_trials
+from search.store.heartbeat import Heartbeat
+from search.store.reaper import reap_lost_trials
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +249,7 @@ def run(
     sizes: tuple[int, ...] = (100, 1000, 10_000),
     trials: int = 6,
     epochs: int = 5,
+    load_workers: int = 16,
     on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Every measurement on every backend; a backend that fails is reported with its error, not raised.
@@ -255,6 +260,8 @@ def run(
         sizes: study sizes (finished trials) for the growth measurement, ascending.
         trials: trials per measurement (per worker for the concurrent one).
         epochs: epochs per trial.
+        load_workers: worker processes of the load measurement on the servers
+            (:func:`bench.store_load.budget_run`: ``2 * load_workers`` trials, 3 of them lost at the start).
         on_step: called with a short label before each measurement (progress lines).
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -280,6 +287,12 @@ def run(
                     if on_step:
                         on_step(f"{backend}: growth to {max(sizes)} trials")
                     entry["growth"] = growth(storage, sizes=sizes, trials=trials, epochs=epochs)
+                    if backend != "sqlite":  # many workers on many nodes: the servers' case
+                        if on_step:
+                            on_step(f"{backend}: {load_workers} workers on one budget")
+                        entry["load"] = budget_run(
+                            url, workers=load_workers, n_trials=2 * load_workers, lost=3, epochs=epochs
+                        )
                 finally:
                     storage.remove_session()
                     storage.engine.dispose()

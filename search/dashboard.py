@@ -34,6 +34,7 @@ from search.checkpoints.store import DashboardArtifacts
 from search.execution.signals import sigterm_as_interrupt
 from search.report.data import study_names
 from search.store.engine import StoreError, open_existing_storage
+from search.store.errors import StoreReadOnlyError
 from search.store.location import add_storage_option, redact_url, storage_url
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     url = storage_url(args.storage)
     shown = redact_url(url)
     try:
-        storage = open_existing_storage(url)
+        try:
+            storage = open_existing_storage(url, read_only=False)  # the dashboard can edit studies
+        except StoreReadOnlyError:
+            storage = open_existing_storage(url)
+            print(f"note: {shown} is read-only: the dashboard shows it but cannot change it", file=sys.stderr)
         page = "/dashboard"
         if args.study is not None:
             names = study_names(storage)

@@ -1,7 +1,9 @@
 """Run a hyperparameter search: ``python -m search.run --study NAME|PATH.yaml``.
 
-Exit status: 0 done, 2 bad input (study file, data, storage URL, a stored study that conflicts),
-130 interrupted (Ctrl-C or SIGTERM), 1 anything else.
+Exit status: 0 done, 2 bad input (study file, data, storage URL, a stored study that conflicts, a
+read-only store when trials remain to run), 3 the store was lost during the run (deleted, replaced,
+truncated, or unreachable for longer than the retry window), 130 interrupted (Ctrl-C or SIGTERM),
+1 anything else.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import sys
 from pathlib import Path
 
 import optuna
+import sqlalchemy as sa
+from optuna.exceptions import StorageInternalError
 
 from search.checkpoints.keep import describe_policy, sweep_orphans
 from search.checkpoints.store import ArtifactsError
@@ -23,12 +27,15 @@ from search.execution.study import StudyConflictError, count_trials
 from search.execution.testset import score_on_test
 from search.service import BACKENDS, StudyRun, open_study_run, run_study
 from search.spec.schema import Overrides, SpecError, StudySpec, list_studies, load_spec
-from search.store.engine import StoreError
+from search.store.engine import StoreError, open_storage
+from search.store.errors import StoreLostError, StoreReadOnlyError
 from search.store.location import add_storage_option, redact_url, storage_url
 from unet.errors import UNetError
 
 # Ray's own variable for the cluster to join, read here only (the backend gets it as an argument).
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
+# Exit status when the store was lost during the run (see the module docstring).
+EXIT_STORE_LOST = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # A connection cut by the server fails its reset on return to the pool, which SQLAlchemy logs
+        # with a traceback; the pool drops it and the store call is retried (search.store.retry).
+        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
     if args.list:
         for name, description in list_studies():
             print(f"{name:<14} {description}")
@@ -99,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             return dry_run(spec, shown)
         run = open_study_run(spec, url)
+    except StoreReadOnlyError as e:
+        return finished_summary(spec, url, e)
     except (SpecError, StoreError, StudyConflictError, UNetError, ArtifactsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -117,12 +129,33 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Checkpoints: {describe_policy(run.checkpoints, spec.name)}", file=sys.stderr)
     progress = Progress(run.study, n_trials=n_trials, max_epochs=spec.budget.max_epochs, timeout=timeout)
     try:
+        status = run_and_summarise(args, run, progress, shown)
+    except StoreLostError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return EXIT_STORE_LOST
+    except (StorageInternalError, sa.exc.SQLAlchemyError) as e:
+        logging.getLogger(__name__).debug("the store failed", exc_info=True)  # --verbose shows where
+        cause = e.__cause__ if isinstance(e, StorageInternalError) and e.__cause__ else e
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        print(
+            f"\nerror: the study store {shown} failed during the run: {first}: check the server (or the "
+            f"file); the running trial is reaped and retried when the study resumes",
+            file=sys.stderr,
+        )
+        return EXIT_STORE_LOST
+    return status
+
+
+def run_and_summarise(args: argparse.Namespace, run: StudyRun, progress: Progress, shown: str) -> int:
+    """Run the trials, then print the summary; returns the exit status (130: interrupted)."""
+    try:
         with sigterm_as_interrupt():
             status = run_trials(args, run, progress)
     except KeyboardInterrupt:
         running = "the running trial is" if args.backend == "local" else "running trials are"
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
+    spec = run.spec
     if run.test is not None and status == 0:
         if run.checkpoints.enabled:
             score_on_test(run.storage, spec.name, run.test, top_k=spec.test.top_k)
@@ -132,8 +165,25 @@ def main(argv: list[str] | None = None) -> int:
         swept = sweep_orphans(run.storage, spec.name)
         if swept:
             print(f"Removed {len(swept)} checkpoint(s) of lost workers that no trial keeps", file=sys.stderr)
-    print(summary(run.study, n_trials=n_trials, storage_display=shown))
+    print(summary(run.study, n_trials=spec.budget.n_trials, storage_display=shown))
     return status
+
+
+def finished_summary(spec: StudySpec, url: str, error: StoreReadOnlyError) -> int:
+    """Print the summary of a study a read-only store already holds in full; else say why not (2)."""
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=open_storage(url, read_only=True))
+    except (StoreError, KeyError):
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    counts = count_trials(study)
+    if counts.finished < spec.budget.n_trials or counts.running:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    shown = redact_url(url)
+    print(f"Study {spec.name}: finished, read from the read-only store {shown}", file=sys.stderr)
+    print(summary(study, n_trials=spec.budget.n_trials, storage_display=shown))
+    return 0
 
 
 def run_trials(args: argparse.Namespace, run: StudyRun, progress: Progress) -> int:

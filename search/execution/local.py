@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 
 from search.execution.objective import TrialContext, execute_trial
 from search.execution.scheduling import POLL_SECONDS, claim_next, reap_and_retry, tell, tell_interrupted
@@ -51,9 +52,18 @@ def run_local(
         trial = claimed[0]
         try:
             outcome = execute_trial(ctx, trial)
+            frozen = tell(study, trial, outcome)
+        except UpdateFinishedTrialError:
+            # Paused past the heartbeat grace (SIGSTOP, a suspended VM): the trial was reaped and
+            # retried meanwhile, so this worker drops it and claims the next one.
+            logger.warning(
+                "trial %d was taken over while this worker was paused (reaped as lost, its retry queued): "
+                "dropped here, going on with the next trial",
+                trial.number,
+            )
+            continue
         except KeyboardInterrupt:
             tell_interrupted(study, trial, ctx)
             raise
-        frozen = tell(study, trial, outcome)
         if on_trial is not None:
             on_trial(frozen, outcome, count_trials(study))

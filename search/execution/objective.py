@@ -40,7 +40,7 @@ from search.pruning.stopper import TrialStopper
 from search.spec.schema import StudySpec
 from search.spec.space import build_config, flatten_settings, suggest_params
 from search.store.epochs import EpochStore
-from search.store.heartbeat import Heartbeat
+from search.store.heartbeat import Heartbeat, raise_if_taken
 from unet.checkpoint import dataset_normalization, save_checkpoint
 from unet.config import TrainConfig
 from unet.errors import UNetError
@@ -90,6 +90,8 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
 
     Raises:
         KeyboardInterrupt: Ctrl-C or SIGTERM arrived; the trial is marked ``interrupted`` first.
+        UpdateFinishedTrialError: another process finished the trial while it trained here (a reaper
+            that took this worker for lost); nothing more was written to it.
     """
     spec, data = ctx.spec, ctx.data
     params = suggest_params(trial, spec.space)
@@ -103,6 +105,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
 
     def on_epoch(record: EpochRecord) -> None:
         history.append(record)
+        raise_if_taken(ctx.storage.engine, trial)  # e.g. reaped while this worker was paused
         ctx.epochs.record_epoch(spec.name, trial._trial_id, trial.number, record.to_dict())
         if ctx.on_epoch is not None:
             ctx.on_epoch(trial, record)

@@ -16,7 +16,7 @@ from search.execution.objective import TrialContext
 from search.execution.study import Counts, count_trials, enqueue_retry, make_sampler
 from search.outcome import TrialOutcome
 from search.store.claims import claim_lock
-from search.store.heartbeat import reap_lost_trials
+from search.store.reaper import reap_lost_trials
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,10 @@ Without it, two workers that both see "one trial left" would both start one, and
 more trials than asked for. The lock is the database's own where it has one (PostgreSQL advisory locks,
 MySQL/MariaDB ``GET_LOCK``) and a lock file beside a SQLite database (whose workers share one machine).
 It is held only for the count and the ``ask``, never during training.
+
+A server lock lives as long as the connection that took it: taking it is retried like any store call
+when the connection is cut (:mod:`search.store.retry`), and a connection cut while the lock is held
+has already released it, so the release is skipped then.
 """
 
 from __future__ import annotations
@@ -11,10 +15,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from search.store.retry import call_with_retry
+
+logger = logging.getLogger(__name__)
 
 # Seconds a MySQL/MariaDB worker waits for the lock before giving up with an error.
 MYSQL_LOCK_TIMEOUT_S = 120
@@ -47,25 +56,40 @@ def claim_lock(engine: sa.Engine, study_name: str) -> Iterator[None]:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     elif dialect == "postgresql":
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _lock_key(study_name)})
-            try:
-                yield
-            finally:
-                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _lock_key(study_name)})
-                connection.commit()
+        key = {"key": _lock_key(study_name)}
+        with _locked(engine, "SELECT pg_advisory_lock(:key)", key, "SELECT pg_advisory_unlock(:key)"):
+            yield
     elif dialect in ("mysql", "mariadb"):
-        name = f"unet-search:{study_name}"[:64]
-        with engine.connect() as connection:
-            got = connection.execute(
-                sa.text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": MYSQL_LOCK_TIMEOUT_S}
-            ).scalar()
+        name = {"name": f"unet-search:{study_name}"[:64], "timeout": MYSQL_LOCK_TIMEOUT_S}
+        with _locked(engine, "SELECT GET_LOCK(:name, :timeout)", name, "SELECT RELEASE_LOCK(:name)") as got:
             if got != 1:
                 raise TimeoutError(f"could not lock study {study_name!r} within {MYSQL_LOCK_TIMEOUT_S} s")
-            try:
-                yield
-            finally:
-                connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
-                connection.commit()
+            yield
     else:
         yield
+
+
+@contextlib.contextmanager
+def _locked(engine: sa.Engine, lock: str, params: Mapping[str, object], unlock: str) -> Iterator[object]:
+    """Take a server lock on a connection of its own (retried), yield its result, release it."""
+
+    def take() -> tuple[sa.Connection, object]:
+        connection = engine.connect()
+        try:
+            return connection, connection.execute(sa.text(lock), params).scalar()
+        except BaseException:
+            connection.close()
+            raise
+
+    connection, result = call_with_retry(take, dialect=engine.dialect.name, what="take the claim lock")
+    try:
+        yield result
+    finally:
+        try:
+            connection.execute(sa.text(unlock), params)  # harmless when the lock was not had
+            connection.commit()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+            # The connection was cut while the lock was held: the server released it with the session.
+            logger.info("claim lock's connection was lost (%s); the server released the lock", e.orig)
+        finally:
+            connection.close()

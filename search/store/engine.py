@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,16 +50,17 @@ from optuna.storages._rdb import models as optuna_models
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, make_url
 
+from search.store import sqlite
+from search.store.errors import StoreError
 from search.store.location import redact_url
 from search.store.migrate import add_missing_columns
+from search.store.retry import RetryingRDBStorage
 from unet.history import EPOCH_FIELDS, TEXT_FIELDS
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Seconds a SQLite connection waits for another process's write lock before "database is locked".
-SQLITE_BUSY_TIMEOUT_S = 60
 # Backends whose DBAPI driver the project installs, for the "use e.g." part of messages.
 RECOMMENDED_URLS = {
     "sqlite": "sqlite:///path.db",
@@ -71,10 +71,6 @@ URL_EXAMPLE = "use e.g. sqlite:///path.db or postgresql+psycopg://user@host/db"
 # Fragments of the errors that concurrent first-time table creation raises; retried, not reported.
 _CREATION_RACE = ("already exists", "duplicate", "deadlock", "unique constraint", "database is locked")
 _CREATION_ATTEMPTS = 5
-
-
-class StoreError(Exception):
-    """The study store cannot be opened or used; the one-line message names the fix, never a password."""
 
 
 METADATA = sa.MetaData()
@@ -108,35 +104,44 @@ HEARTBEATS = sa.Table(
 )
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Open (and create, if new) the study store at ``url``.
+def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.RDBStorage:
+    """Open (and create, if new) the study store at ``url``; or open an existing one ``read_only``.
 
     Creates Optuna's tables and ours when missing. SQLite files are switched to WAL journal mode and
     connections wait up to a minute for a lock, so that several local worker processes can share one
-    file; every backend gets ``pool_pre_ping`` so that connections dropped by the server are replaced.
-    MySQL/MariaDB get Optuna's trial times with microseconds (DATETIME(6)), which Optuna's own test
-    suite needs; ``mariadb://`` URLs are opened through SQLAlchemy's ``mysql`` dialect, which Optuna
-    gives atomic upserts.
+    file, and the file is watched: deleted, replaced or truncated, it raises ``StoreLostError`` at the
+    next use. Every backend gets ``pool_pre_ping`` so that connections dropped by the server are
+    replaced. MySQL/MariaDB get Optuna's trial times with microseconds (DATETIME(6)), which Optuna's own
+    test suite needs; ``mariadb://`` URLs are opened through SQLAlchemy's ``mysql`` dialect, which
+    Optuna gives atomic upserts.
 
     Args:
         url: a SQLAlchemy database URL, e.g. ``sqlite:///runs/unet-search.db`` or
             ``postgresql+psycopg://user@host/db``.
+        read_only: only read: create nothing, and open a SQLite file read-only (it may be on read-only
+            media); for reports and dashboards.
 
     Returns:
         The storage; ``storage.engine`` is the SQLAlchemy engine our own tables are reached through.
 
     Raises:
+        StoreReadOnlyError: a SQLite store that is not writable, opened for writing.
         StoreError: the URL is malformed or names an unknown or uninstalled driver, the SQLite
-            directory is missing, or the server cannot be reached, lacks the database or refuses the
-            credentials.
+            directory (``read_only``: file) is missing, or the server cannot be reached, lacks the
+            database or refuses the credentials.
     """
     parsed = _parse_url(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if parsed.get_backend_name() == "sqlite":
-        _prepare_sqlite_file(parsed)
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    opened = parsed
+    if is_sqlite:
+        engine_kwargs["connect_args"] = sqlite.connect_args()
+        if read_only:
+            opened = sqlite.read_only_url(parsed)
+        else:
+            sqlite.prepare_for_writing(parsed)
     # Optuna fills "{SCHEMA_VERSION}" into the URL with str.format: keep braces of a password literal.
-    plain_url = parsed.render_as_string(hide_password=False).replace("{", "{{").replace("}", "}}")
+    plain_url = opened.render_as_string(hide_password=False).replace("{", "{{").replace("}", "}}")
 
     def create_tables() -> None:
         engine = sa.create_engine(parsed, **engine_kwargs)
@@ -148,12 +153,11 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             engine.dispose()
 
     def build() -> optuna.storages.RDBStorage:
-        return optuna.storages.RDBStorage(
-            plain_url, engine_kwargs=dict(engine_kwargs), skip_table_creation=True
-        )
+        return RetryingRDBStorage(plain_url, engine_kwargs=dict(engine_kwargs), skip_table_creation=True)
 
     try:
-        _retry_creation_race(create_tables)
+        if not read_only:
+            _retry_creation_race(create_tables)
         # Optuna stamps its schema version on first open: the same race, the same cure.
         storage = _retry_creation_race(build)
     except sa.exc.SQLAlchemyError as e:
@@ -165,17 +169,21 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             f"storage {_redacted(parsed)!r} was written by another Optuna version: "
             f"run `optuna storage upgrade --storage URL` with this URL, or install that version"
         ) from e
-    logger.info("opened study store %s", _redacted(parsed))
+    if is_sqlite and not read_only:
+        sqlite.watch_file(storage.engine, Path(str(parsed.database)))
+    logger.info("opened study store %s%s", _redacted(parsed), " read-only" if read_only else "")
     return storage
 
 
-def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
-    """Open the store at ``url`` for reading, refusing to create a new SQLite file.
+def open_existing_storage(url: str, *, read_only: bool = True) -> optuna.storages.RDBStorage:
+    """Open the store at ``url`` (read-only unless asked), refusing to create a new SQLite file.
 
     Reports, the retrain command and the dashboard only read a store that a search made: a mistyped
-    SQLite path must say so instead of creating an empty database there.
+    SQLite path must say so instead of creating an empty database there. Read-only opening writes
+    nothing, so that an archived store on read-only media can be read.
 
     Raises:
+        StoreReadOnlyError: ``read_only`` is False and the SQLite store is not writable.
         StoreError: the SQLite file does not exist, or :func:`open_storage` fails.
     """
     try:
@@ -189,7 +197,7 @@ def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
                 f"no study store at {redact_url(url)!r}: run python -m search.run first, "
                 f"or pass --storage with the URL the search used"
             )
-    return open_storage(url)
+    return open_storage(url, read_only=read_only)
 
 
 def _parse_url(url: str) -> URL:
@@ -216,56 +224,6 @@ def _parse_url(url: str) -> URL:
             f"share: use a file, e.g. sqlite:///runs/unet-search.db"
         )
     return parsed
-
-
-def _prepare_sqlite_file(parsed: URL) -> None:
-    """Check the SQLite file's directory and switch the file to WAL journal mode.
-
-    WAL lets readers work while one process writes, which several local workers need; the mode is
-    stored in the file, so setting it once here with a plain connection holds for every later one.
-    """
-    path = Path(str(parsed.database))
-    if not path.resolve().parent.is_dir():
-        raise StoreError(
-            f"SQLite store {str(path)!r} cannot be created: directory {str(path.resolve().parent)!r} "
-            f"does not exist: create it (mkdir -p) or choose another path"
-        )
-    try:
-        mode = _switch_to_wal(path)
-    except sqlite3.Error as e:
-        raise StoreError(
-            f"SQLite store {str(path)!r} cannot be opened: {_first_line(e)}: check that it is an "
-            f"SQLite file and that this user may write it and its directory"
-        ) from e
-    if str(mode).lower() != "wal":
-        logger.warning(
-            "SQLite store %s stays in journal mode %r (WAL unsupported on this file system?): "
-            "parallel workers may hit 'database is locked'",
-            path,
-            mode,
-        )
-
-
-def _switch_to_wal(path: Path) -> str:
-    """Set WAL journal mode on the SQLite file at ``path``; return the mode the file ends up in.
-
-    Switching needs the file to itself and SQLite answers "database is locked" at once, without
-    waiting, while another process switches or opens it: so retry until the busy timeout is spent.
-    """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
-    while True:
-        connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
-        try:
-            mode = str(connection.execute("PRAGMA journal_mode").fetchone()[0])
-            if mode.lower() != "wal":
-                mode = str(connection.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-            return mode
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-        finally:
-            connection.close()
-        time.sleep(random.uniform(0.02, 0.1))
 
 
 def _optuna_metadata(dialect_name: str) -> sa.MetaData:

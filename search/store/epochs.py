@@ -9,16 +9,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
 
 from search.store.engine import EPOCHS, StoreError
+from search.store.retry import call_with_retry
 from search.store.rows import upsert_row
 from unet.history import EPOCH_FIELDS, TEXT_FIELDS
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Column order of the table and of read_epochs()'s DataFrame.
 EPOCH_COLUMNS: tuple[str, ...] = ("study_name", "trial_id", "trial_number", *EPOCH_FIELDS, "recorded_at")
@@ -73,8 +77,7 @@ class EpochStore:
             .where(EPOCHS.c.study_name == study_name)
             .order_by(EPOCHS.c.trial_number, EPOCHS.c.epoch)
         )
-        with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
+        rows = self._read(lambda connection: connection.execute(query).all())
         frame = pd.DataFrame([tuple(row) for row in rows], columns=list(EPOCH_COLUMNS))
         dtypes = {name: "float64" for name in _VALUE_FIELDS}
         dtypes.update({"trial_id": "int64", "trial_number": "int64", "epoch": "int64"})
@@ -82,11 +85,19 @@ class EpochStore:
         frame["recorded_at"] = pd.to_datetime(frame["recorded_at"])
         return frame
 
+    def _read(self, query: Callable[[sa.Connection], T]) -> T:
+        """Run a read on a connection of its own, retried when the connection is cut."""
+
+        def read() -> T:
+            with self.engine.connect() as connection:
+                return query(connection)
+
+        return call_with_retry(read, dialect=self.engine.dialect.name, what="read the epoch table")
+
     def last_epoch(self, trial_id: int) -> int:
         """Return the highest epoch stored for a trial, or 0 when none is."""
         query = sa.select(sa.func.max(EPOCHS.c.epoch)).where(EPOCHS.c.trial_id == int(trial_id))
-        with self.engine.connect() as connection:
-            last = connection.execute(query).scalar()
+        last = self._read(lambda connection: connection.execute(query).scalar())
         return int(last) if last is not None else 0
 
 

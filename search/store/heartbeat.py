@@ -1,10 +1,11 @@
-"""Finding trials whose worker died: a heartbeat per running trial, and a reaper that fails lost trials.
+"""Signs of life of a running trial: which process runs it, and a heartbeat while it trains.
 
 Optuna's own heartbeat only runs inside ``study.optimize()``; our workers use ask/tell, so a trial whose
 process was killed (out of memory, node lost, SIGKILL) would stay RUNNING forever and block the study's
 budget. A running trial's :class:`Heartbeat` records which process runs it (trial user attributes
 ``worker_host``, ``worker_pid``, ``worker_started``) and refreshes a row of ``unet_search_heartbeats``;
-:func:`reap_lost_trials` fails the trials whose process is gone (same host) or whose beats stopped.
+:func:`search.store.reaper.reap_lost_trials` fails the trials whose process is gone (same host) or whose
+beats stopped.
 
 Worker identity is the host name: two containers that share a host name but not a PID namespace look
 like one host, and must not run workers of the same study.
@@ -24,17 +25,19 @@ from typing import Any
 
 import optuna
 import sqlalchemy as sa
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import FrozenTrial, TrialState
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+from optuna.storages._rdb import models as optuna_models
+from optuna.trial import TrialState
 
-from search.outcome import StopDecision, record_stop
-from search.store.engine import HEARTBEATS, StoreError
-from search.store.epochs import EpochStore
+from search.store.engine import HEARTBEATS
+from search.store.errors import StoreLostError
+from search.store.retry import call_with_retry
 from search.store.rows import upsert_row
 from unet.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+_TRIALS = optuna_models.TrialModel.__table__
 # Process start times are compared to this many seconds: /proc counts in clock ticks (1/100 s).
 _START_TOLERANCE_S = 0.05
 
@@ -65,6 +68,61 @@ def _proc_stat_fields(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
+def trial_is_running(engine: sa.Engine, trial_id: int) -> bool:
+    """Whether the trial is still RUNNING in the store (not finished by its worker or a reaper)."""
+    query = sa.select(_TRIALS.c.state).where(_TRIALS.c.trial_id == int(trial_id))
+
+    def read() -> object:
+        with engine.connect() as connection:
+            return connection.execute(query).scalar()
+
+    return (
+        call_with_retry(read, dialect=engine.dialect.name, what="read a trial's state") == TrialState.RUNNING
+    )
+
+
+def raise_if_taken(engine: sa.Engine, trial: optuna.Trial) -> None:
+    """Raise UpdateFinishedTrialError if another process finished ``trial`` (e.g. reaped it as lost).
+
+    A worker paused past the reaper's grace period (SIGSTOP, a suspended VM, a long GC pause) wakes up
+    to a trial that was failed and retried meanwhile; it checks this before writing the next epoch.
+    """
+    if not trial_is_running(engine, trial._trial_id):
+        raise UpdateFinishedTrialError(
+            f"trial {trial.number} was finished by another process (reaped as lost?) while it ran here"
+        )
+
+
+def local_process_state(pid: int, recorded_start: object) -> str:
+    """Return "alive", "stopped", "process gone" or "pid reused by another process" for a pid here.
+
+    "stopped" is a process paused by a signal (SIGSTOP, a suspended container): alive, but silent.
+    """
+    if not Path("/proc/self/stat").exists():  # not Linux: existence is all that can be told
+        return "alive" if _pid_exists(pid) else "process gone"
+    try:
+        fields = _proc_stat_fields(pid)
+    except OSError:
+        return "process gone"
+    if fields[0] in ("Z", "X"):  # exited, not yet collected by its parent
+        return "process gone"
+    if isinstance(recorded_start, int | float):
+        started = process_start_time(pid)
+        if started is not None and abs(started - recorded_start) > _START_TOLERANCE_S:
+            return "pid reused by another process"
+    return "stopped" if fields[0] in ("T", "t") else "alive"
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _start_time(fields: list[str]) -> float:
     # starttime is field 22 (index 19 here), in clock ticks since boot.
     return round(_boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK"), 2)
@@ -83,8 +141,9 @@ class Heartbeat:
 
     On entry it stores the worker identity in the trial's user attributes and writes a first beat;
     a daemon thread then refreshes the beat every ``interval`` seconds until exit, when a last beat
-    gives the worker a full grace period to ``tell()`` the outcome. A failed beat is logged with its
-    traceback and retried at the next interval; it never interrupts training.
+    gives the worker a full grace period to ``tell()`` the outcome. A failed beat is logged in one line
+    and retried at the next interval; it never interrupts training. A beat that finds the trial no
+    longer RUNNING (reaped while the worker was paused) stops beating and sets :attr:`lost`.
 
     Args:
         storage: the study store (:func:`search.store.engine.open_storage`).
@@ -111,6 +170,7 @@ class Heartbeat:
         self.trial_id = int(trial_id)
         self.interval = float(interval)
         self.beats = 0  # beats written so far, for logs and tests
+        self.lost = False  # another process finished the trial: nothing more is written for it
         self._identity: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -140,14 +200,22 @@ class Heartbeat:
         self._beat_logged()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.interval) and not self.lost:
             self._beat_logged()
 
     def _beat_logged(self) -> None:
-        # Broad on purpose: whatever breaks a beat (server restart, lock timeout) must not end the
-        # thread or the training; the next beat tries again, and the log says why this one failed.
+        # Whatever breaks a beat (server restart, lock timeout) must not end the thread or the training;
+        # the next beat tries again, and the log says why this one failed in one line.
         try:
             self._beat()
+        except StoreLostError:
+            logger.debug("heartbeat of trial %d: the store is gone", self.trial_id)  # the service says so
+        except (sa.exc.SQLAlchemyError, StorageInternalError) as e:
+            cause = e.__cause__ if isinstance(e, StorageInternalError) and e.__cause__ else e
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            logger.warning(
+                "heartbeat of trial %d failed (%s), next try in %.3g s", self.trial_id, first, self.interval
+            )
         except Exception:
             logger.warning(
                 "heartbeat of trial %d failed, next try in %.3g s",
@@ -157,6 +225,9 @@ class Heartbeat:
             )
 
     def _beat(self) -> None:
+        if self.lost or not trial_is_running(self.storage.engine, self.trial_id):
+            self.lost = True
+            return
         values = {
             "study_name": self.study_name,
             "host": self._identity["host"],
@@ -165,164 +236,3 @@ class Heartbeat:
         }
         upsert_row(self.storage.engine, HEARTBEATS, {"trial_id": self.trial_id, **values}, ("trial_id",))
         self.beats += 1
-
-
-def reap_lost_trials(
-    storage: optuna.storages.RDBStorage,
-    study_name: str,
-    *,
-    grace_seconds: float = 60,
-    now: dt.datetime | None = None,
-) -> list[int]:
-    """Fail the study's RUNNING trials whose worker is gone, with ``stop_reason="worker_lost"``.
-
-    A trial is lost when its worker ran on this host and the process is gone or its pid now belongs
-    to another process; or, for workers elsewhere (or not yet identified), when its last beat, or its
-    start if it never beat, is more than ``grace_seconds`` old. A worker process alive on this host is
-    never judged by its beats: a beat delayed by a busy database must not fail a healthy trial. Lost
-    trials get user attributes ``stop_reason``, ``stop_epoch`` (last stored epoch, 0 if none) and
-    ``stop_detail`` (host, pid, cause, age of the last beat), then state FAIL. Several reapers may
-    run at once and workers may finish meanwhile: a trial someone else finished is skipped.
-
-    Args:
-        storage: the study store.
-        study_name: the study to check.
-        grace_seconds: how long a remote worker may stay silent before its trial is failed.
-        now: the time to judge ages at (default: now); naive means UTC.
-
-    Returns:
-        The numbers of the trials this call failed, ascending.
-
-    Raises:
-        ConfigError: ``grace_seconds`` is not positive.
-        StoreError: no study has that name.
-    """
-    if not grace_seconds > 0:
-        raise ConfigError(f"grace_seconds must be > 0 but got {grace_seconds!r}")
-    now = _as_utc(now)
-    try:
-        study_id = storage.get_study_id_from_name(study_name)
-    except KeyError as e:
-        raise StoreError(f"no study named {study_name!r} in the store: check the study name") from e
-    running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-    if not running:
-        return []
-    query = sa.select(HEARTBEATS.c.trial_id, HEARTBEATS.c.beat_at).where(
-        HEARTBEATS.c.trial_id.in_([trial._trial_id for trial in running])
-    )
-    with storage.engine.connect() as connection:
-        beats = dict(connection.execute(query).all())
-    epochs = EpochStore(storage.engine)
-    reaped = []
-    for trial in running:
-        beat = beats.get(trial._trial_id)
-        last_sign = _as_utc(beat) if beat is not None else _as_utc(trial.datetime_start, local=True)
-        cause = _lost_cause(trial, (now - last_sign).total_seconds(), beat is not None, grace_seconds)
-        if cause is None:
-            continue
-        detail = {
-            "host": trial.user_attrs.get("worker_host"),
-            "pid": trial.user_attrs.get("worker_pid"),
-            "cause": cause,
-            "last_beat_age_s": round((now - last_sign).total_seconds(), 1) if beat is not None else None,
-        }
-        if _fail_trial(storage, trial, detail, epochs.last_epoch(trial._trial_id)):
-            reaped.append(trial.number)
-    return sorted(reaped)
-
-
-def _lost_cause(trial: FrozenTrial, silent_s: float, has_beat: bool, grace_seconds: float) -> str | None:
-    """Why the trial's worker counts as lost, or None while it may still be alive."""
-    host, pid = trial.user_attrs.get("worker_host"), trial.user_attrs.get("worker_pid")
-    if host == socket.gethostname() and isinstance(pid, int):
-        state = _local_process_state(pid, trial.user_attrs.get("worker_started"))
-        return None if state == "alive" else state
-    if silent_s > grace_seconds:
-        return "heartbeat stale" if has_beat else "no heartbeat since start"
-    return None
-
-
-def _local_process_state(pid: int, recorded_start: object) -> str:
-    """Return "alive", "process gone" or "pid reused by another process" for a pid on this host."""
-    if not Path("/proc/self/stat").exists():  # not Linux: existence is all that can be told
-        return "alive" if _pid_exists(pid) else "process gone"
-    try:
-        fields = _proc_stat_fields(pid)
-    except OSError:
-        return "process gone"
-    if fields[0] in ("Z", "X"):  # exited, not yet collected by its parent
-        return "process gone"
-    if isinstance(recorded_start, int | float):
-        started = process_start_time(pid)
-        if started is not None and abs(started - recorded_start) > _START_TOLERANCE_S:
-            return "pid reused by another process"
-    return "alive"
-
-
-def _fail_trial(
-    storage: optuna.storages.RDBStorage, trial: FrozenTrial, detail: dict[str, Any], stop_epoch: int
-) -> bool:
-    """Record why the trial stopped and fail it; False when another process finished it first."""
-    return fail_trial(storage, trial, reason="worker_lost", stop_epoch=stop_epoch, detail=detail)
-
-
-def fail_trial(
-    storage: optuna.storages.RDBStorage,
-    trial: FrozenTrial,
-    *,
-    reason: str,
-    stop_epoch: int,
-    detail: dict[str, Any],
-    message: str | None = None,
-) -> bool:
-    """Fail a RUNNING trial from outside its worker, recording why (``stop_reason`` and the rest).
-
-    Used by the reaper here and by backends that learn of a loss another way (Ray reporting a dead
-    worker, an interrupted driver). Safe against races: a trial another process finished first is
-    left as it is.
-
-    Args:
-        storage: the study store.
-        trial: the trial to fail (its ``_trial_id`` and ``number`` are used).
-        reason: the ``stop_reason``, e.g. ``worker_lost`` or ``interrupted``.
-        stop_epoch: the last epoch the trial stored (0 if none).
-        detail: the ``stop_detail`` (JSON-serialisable).
-        message: the ``stop_message``, one line; None leaves it unset.
-
-    Returns:
-        True if this call failed the trial; False when it was already finished (or the write failed,
-        which is logged: the next reap retries).
-    """
-    try:
-        # Attributes first: Optuna refuses attribute writes once a trial is finished.
-        write = functools.partial(storage.set_trial_user_attr, trial._trial_id)
-        record_stop(write, StopDecision(reason, stop_epoch, detail, message))
-        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-            return False
-    except (UpdateFinishedTrialError, KeyError):
-        logger.info("trial %d finished (or was reaped) by another process meanwhile", trial.number)
-        return False
-    except sa.exc.SQLAlchemyError:
-        logger.warning("could not fail lost trial %d; the next reap retries", trial.number, exc_info=True)
-        return False
-    logger.warning("trial %d failed as %s: %s", trial.number, reason, detail)
-    return True
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _as_utc(moment: dt.datetime | None, *, local: bool = False) -> dt.datetime:
-    """``moment`` as an aware UTC datetime; naive values are UTC, or local time when ``local``."""
-    if moment is None:
-        return dt.datetime.now(dt.UTC)
-    if moment.tzinfo is None and not local:
-        return moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)

@@ -26,7 +26,8 @@ from search.execution.ray.worker import EPOCH_KIND, RESULT_KIND, SKIPPED, START_
 from search.execution.scheduling import POLL_SECONDS, claim_next, reap_and_retry, retry_interrupted
 from search.execution.study import Counts, count_trials, enqueue_retry
 from search.outcome import TrialOutcome
-from search.store.heartbeat import Heartbeat, fail_trial
+from search.store.heartbeat import Heartbeat
+from search.store.reaper import fail_trial
 from unet.history import EPOCH_FIELDS, EpochRecord
 
 logger = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from search.execution.study import make_sampler
 from search.outcome import TrialOutcome
 from search.spec.schema import StudySpec
 from search.store.engine import open_storage
-from search.store.heartbeat import fail_trial
+from search.store.reaper import fail_trial
 from unet.history import EpochRecord
 
 logger = logging.getLogger(__name__)

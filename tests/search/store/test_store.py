@@ -26,8 +26,9 @@ from optuna.trial import TrialState
 
 from search.store.engine import EPOCHS, HEARTBEATS, StoreError, open_storage
 from search.store.epochs import EPOCH_COLUMNS, EpochStore
-from search.store.heartbeat import Heartbeat, process_start_time, reap_lost_trials, worker_identity
+from search.store.heartbeat import Heartbeat, process_start_time, worker_identity
 from search.store.location import default_storage_url, redact_url
+from search.store.reaper import reap_lost_trials
 from unet.errors import ConfigError
 from unet.history import EPOCH_FIELDS
 
@@ -506,7 +507,8 @@ def test_reap_unknown_study(tmp_path: Path) -> None:
 HAMMER_WORKER = """
 import sys, optuna
 from search.store.epochs import EpochStore
-from search.store.heartbeat import Heartbeat, reap_lost_trials
+from search.store.heartbeat import Heartbeat
+from search.store.reaper import reap_lost_trials
 from search.store.engine import open_storage
 from unet.history import EPOCH_FIELDS
 url, name, n_trials = sys.argv[1], sys.argv[2], int(sys.argv[3])

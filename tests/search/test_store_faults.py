@@ -1,0 +1,241 @@
+"""The service's commands on stores that fail under them: read-only media, a file deleted or truncated."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from optuna.trial import TrialState
+
+from search.run import EXIT_STORE_LOST, main
+from tests.search.test_run import REPO, epochs_recorded, run_cli, study_file, trials, wait_for
+
+NOBODY = 65534
+
+
+def as_reader(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ...`` as a user who may not write the store (root may write anything)."""
+    return subprocess.run(
+        reader_command(args), env=reader_env(home), capture_output=True, text=True, timeout=600
+    )
+
+
+def reader_command(args: list[str]) -> list[str]:
+    prefix = (
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if os.geteuid() == 0 else []
+    )
+    return [*prefix, sys.executable, *args]
+
+
+def reader_env(home: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home), "MPLCONFIGDIR": str(home)}
+
+
+@pytest.fixture(scope="module")
+def finished_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store (WAL mode, checkpointed, as a run leaves it) holding the finished unet-smoke study."""
+    db = tmp_path_factory.mktemp("finished") / "unet-search.db"
+    assert main(["--study", "unet-smoke", "--storage", f"sqlite:///{db}", "--backend", "local"]) == 0
+    with sqlite3.connect(db) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    return db
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory every user may enter (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="unet-search-ro-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        for sub in [path, *path.rglob("*")]:
+            sub.chmod(0o755 if sub.is_dir() else 0o644)
+        shutil.rmtree(path)
+
+
+def read_only_copy(finished: Path, shared: Path, what: str) -> tuple[str, Path]:
+    """Copy the store into ``shared``, make the file (and for "directory" its folder) read-only."""
+    store_dir = shared / "archive"
+    store_dir.mkdir()
+    db = store_dir / "unet-search.db"
+    shutil.copy(finished, db)
+    db.chmod(0o444)
+    if what == "directory":
+        store_dir.chmod(0o555)
+    home = shared / "home"
+    home.mkdir()
+    home.chmod(0o777)
+    return f"sqlite:///{db}", home
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["directory", "file"])
+def test_read_only_store_can_be_read_but_not_run(finished_store: Path, shared_dir: Path, what: str) -> None:
+    url, home = read_only_copy(finished_store, shared_dir, what)
+    before = finished_store.read_bytes()
+
+    report = as_reader(
+        ["-m", "search.report", "--study", "unet-smoke", "--storage", url, "--out", str(home / "r")], home
+    )
+    assert report.returncode == 0, report.stderr
+    assert (home / "r" / "summary.md").is_file() and "3 trials" in report.stdout
+
+    summary = as_reader(
+        ["-m", "search.run", "--study", "unet-smoke", "--storage", url, "--backend", "local"], home
+    )
+    assert summary.returncode == 0, summary.stderr
+    assert "Best trial #" in summary.stdout and "Traceback" not in summary.stderr
+
+    more = as_reader(
+        [
+            "-m",
+            "search.run",
+            "--study",
+            "unet-smoke",
+            "--storage",
+            url,
+            "--n-trials",
+            "4",
+            "--backend",
+            "local",
+        ],
+        home,
+    )
+    assert more.returncode == 2
+    assert more.stderr.strip().count("\n") == 0 and "read-only" in more.stderr, more.stderr
+
+    if what == "directory":
+        assert_dashboard_serves(url, home)
+        assert sorted(p.name for p in (shared_dir / "archive").iterdir()) == [
+            "unet-search.db"
+        ]  # no -wal, -shm
+    assert (shared_dir / "archive" / "unet-search.db").read_bytes() == before
+
+
+def assert_dashboard_serves(url: str, home: Path) -> None:
+    server = subprocess.Popen(
+        reader_command(["-m", "search.dashboard", "--storage", url, "--port", "0"]),
+        env=reader_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        ready, _, _ = select.select([server.stdout], [], [], 300)  # a bound against a hung server
+        line = server.stdout.readline() if ready else ""
+        assert "Dashboard of" in line, server.stderr
+        address = line.split(" on ", 1)[1].split("/dashboard")[0]
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        studies = json.loads(opener.open(f"{address}/api/studies", timeout=60).read())
+        assert [s["study_name"] for s in studies["study_summaries"]] == ["unet-smoke"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=60)
+    assert "Traceback" not in stderr and "read-only" in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["removed", "truncated", "halved"])
+def test_store_deleted_or_truncated_mid_run_exits_3_with_one_line(tmp_path: Path, fault: str) -> None:
+    path = study_file(
+        tmp_path,
+        "vanishing",
+        budget={"n_trials": 2, "max_epochs": 30},
+        pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}},
+    )
+    db = tmp_path / "s.db"
+    proc = run_cli("--study", str(path), "--storage", f"sqlite:///{db}", "--backend", "local", cwd=tmp_path)
+    wait_for(lambda: epochs_recorded(db) >= 2, what="the first epochs")
+    if fault == "removed":
+        db.unlink()
+    else:
+        os.truncate(db, 0 if fault == "truncated" else db.stat().st_size // 2)
+    out, _ = proc.communicate(timeout=300)
+
+    assert proc.returncode == EXIT_STORE_LOST, out
+    assert "Traceback" not in out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and ("deleted" if fault == "removed" else "truncated") in errors[0], out
+    assert "WARNING" not in out, out
+
+
+# Every connection to the database but the caller's own, as an operator (or a failover) would cut them.
+OTHER_CONNECTIONS = {
+    "postgresql": "SELECT pid FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()",
+    "mariadb": "SELECT id FROM information_schema.PROCESSLIST WHERE db = :db AND id <> CONNECTION_ID()",
+}
+CUT = {"postgresql": "SELECT pg_terminate_backend({id})", "mariadb": "KILL {id}"}
+
+
+def cut_connections(connection: sa.Connection, backend: str, database: str) -> int:
+    """Terminate the other connections to ``database``; return how many there were."""
+    ids = connection.execute(sa.text(OTHER_CONNECTIONS[backend]), {"db": database}).scalars().all()
+    for other in ids:
+        with contextlib.suppress(sa.exc.DBAPIError):  # it may have ended by itself meanwhile
+            connection.execute(sa.text(CUT[backend].format(id=int(other))))
+    return len(ids)
+
+
+def stored_epochs(connection: sa.Connection) -> int:
+    try:
+        return int(connection.execute(sa.text("SELECT count(*) FROM unet_search_epochs")).scalar() or 0)
+    except sa.exc.DBAPIError:
+        return 0  # not created yet
+
+
+@pytest.mark.slow
+@pytest.mark.db
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_connections_cut_during_trials_cost_at_most_a_retry(
+    backend: str, fresh_database: Callable[[str], AbstractContextManager[str]], tmp_path: Path
+) -> None:
+    path = study_file(
+        tmp_path,
+        "cut",
+        budget={"n_trials": 2, "max_epochs": 12},
+        pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}},
+    )
+    with fresh_database(backend) as url:
+        database = str(sa.make_url(url).database)
+        killer = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with killer.connect() as connection:
+                proc = run_cli("--study", str(path), "--storage", url, "--backend", "local", cwd=tmp_path)
+                wait_for(lambda: stored_epochs(connection) >= 1, what="the first epoch")
+                cut = 0
+                for _ in range(60):  # as found: 60 times, 0.25 s apart
+                    cut += cut_connections(connection, backend, database)
+                    time.sleep(0.25)
+                out, _ = proc.communicate(timeout=600)
+            assert proc.returncode == 0, out
+            assert "Traceback" not in out and "error:" not in out, out
+            assert cut >= 10  # the worker's connections really were cut, again and again
+            done = trials(url, "cut")
+            assert [t.state for t in done] == [TrialState.COMPLETE] * 2  # no retry needed, nothing RUNNING
+            with killer.connect() as connection:
+                for t in done:
+                    epochs = connection.execute(
+                        sa.text("SELECT epoch FROM unet_search_epochs WHERE trial_id = :id ORDER BY epoch"),
+                        {"id": t._trial_id},
+                    ).scalars()
+                    assert list(epochs) == sorted(t.intermediate_values) == list(range(1, 13))
+        finally:
+            killer.dispose()
