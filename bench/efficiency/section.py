@@ -65,7 +65,7 @@ def folder_task(folder: Path, *, quick: bool) -> FolderTask:
         size=16,
         epochs=2,
         n_configs=3,
-        depths=(2,),
+        depths=(2, 3),
         filters=(2, 4),
         batch_sizes=(8,),
     )
