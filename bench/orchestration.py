@@ -36,12 +36,8 @@ from typing import Any
 import optuna
 import torch
 
-from search.execution.data import load_study_data
-from search.execution.local import run_local
-from search.execution.objective import TrialContext
-from search.execution.study import open_study
+from search.service import open_study_run, run_study
 from search.spec.schema import StudySpec, load_spec
-from search.store.engine import open_storage
 
 GOAL_S = 0.3  # steady per-trial overhead of the Ray backend
 
@@ -63,9 +59,7 @@ def measure(backend: str, n_trials: int, directory: Path, *, reuse_actors: bool 
     """Run the tiny study on ``backend`` ("local" or "ray") and return its timings."""
     spec = tiny_spec(n_trials)
     url = f"sqlite:///{directory / f'{backend}-{reuse_actors}.db'}"
-    storage = open_storage(url)
-    study, _ = open_study(storage, spec)
-    ctx = TrialContext(spec=spec, storage=storage, data=load_study_data(spec))
+    study_run = open_study_run(spec, url)
     # Optuna's datetimes are naive local time.
     called = dt.datetime.now()
     started = time.perf_counter()
@@ -73,18 +67,16 @@ def measure(backend: str, n_trials: int, directory: Path, *, reuse_actors: bool 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            run_local(study, ctx, n_trials=n_trials)
+            run_study(study_run, backend="local")
         finally:
             torch.set_num_threads(threads)
     else:
-        from search.execution.ray.backend import run_ray  # imported here: importing Ray takes seconds
-
-        run_ray(study, ctx, storage_url=url, n_trials=n_trials, reuse_actors=reuse_actors)
+        run_study(study_run, backend="ray", reuse_actors=reuse_actors)
     wall = time.perf_counter() - started
     returned = called + dt.timedelta(seconds=wall)
-    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    epochs = ctx.epochs.read_epochs(spec.name)
-    storage.engine.dispose()
+    trials = sorted(study_run.study.get_trials(deepcopy=False), key=lambda t: t.number)
+    epochs = study_run.epochs.read_epochs(spec.name)
+    study_run.storage.engine.dispose()
     if len(trials) != n_trials or epochs["epoch"].count() != n_trials:
         raise RuntimeError(f"{backend}: {len(trials)} trials and {len(epochs)} epochs, {n_trials} expected")
     train = float(epochs["seconds"].sum())

@@ -3,7 +3,7 @@
 The fit/bare ratio comes from ``bench.train_loop.run`` (same model, batches and optimizer; rounds
 alternate between the loops). Achieved FLOP/s is ``3 x conv_flops x images/s``: a training step costs
 about three forward passes (the forward, and the backward's two products per layer, for the input and
-the weight gradients), and ``unet.model.conv_flops`` counts the convolutions of one forward pass. The
+the weight gradients), and ``unet.cost.conv_flops`` counts the convolutions of one forward pass. The
 machine's reference is the best of a few ``torch.matmul`` of two 2048 x 2048 float32 matrices
 (``2 n**3`` FLOPs each), on the same threads; the ratio says how close training gets to what this CPU
 does on the friendliest kernel there is. Convolution kernels can beat it (Winograd needs fewer
@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from bench import train_loop
-from unet.model import build_model, conv_flops
+from unet.cost import conv_flops
+from unet.model import build_model
 
 
 def matmul_flops(*, n: int = 2048, repeats: int = 5) -> float:

@@ -30,8 +30,9 @@ import optuna
 import optuna_dashboard
 
 from search.execution.signals import sigterm_as_interrupt
-from search.report.data import open_existing_storage, study_names
-from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
+from search.report.data import study_names
+from search.store.engine import StoreError, open_existing_storage
+from search.store.location import add_storage_option, redact_url, storage_url
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), server.server_address[1]
     if not is_loopback(args.host):
         print(
             f"warning: listening on {args.host}: anyone who can reach it can delete studies and change "

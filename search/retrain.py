@@ -30,10 +30,12 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from search.execution.data import load_study_data
-from search.report.data import load_study_record, open_existing_storage
+from search.outcome import STOP_REASON
+from search.report.data import load_study_record
 from search.spec.schema import SpecError, StudySpec
 from search.spec.space import build_config
-from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
+from search.store.engine import StoreError, open_existing_storage
+from search.store.location import add_storage_option, redact_url, storage_url
 from unet.config import TrainConfig
 from unet.errors import UNetError
 from unet.fit import fit
@@ -90,7 +92,7 @@ def best_epoch_dice(trial: FrozenTrial) -> float | None:
     """The val Dice of the trial's best epoch, or None when it is no candidate (see ``pick_trial``)."""
     if trial.state == TrialState.COMPLETE:
         return trial.value if trial.value is not None and math.isfinite(trial.value) else None
-    if trial.state != TrialState.PRUNED or trial.user_attrs.get("stop_reason") == "diverged":
+    if trial.state != TrialState.PRUNED or trial.user_attrs.get(STOP_REASON) == "diverged":
         return None
     finite = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
     return max(finite, default=None)

@@ -14,19 +14,16 @@ from pathlib import Path
 
 import optuna
 
-from search.execution.data import inspect_study_data, load_study_data
-from search.execution.local import run_local
-from search.execution.objective import TrialContext
+from search.execution.data import inspect_study_data
 from search.execution.progress import Progress, summary
 from search.execution.signals import sigterm_as_interrupt
-from search.execution.study import StudyConflictError, count_trials, open_study
-from search.spec.schema import SpecError, StudySpec, list_studies, load_spec
-from search.store.engine import StoreError, add_storage_option, open_storage, redact_url, storage_url
+from search.execution.study import StudyConflictError, count_trials
+from search.service import BACKENDS, StudyRun, open_study_run, run_study
+from search.spec.schema import Overrides, SpecError, StudySpec, list_studies, load_spec
+from search.store.engine import StoreError
+from search.store.location import add_storage_option, redact_url, storage_url
 from unet.errors import UNetError
 
-# ray (the default): trials in parallel on a Ray cluster, or on a local Ray started for the run;
-# local: trials one after another in this process.
-BACKENDS = ("ray", "local")
 # Ray's own variable for the cluster to join, read here only (the backend gets it as an argument).
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
@@ -57,9 +54,8 @@ def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
         raise SpecError(f"--n-trials must be >= 1 but got {args.n_trials}")
     if args.timeout is not None and not args.timeout > 0:
         raise SpecError(f"--timeout must be > 0 seconds but got {args.timeout}")
-    spec = load_spec(args.study).with_overrides(
-        data_path=args.data, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed
-    )
+    overrides = Overrides(data_path=args.data, n_trials=args.n_trials, timeout=args.timeout, seed=args.seed)
+    spec = load_spec(args.study, overrides=overrides)
     url = storage_url(args.storage)
     return spec, url
 
@@ -86,60 +82,52 @@ def main(argv: list[str] | None = None) -> int:
         shown = redact_url(url)
         if args.dry_run:
             return dry_run(spec, shown)
-        data = load_study_data(spec)
-        storage = open_storage(url)
-        study, created = open_study(storage, spec)
+        run = open_study_run(spec, url)
     except (SpecError, StoreError, StudyConflictError, UNetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
     n_trials, timeout = spec.budget.n_trials, spec.budget.timeout
-    before = count_trials(study)
+    before = count_trials(run.study)
     print(
-        f"Study {spec.name} ({spec.source or 'spec'}): {'created' if created else 'resumed'} in {shown}",
+        f"Study {spec.name} ({spec.source or 'spec'}): {'created' if run.created else 'resumed'} in {shown}",
         file=sys.stderr,
     )
     print(
-        f"Data: {data.description}; backend {args.backend}; "
+        f"Data: {run.data.description}; backend {args.backend}; "
         f"{before.finished} of {n_trials} trials already finished",
         file=sys.stderr,
     )
-    progress = Progress(study, n_trials=n_trials, timeout=timeout)
-    # Ray workers report every epoch only when there is a live line to show it on.
-    on_epoch = progress.on_epoch if args.backend == "local" or progress.live else None
-    ctx = TrialContext(spec=spec, storage=storage, data=data, on_epoch=on_epoch)
+    progress = Progress(run.study, n_trials=n_trials, timeout=timeout)
     try:
         with sigterm_as_interrupt():
-            status = run_trials(args, study, ctx, url, progress)
+            status = run_trials(args, run, progress)
     except KeyboardInterrupt:
         running = "the running trial is" if args.backend == "local" else "running trials are"
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
-    print(summary(study, n_trials=n_trials, storage_display=shown, storage_arg=shown))
+    print(summary(run.study, n_trials=n_trials, storage_display=shown))
     return status
 
 
-def run_trials(
-    args: argparse.Namespace, study: optuna.Study, ctx: TrialContext, url: str, progress: Progress
-) -> int:
+def run_trials(args: argparse.Namespace, run: StudyRun, progress: Progress) -> int:
     """Run the study's trials on the chosen backend; returns the exit status (2, 1: the cluster failed)."""
-    n_trials, timeout = ctx.spec.budget.n_trials, ctx.spec.budget.timeout
+    # Ray workers report every epoch only when there is a live line to show it on.
+    on_epoch = progress.on_epoch if args.backend == "local" or progress.live else None
     if args.backend == "local":
-        run_local(study, ctx, n_trials=n_trials, timeout=timeout, on_trial=progress.on_trial)
+        run_study(run, backend="local", on_trial=progress.on_trial, on_epoch=on_epoch)
         return 0
     # Imported here: importing Ray takes seconds that local runs and --list should not pay.
-    from search.execution.ray.backend import ClusterError, RayRunError, run_ray
+    from search.execution.ray.backend import ClusterError, RayRunError
 
     try:
-        run_ray(
-            study,
-            ctx,
-            storage_url=url,
-            n_trials=n_trials,
-            timeout=timeout,
+        run_study(
+            run,
+            backend="ray",
             address=args.address,
             verbose=args.verbose,
             on_trial=progress.on_trial,
+            on_epoch=on_epoch,
         )
     except ClusterError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from unet.divergence import GUARD_FACTOR
 from unet.errors import ConfigError
 
 
@@ -52,7 +53,8 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on where measured faster (CPU and CUDA convolutions)
     grad_clip: float | None = None  # clip the global gradient norm to this value
     num_workers: int = 0  # DataLoader worker processes
-    divergence_factor: float = 100.0  # a train/val loss this many times the initial loss counts as diverged
+    # a train/val loss this many times the initial loss counts as diverged (unet.divergence.GUARD_FACTOR)
+    divergence_factor: float = GUARD_FACTOR
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelConfig):

@@ -166,8 +166,8 @@ def _scan(folder: Path, report: Report, survey: Survey) -> FolderScan | None:
     except DataProblem as problem:
         survey.add_problem(problem, folder)
         return None
-    for problem in pairing_problems(scan):
-        survey.add_problem(problem, folder)
+    for pairing in pairing_problems(scan):
+        survey.add_problem(pairing, folder)
     report.unpaired_images += [str(scan.images[s]) for s in scan.unpaired_images]
     report.unpaired_masks += [str(scan.masks[s]) for s in scan.unpaired_masks]
     if scan.unpaired_masks:

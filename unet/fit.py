@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from unet.config import TrainConfig
+from unet.divergence import exceeds
 from unet.errors import ConfigError
 from unet.history import EpochRecord
 from unet.losses import build_loss
@@ -117,7 +119,8 @@ def fit(
     model = model if model is not None else build_model(config.model)
     channels_last = config.channels_last if config.channels_last is not None else True
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format)
+    # Module.to takes memory_format (torch documents it); torch's type stubs lack that overload.
+    model = model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
     criterion = build_loss(config.loss, num_classes=config.model.num_classes, pos_weight=config.pos_weight)
     criterion = criterion.to(device)
     optimizer = build_optimizer(model.parameters(), config)
@@ -202,7 +205,7 @@ def _loaders(
     pin = device.type == "cuda"
     # Dropping a last batch of one image keeps batch norm defined; otherwise keep every image.
     drop_last = len(train) % config.batch_size == 1 and len(train) > config.batch_size  # type: ignore[arg-type]
-    common = {
+    common: dict[str, Any] = {
         "num_workers": config.num_workers,
         "pin_memory": pin,
         "persistent_workers": config.num_workers > 0,
@@ -331,7 +334,9 @@ def _validate(
         metrics.update(logits, masks)
         batches += 1
     scores = metrics.compute()
-    return float(loss_sum) / max(batches, 1), {"dice": float(scores["dice"]), "iou": float(scores["iou"])}
+    dice, iou = scores["dice"], scores["iou"]
+    assert isinstance(dice, float) and isinstance(iou, float)  # the means; per-class scores are dicts
+    return float(loss_sum) / max(batches, 1), {"dice": dice, "iou": iou}
 
 
 def _divergence(
@@ -346,7 +351,7 @@ def _divergence(
     if first_loss is None:
         return None
     for name, value in (("train", record.train_loss), ("val", record.val_loss)):
-        if value > factor * first_loss:
+        if exceeds(value, first_loss, factor):
             return (
                 f"{name} loss {value:.4g} at epoch {record.epoch} is over {factor:g}x the initial loss "
                 f"{first_loss:.4g}: lower the learning rate"

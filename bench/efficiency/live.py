@@ -78,12 +78,8 @@ def _search(job: tuple[HardTask, str, int, float, float]) -> LiveRun:
     import torch
     from optuna.trial import TrialState
 
-    from search.execution.data import load_study_data
-    from search.execution.local import run_local
-    from search.execution.objective import TrialContext
-    from search.execution.study import open_study
+    from search.service import open_study_run, run_study
     from search.spec.schema import StudySpec
-    from search.store.engine import open_storage
 
     task, strategy, seed, target, budget = job
     torch.set_num_threads(1)
@@ -96,6 +92,8 @@ def _search(job: tuple[HardTask, str, int, float, float]) -> LiveRun:
     # be random search's first trials, and the two searches would often share their first hit.
     stream = seed + 1000 * list(LIVE_STRATEGIES).index(strategy)
     data["sampler"] = {**data.get("sampler", {}), "seed": stream}
+    # The search ends when the compute budget is spent (on_epoch raises), not on a trial count.
+    data["budget"] = {**data.get("budget", {}), "n_trials": 1_000_000}
     spec = StudySpec.from_dict(data, origin=f"bench live {strategy}")
     state = {"images": 0.0, "target_at": None, "best": 0.0}
 
@@ -109,17 +107,15 @@ def _search(job: tuple[HardTask, str, int, float, float]) -> LiveRun:
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
-        storage = open_storage(f"sqlite:///{Path(tmp) / 'live.db'}")
+        study_run = open_study_run(spec, f"sqlite:///{Path(tmp) / 'live.db'}")
         try:
-            study, _ = open_study(storage, spec)
-            ctx = TrialContext(spec=spec, storage=storage, data=load_study_data(spec), on_epoch=on_epoch)
             # The trial in progress when the budget runs out stays RUNNING, in a store that is thrown away.
             with contextlib.suppress(_BudgetSpent):
-                run_local(study, ctx, n_trials=1_000_000)
-            trials = study.get_trials(deepcopy=False)
+                run_study(study_run, backend="local", on_epoch=on_epoch)
+            trials = study_run.study.get_trials(deepcopy=False)
         finally:
-            storage.remove_session()
-            storage.engine.dispose()
+            study_run.storage.remove_session()
+            study_run.storage.engine.dispose()
     return LiveRun(
         strategy=strategy,
         seed=seed,

@@ -24,12 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from search.pruning.rules import DEFAULT_DIVERGENCE_FACTOR, json_number
+from search.outcome import DIAGNOSES, json_number
+from unet.divergence import DIVERGENCE_FACTOR
 
-DIAGNOSES: tuple[str, ...] = ("diverged", "stalled", "background_only", "overfitting", "unstable", "healthy")
-
-# Same as the plateau rule's default, so a trial the pruner stopped as "diverged" is diagnosed so too.
-DIVERGENCE_FACTOR = DEFAULT_DIVERGENCE_FACTOR
 # Epochs needed before a trend (stall, background only, overfitting) means anything: with two epochs
 # the second is often still the fast early fall, or not yet.
 MIN_TREND_EPOCHS = 3

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch.utils.data import Dataset
-
 from search.spec.schema import StudySpec
-from unet.data import folder_datasets, synthetic_datasets
+from unet.data import FolderDataset, SyntheticDataset, folder_datasets, synthetic_datasets
 from unet.doctor import Report, inspect_folder
 
 
@@ -16,8 +14,8 @@ from unet.doctor import Report, inspect_folder
 class StudyData:
     """Training and validation sets, with the channel and class counts the model is built for."""
 
-    train: Dataset
-    val: Dataset
+    train: FolderDataset | SyntheticDataset
+    val: FolderDataset | SyntheticDataset
     in_channels: int
     num_classes: int
     description: str  # one line for the run's header, e.g. "synthetic 128+32 images of 64x64"
@@ -40,6 +38,8 @@ def load_study_data(spec: StudySpec) -> StudyData:
     report = inspect_study_data(spec)
     if report is not None:
         report.raise_if_unusable()
+    train: FolderDataset | SyntheticDataset
+    val: FolderDataset | SyntheticDataset
     if spec.data.source == "folder":
         f = spec.data.folder
         assert f is not None  # the spec requires the folder section for a folder source

@@ -11,28 +11,13 @@ import time
 from collections.abc import Callable
 
 import optuna
-from optuna.trial import TrialState
 
-from search.execution.objective import TrialContext, TrialOutcome, execute_trial
-from search.execution.study import Counts, count_trials, enqueue_retry, make_sampler
-from search.store.claims import claim_lock
-from search.store.heartbeat import reap_lost_trials
+from search.execution.objective import TrialContext, execute_trial
+from search.execution.scheduling import POLL_SECONDS, claim_next, reap_and_retry, tell, tell_interrupted
+from search.execution.study import Counts, count_trials
+from search.outcome import TrialOutcome
 
 logger = logging.getLogger(__name__)
-
-# How long a worker waits before looking again when the last trials run in other workers.
-POLL_SECONDS = 2.0
-
-
-def reap_and_retry(study: optuna.Study, ctx: TrialContext, *, grace_seconds: float) -> list[int]:
-    """Fail the study's trials whose worker is gone and enqueue their parameters again."""
-    reaped = reap_lost_trials(ctx.storage, study.study_name, grace_seconds=grace_seconds)
-    if reaped:
-        by_number = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-        for number in reaped:
-            logger.warning("trial %d lost its worker: marked failed (worker_lost)", number)
-            enqueue_retry(study, by_number[number], max_retries=ctx.spec.execution.max_retries)
-    return reaped
 
 
 def run_local(
@@ -57,38 +42,18 @@ def run_local(
     while True:
         reap_and_retry(study, ctx, grace_seconds=grace_seconds)
         timed_out = timeout is not None and time.monotonic() - started >= timeout
-        trial, counts = _claim(study, ctx, n_trials=n_trials, timed_out=timed_out)
-        if trial is None:
+        claimed, counts = claim_next(study, ctx, n_trials=n_trials, timed_out=timed_out)
+        if claimed is None:
             if timed_out or counts.finished >= n_trials:
                 return counts
             time.sleep(POLL_SECONDS)  # the last trials run elsewhere; wait for them or their reaping
             continue
+        trial = claimed[0]
         try:
             outcome = execute_trial(ctx, trial)
         except KeyboardInterrupt:
-            frozen = study.tell(trial, state=TrialState.FAIL)
-            # An interrupt says nothing about the parameters: the next run tries them once more.
-            enqueue_retry(study, frozen, max_retries=ctx.spec.execution.max_retries + 1)
+            tell_interrupted(study, trial, ctx)
             raise
         frozen = tell(study, trial, outcome)
         if on_trial is not None:
             on_trial(frozen, outcome, count_trials(study))
-
-
-def _claim(
-    study: optuna.Study, ctx: TrialContext, *, n_trials: int, timed_out: bool
-) -> tuple[optuna.Trial | None, Counts]:
-    """Count and, if the budget has room, start the next trial, under the study's claim lock."""
-    with claim_lock(ctx.storage.engine, study.study_name):
-        counts = count_trials(study)
-        if timed_out or counts.finished + counts.running >= n_trials:
-            return None, counts
-        study.sampler = make_sampler(ctx.spec, salt=len(study.get_trials(deepcopy=False)))
-        return study.ask(), counts
-
-
-def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> optuna.trial.FrozenTrial:
-    """Tell Optuna how the trial ended (the value only for a COMPLETE trial)."""
-    if outcome.state == TrialState.COMPLETE:
-        return study.tell(trial, outcome.value)
-    return study.tell(trial, state=outcome.state)

@@ -1,12 +1,10 @@
 """One trial, start to end: parameters, training through ``unet.fit``, pruning, and what is recorded.
 
 ``execute_trial`` is the same for every backend: it reports every epoch (the last one included) as an
-intermediate value, writes the epoch table, decides stops with
-``search.pruning.rules.TrialStopper``, and leaves
-on the trial the user attributes that explain it: ``stop_reason``, ``stop_epoch``, ``stop_detail``,
-``stop_message`` for a stopped or failed trial, ``best_epoch`` for a scored one, and ``diagnosis``
-(with ``diagnosis_summary``) for every trial that trained at least one epoch. The caller tells Optuna the
-returned outcome.
+intermediate value, writes the epoch table, decides stops with ``search.pruning.stopper.TrialStopper``,
+and leaves on the trial the user attributes that explain it (``search.outcome``): the stop attributes for
+a stopped or failed trial, ``best_epoch`` for a scored one, and the diagnosis for every trial that trained
+at least one epoch. The caller tells Optuna the returned outcome.
 """
 
 from __future__ import annotations
@@ -23,7 +21,15 @@ from optuna.trial import TrialState
 
 from search.diagnosis.rules import diagnose
 from search.execution.data import StudyData
-from search.pruning.rules import CrossTrialRule, PlateauRule, StopDecision, TrialStopper
+from search.outcome import (
+    BEST_EPOCH,
+    DIAGNOSIS,
+    DIAGNOSIS_SUMMARY,
+    StopDecision,
+    TrialOutcome,
+    record_stop,
+)
+from search.pruning.stopper import TrialStopper
 from search.spec.schema import StudySpec
 from search.spec.space import build_config, suggest_params
 from search.store.epochs import EpochStore
@@ -33,16 +39,6 @@ from unet.fit import fit
 from unet.history import EpochRecord
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrialOutcome:
-    """How a trial ended, ready for ``study.tell``."""
-
-    state: TrialState
-    value: float | None = None  # the best val Dice of a COMPLETE trial
-    reason: str | None = None  # stop_reason of a PRUNED or FAILED trial
-    message: str | None = None  # one line for the progress display
 
 
 @dataclass
@@ -70,20 +66,8 @@ class _Stop(Exception):
 
 def make_stopper(spec: StudySpec) -> TrialStopper:
     """The per-trial stopper the spec's pruning section describes."""
-    p, c = spec.pruning.plateau, spec.pruning.cross_trial
     return TrialStopper(
-        plateau=PlateauRule(
-            warmup_epochs=p.warmup_epochs,
-            patience=p.patience,
-            min_delta=p.min_delta,
-            divergence_factor=p.divergence_factor,
-        ),
-        cross_trial=CrossTrialRule(
-            name=c.rule,
-            warmup_epochs=c.warmup_epochs,
-            min_trials=c.min_trials,
-            reduction_factor=c.reduction_factor,
-        ),
+        plateau=spec.pruning.plateau.to_rule(), cross_trial=spec.pruning.cross_trial.to_rule()
     )
 
 
@@ -115,12 +99,10 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
     except _Stop as stop:
         outcome = _stopped(trial, stop.decision)
     except KeyboardInterrupt:
-        _record_stop(
-            trial,
-            "interrupted",
-            len(history),
-            {"epochs_done": len(history)},
-            f"interrupted after {len(history)} epoch(s)",
+        done = len(history)
+        record_stop(
+            trial.set_user_attr,
+            StopDecision("interrupted", done, {"epochs_done": done}, f"interrupted after {done} epoch(s)"),
         )
         _record_diagnosis(trial, history, params)
         raise
@@ -131,7 +113,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
             raise
         outcome = _out_of_memory(trial, history, params, e)
     except UNetError as e:
-        _record_stop(trial, "error", len(history), {"error": str(e)}, str(e))
+        record_stop(trial.set_user_attr, StopDecision("error", len(history), {"error": str(e)}, str(e)))
         outcome = TrialOutcome(TrialState.FAIL, reason="error", message=str(e))
     else:
         if result.stop_reason == "diverged":
@@ -145,7 +127,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
         else:
             best = result.best
             value = best.val_dice if best is not None else 0.0
-            trial.set_user_attr("best_epoch", best.epoch if best is not None else 0)
+            trial.set_user_attr(BEST_EPOCH, best.epoch if best is not None else 0)
             outcome = TrialOutcome(
                 TrialState.COMPLETE,
                 value=value,
@@ -156,7 +138,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
 
 
 def _stopped(trial: optuna.Trial, decision: StopDecision) -> TrialOutcome:
-    _record_stop(trial, decision.reason, decision.epoch, decision.detail, decision.message)
+    record_stop(trial.set_user_attr, decision)
     return TrialOutcome(TrialState.PRUNED, reason=decision.reason, message=decision.message)
 
 
@@ -166,18 +148,11 @@ def _out_of_memory(
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     detail = {"error": first_line[:300], "params": {k: _plain(v) for k, v in params.items()}}
     message = f"out of memory with {_format_params(params)}: {first_line[:120]}"
-    _record_stop(trial, "out_of_memory", len(history), detail, message)
+    record_stop(trial.set_user_attr, StopDecision("out_of_memory", len(history), detail, message))
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     logger.warning("trial %d: %s", trial.number, message)
     return TrialOutcome(TrialState.FAIL, reason="out_of_memory", message=message)
-
-
-def _record_stop(trial: optuna.Trial, reason: str, epoch: int, detail: dict[str, Any], message: str) -> None:
-    trial.set_user_attr("stop_reason", reason)
-    trial.set_user_attr("stop_epoch", int(epoch))
-    trial.set_user_attr("stop_detail", detail)
-    trial.set_user_attr("stop_message", message)
 
 
 def _record_diagnosis(
@@ -186,8 +161,8 @@ def _record_diagnosis(
     if not history:
         return
     d = diagnose([r.to_dict() for r in history], params=params, stop_reason=stop_reason)
-    trial.set_user_attr("diagnosis", d.label)
-    trial.set_user_attr("diagnosis_summary", d.summary)
+    trial.set_user_attr(DIAGNOSIS, d.label)
+    trial.set_user_attr(DIAGNOSIS_SUMMARY, d.summary)
 
 
 def _plain(value: Any) -> Any:

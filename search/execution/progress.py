@@ -11,8 +11,8 @@ from typing import TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.execution.objective import TrialOutcome
 from search.execution.study import Counts, count_trials
+from search.outcome import BEST_EPOCH, DIAGNOSIS, STOP_REASON, TrialOutcome
 from unet.history import EpochRecord
 
 
@@ -88,10 +88,13 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
     return max(scored, key=lambda t: (t.value, -t.number), default=None)
 
 
-def summary(
-    study: optuna.Study, *, n_trials: int, storage_display: str, storage_arg: str, top: int = 5
-) -> str:
-    """The end-of-run text: best trial, top trials, stop reasons and diagnoses, where things are."""
+def summary(study: optuna.Study, *, n_trials: int, storage_display: str, top: int = 5) -> str:
+    """The end-of-run text: best trial, top trials, stop reasons and diagnoses, where things are.
+
+    ``storage_display`` is the store's URL without its password (``redact_url``): it is shown, and
+    it is the ``--storage`` of the dashboard and report commands printed (with the password left out,
+    they take it from ``$UNET_SEARCH_STORAGE``).
+    """
     trials = study.get_trials(deepcopy=False)
     counts = count_trials(study)
     lines = [
@@ -106,29 +109,27 @@ def summary(
     else:
         lines.append(
             f"Best trial #{best.number}: val Dice {best.value:.4f} at epoch "
-            f"{best.user_attrs.get('best_epoch', '?')}"
+            f"{best.user_attrs.get(BEST_EPOCH, '?')}"
         )
         lines += [f"    {k} = {_fmt(v)}" for k, v in best.params.items()]
         ranked = sorted(
             (t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-            key=lambda t: (-t.value, t.number),
+            key=lambda t: (-(t.value or 0.0), t.number),  # every value is set (filtered above)
         )[:top]
         lines.append(f"Top {len(ranked)}:")
         for t in ranked:
             params = ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
-            lines.append(
-                f"    #{t.number:<4} {t.value:.4f}  {params}  [{t.user_attrs.get('diagnosis', '-')}]"
-            )
-    reasons = Counter(t.user_attrs["stop_reason"] for t in trials if "stop_reason" in t.user_attrs)
+            lines.append(f"    #{t.number:<4} {t.value:.4f}  {params}  [{t.user_attrs.get(DIAGNOSIS, '-')}]")
+    reasons = Counter(t.user_attrs[STOP_REASON] for t in trials if STOP_REASON in t.user_attrs)
     if reasons:
         lines.append("Stopped early: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
-    diagnoses = Counter(t.user_attrs["diagnosis"] for t in trials if "diagnosis" in t.user_attrs)
+    diagnoses = Counter(t.user_attrs[DIAGNOSIS] for t in trials if DIAGNOSIS in t.user_attrs)
     if diagnoses:
         lines.append("Diagnoses: " + ", ".join(f"{n} {d}" for d, n in sorted(diagnoses.items())))
     lines += [
         f"Store: {storage_display}",
-        f"Dashboard: python -m search.dashboard --storage {storage_arg}",
-        f"Report: python -m search.report --study {study.study_name} --storage {storage_arg}",
+        f"Dashboard: python -m search.dashboard --storage {storage_display}",
+        f"Report: python -m search.report --study {study.study_name} --storage {storage_display}",
         f"Epochs table (SQL): SELECT * FROM unet_search_epochs WHERE study_name = '{study.study_name}'",
     ]
     return "\n".join(lines)

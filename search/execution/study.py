@@ -16,13 +16,11 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.outcome import is_retryable
 from search.spec.schema import StudySpec
 from search.store.claims import claim_lock
 
 logger = logging.getLogger(__name__)
-
-# Failures that say nothing about the parameters: the trial is run again.
-RETRYABLE_REASONS = ("worker_lost", "interrupted")
 
 
 class StudyConflictError(ValueError):
@@ -144,7 +142,7 @@ def count_trials(study: optuna.Study) -> Counts:
 
 def _category(trial: FrozenTrial) -> str:
     if trial.state == TrialState.FAIL:
-        return "retryable" if trial.user_attrs.get("stop_reason") in RETRYABLE_REASONS else "failed"
+        return "retryable" if is_retryable(trial.user_attrs) else "failed"
     return trial.state.name.lower()
 
 

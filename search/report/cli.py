@@ -15,12 +15,13 @@ from pathlib import Path
 
 import optuna
 
-from search.report.data import StudyRecord, load_study_record, open_existing_storage
+from search.report.data import StudyRecord, load_study_record
 from search.report.findings import find_findings
 from search.report.plots import PlotFile, write_comparison_plot, write_study_plots
 from search.report.summary import summary_markdown
 from search.report.tables import epochs_frame, trials_frame, write_csv
-from search.store.engine import StoreError, add_storage_option, redact_url, storage_url
+from search.store.engine import StoreError, open_existing_storage
+from search.store.location import add_storage_option, redact_url, storage_url
 from unet.train import write_atomic
 
 

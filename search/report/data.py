@@ -1,24 +1,22 @@
 """What a report reads from the study store: one consistent snapshot of a study's trials and epochs.
 
-Reports, the retrain command and the dashboard only read a store that a search made; a mistyped SQLite
-path must say so instead of creating an empty database there, so :func:`open_existing_storage` checks
-the file first. A study that is still running is read as it is at that moment: the epoch rows of trials
-that started after the trials were read are left out, so every epoch row belongs to a reported trial.
+Reports, the retrain command and the dashboard open the store with
+:func:`search.store.engine.open_existing_storage`, which refuses to create one. A study that is still
+running is read as it is at that moment: the epoch rows of trials that started after the trials were
+read are left out, so every epoch row belongs to a reported trial.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
-import sqlalchemy as sa
 from optuna.trial import FrozenTrial
 
-from search.store.engine import StoreError, open_storage, redact_url
+from search.store.engine import StoreError
 from search.store.epochs import EpochStore
 
 logger = logging.getLogger(__name__)
@@ -65,26 +63,6 @@ class StudyRecord:
             n_train = (data.get("synthetic") or {}).get("n_train")
             return int(n_train) if n_train is not None else None
         return None
-
-
-def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
-    """Open the store at ``url`` for reading, refusing to create a new SQLite file.
-
-    Raises:
-        StoreError: the SQLite file does not exist, or :func:`search.store.engine.open_storage` fails.
-    """
-    try:
-        parsed = sa.make_url(url)
-    except (sa.exc.ArgumentError, ValueError, TypeError):
-        parsed = None  # open_storage words the error
-    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database:
-        path = Path(parsed.database)
-        if parsed.database != ":memory:" and not path.is_file():
-            raise StoreError(
-                f"no study store at {redact_url(url)!r}: run python -m search.run first, "
-                f"or pass --storage with the URL the search used"
-            )
-    return open_storage(url)
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.execution.study import RETRYABLE_REASONS
+from search.outcome import DIAGNOSES, HEALTHY, RETRYABLE_REASONS, STOP_REASONS
 
 # A group needs this many trials to say anything.
 MIN_GROUP = 3
@@ -37,22 +37,12 @@ MIN_CONTRAST = 0.5
 # Numbers with at most this many distinct values are grouped by value, like categories.
 MAX_VALUES_AS_GROUPS = 4
 
-# How each label reads after "N trials with ...", in the order findings about one group list them.
-LABEL_PHRASES: dict[str, str] = {
-    "diverged": "diverged",
-    "stalled": "stalled",
-    "background_only": "predicted background only",
-    "overfitting": "overfitted",
-    "unstable": "were unstable",
-    "plateau": "were stopped on a plateau",
-    "underperforming": "were pruned as underperforming",
-    "out_of_memory": "ran out of memory",
-    "error": "failed with an error",
-    "pruned": "were stopped early",
-}
 # Says less than any other label: dropped from a finding that names another one for the same trials.
 _GENERAL_LABEL = "pruned"
-_NOT_LABELS = {"healthy", *RETRYABLE_REASONS}
+# How each label reads after "N trials with ...", in the order findings about one group list them:
+# diagnoses, then stop reasons (search.outcome), then the general label.
+LABEL_PHRASES: dict[str, str] = {**DIAGNOSES, **STOP_REASONS, _GENERAL_LABEL: "were stopped early"}
+_NOT_LABELS = {HEALTHY, *RETRYABLE_REASONS}
 _FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 
 

@@ -18,6 +18,14 @@ from typing import Any
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from search.outcome import (
+    BEST_EPOCH,
+    DIAGNOSIS,
+    DIAGNOSIS_SUMMARY,
+    STOP_EPOCH,
+    STOP_MESSAGE,
+    STOP_REASON,
+)
 from search.report.data import StudyRecord
 from unet.history import EPOCH_FIELDS
 from unet.train import write_atomic
@@ -112,21 +120,21 @@ def _trial_row(record: StudyRecord, trial: FrozenTrial, params: Sequence[str]) -
         "number": trial.number,
         "state": trial.state.name,
         "objective": trial.value if complete else None,
-        "best_epoch": attrs.get("best_epoch") if complete else _peak_epoch(epochs),
+        "best_epoch": attrs.get(BEST_EPOCH) if complete else _peak_epoch(epochs),
         **{name: _param_text(trial.params[name]) if name in trial.params else None for name in params},
         "peak_val_dice": peak,
         "epochs_run": epochs_run,
-        "stop_reason": attrs.get("stop_reason"),
-        "stop_epoch": attrs.get("stop_epoch"),
-        "diagnosis": attrs.get("diagnosis"),
+        "stop_reason": attrs.get(STOP_REASON),
+        "stop_epoch": attrs.get(STOP_EPOCH),
+        "diagnosis": attrs.get(DIAGNOSIS),
         "duration_s": _duration(trial),
         "train_images": images,
         "compute_images": epochs_run * images if images is not None else None,
         "compute_saved_images": _saved(record, trial, epochs_run, images),
         "datetime_start": _time(trial.datetime_start),
         "datetime_complete": _time(trial.datetime_complete),
-        "stop_message": attrs.get("stop_message"),
-        "diagnosis_summary": attrs.get("diagnosis_summary"),
+        "stop_message": attrs.get(STOP_MESSAGE),
+        "diagnosis_summary": attrs.get(DIAGNOSIS_SUMMARY),
     }
     return row
 

@@ -50,7 +50,7 @@ def resolve_settings(spec: StudySpec) -> StudySpec:
     fixed = {k: v for k, v in default_settings().items() if k not in spec.space}
     fixed |= flatten_settings(spec.fixed)
     baselines = [
-        {name: float(b[name]) if isinstance(p, FloatParam) else b[name] for name, p in spec.space.items()}
+        {name: _as_float(b[name]) if isinstance(p, FloatParam) else b[name] for name, p in spec.space.items()}
         for b in spec.baselines
     ]
     return spec.model_copy(update={"fixed": nest_settings(fixed), "baselines": baselines})
@@ -144,6 +144,12 @@ def first_untrainable(spec: StudySpec) -> str | None:
         if problem:
             return f"{label}: {problem}"
     return None
+
+
+def _as_float(value: object) -> float:
+    """A float parameter's baseline value as a float (checked to be a number before this runs)."""
+    assert isinstance(value, int | float | str)
+    return float(value)
 
 
 def _candidates(param: FloatParam | IntParam | CategoricalParam) -> list[tuple[str, Any]]:

@@ -10,17 +10,20 @@ a one-line ``SpecError`` naming the setting, the bad value and the file.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError
 
 from search.spec.checks import first_problem, first_untrainable, resolve_paths, resolve_settings
 from search.spec.files import SpecError, describe_validation_error, display_path, read_yaml, study_files
+from search.spec.sections import Budget, DataSpec, Execution, Objective, Pruning, Sampler, Section
 from search.spec.space import Choice, Param, flatten_settings
 from unet.errors import ConfigError
 from unet.registry import look_up
@@ -33,110 +36,39 @@ STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
 # so that a study started on one machine can be continued on another.
 RUNTIME_SETTINGS = ("device", "num_workers", "channels_last")
 
-__all__ = ["STUDIES_DIR", "SpecError", "StudySpec", "list_studies", "load_spec"]
+__all__ = ["STUDIES_DIR", "Overrides", "SpecError", "StudySpec", "list_studies", "load_spec"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+@dataclass(frozen=True)
+class Overrides:
+    """The command line's changes to a study file, applied before the one validation of the spec."""
+
+    data_path: str | Path | None = None  # train on this folder (relative to the working directory)
+    n_trials: int | None = None  # the budget's number of trials
+    timeout: float | None = None  # the budget's timeout in seconds
+    seed: int | None = None  # the sampler's seed
+
+    def apply(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of a study's raw data with these overrides in it."""
+        data = copy.deepcopy(dict(raw))
+        if self.data_path is not None:
+            folder = (data.get("data") or {}).get("folder") or {}
+            path = str(Path(self.data_path).expanduser().resolve())
+            data["data"] = {"source": "folder", "folder": {**folder, "path": path}}
+        for section, key, value in (
+            ("budget", "n_trials", self.n_trials),
+            ("budget", "timeout", self.timeout),
+            ("sampler", "seed", self.seed),
+        ):
+            if value is not None:
+                data[section] = {**(data.get(section) or {}), key: value}
+        return data
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.data_path, self.n_trials, self.timeout, self.seed))
 
 
-class SyntheticData(_Section):
-    """Generated images (``unet.data.synthetic_datasets``): shapes on textured backgrounds."""
-
-    n_train: int = Field(64, ge=1)  # training images
-    n_val: int = Field(16, ge=1)  # validation images
-    size: int = Field(64, ge=16)  # height and width in pixels
-    foreground_fraction: float = Field(0.1, gt=0, le=0.9)  # share of foreground pixels aimed at
-    num_classes: int = Field(1, ge=1)  # 1: binary masks; K >= 2: classes 0..K-1
-    seed: int = Field(0, ge=0)  # generator seed (train and validation use disjoint streams)
-    contrast: float = Field(0.35, gt=0)  # foreground/background intensity difference (lower is harder)
-    noise: float = Field(0.15, ge=0)  # standard deviation of the added gaussian noise
-
-
-class FolderData(_Section):
-    """A dataset folder with ``images/`` and ``masks/`` (``unet.data.folder_datasets``)."""
-
-    path: Path  # dataset folder; a relative path is relative to the study file's folder
-    val_path: Path | None = None  # explicit validation folder (same layout); null: split off val_fraction
-    val_fraction: float = Field(0.2, gt=0, lt=1)  # validation share when val_path is null
-    patch_size: int = Field(256, ge=8)  # training crops (and the central validation patch) in pixels
-    normalization: Literal["zscore", "minmax", "dtype", "none"] = "zscore"  # per-image intensity scaling
-    num_classes: int | None = Field(None, ge=1)  # K >= 2: masks of class indices 0..K-1; null or 1: binary
-    seed: int = Field(0, ge=0)  # seed of the train/validation split
-
-
-class DataSpec(_Section):
-    """Which data every trial trains on; in_channels and num_classes of the model come from it."""
-
-    source: Literal["synthetic", "folder"] = "synthetic"  # which of the two sections below is used
-    synthetic: SyntheticData = SyntheticData()  # settings of the synthetic source
-    folder: FolderData | None = None  # settings of the folder source (required when source is folder)
-
-
-class Objective(_Section):
-    """What a trial is scored by; only the validation Dice, maximised, is supported."""
-
-    metric: Literal["val_dice"] = "val_dice"  # the best epoch's validation Dice is the trial's value
-    direction: Literal["maximize"] = "maximize"  # higher Dice is better
-
-
-class Budget(_Section):
-    """How much the study may spend."""
-
-    n_trials: int = Field(20, ge=1)  # trials to finish (baselines included)
-    timeout: float | None = Field(None, gt=0)  # seconds after which no new trial starts; null: no limit
-    max_epochs: int = Field(10, ge=1)  # epochs of a trial that is not pruned (TrainConfig.epochs)
-
-
-class PlateauPruning(_Section):
-    """Stops a trial whose own validation loss stopped improving or diverged (``search.pruning``)."""
-
-    # Warm-up 1 and patience 2 (tuned on BENCHMARKS.md's search-efficiency replay): a flat or dead curve
-    # stops at epoch 3, not 4 or 5, the largest single gain in compute to target. The best Dice reached is
-    # unchanged, but more top trials are stopped after their peak and so end PRUNED, not COMPLETE.
-    warmup_epochs: int = Field(1, ge=0)  # no plateau decision before this many epochs
-    patience: int = Field(2, ge=1)  # epochs without enough improvement before the trial stops
-    min_delta: float = Field(0.01, ge=0, lt=1)  # relative improvement that counts (0.01: 1%)
-    divergence_factor: float = Field(5.0, gt=1)  # a val loss this many times its first value has diverged
-
-
-class CrossTrialPruning(_Section):
-    """Stops a trial whose validation Dice falls behind the other trials' at the same epoch."""
-
-    rule: Literal["none", "median", "successive_halving"] = "median"  # Optuna pruner to compare with
-    # 6, not 3: late bloomers (Dice near 0 for several epochs, then among the best) were the median rule's
-    # false prunes; from epoch 7 on it cuts as much compute in the benchmark, with far fewer of them.
-    warmup_epochs: int = Field(6, ge=0)  # epochs before a trial may be compared
-    min_trials: int = Field(5, ge=0)  # finished trials needed before any comparison
-    reduction_factor: int = Field(3, ge=2)  # successive_halving: keep 1 in this many at each rung
-
-
-class Pruning(_Section):
-    """Both pruning rules; the plateau rule is checked first."""
-
-    plateau: PlateauPruning = PlateauPruning()  # within one trial, on its validation loss
-    cross_trial: CrossTrialPruning = CrossTrialPruning()  # across trials, on validation Dice
-
-
-class Sampler(_Section):
-    """How Optuna picks the next trial's parameters."""
-
-    name: Literal["tpe", "random"] = "tpe"  # TPE (model-based) or uniform random
-    seed: int = Field(0, ge=0)  # sampler seed: the same seed proposes the same parameters
-    # 5, not Optuna's 10: with pruned trials cheap, the model pays off sooner (BENCHMARKS.md).
-    n_startup_trials: int = Field(5, ge=0)  # tpe: random trials before the model is used
-
-
-class Execution(_Section):
-    """Where and how many trials run at once."""
-
-    concurrency: int = Field(1, ge=1)  # trials running at the same time
-    cpus_per_trial: float = Field(1, gt=0)  # CPU cores reserved per trial (Ray resources)
-    gpus_per_trial: float = Field(0, ge=0)  # GPUs reserved per trial; fractions share a GPU
-    max_retries: int = Field(1, ge=0)  # reruns of a trial whose worker was lost
-
-
-class StudySpec(_Section):
+class StudySpec(Section):
     """One study file, validated and resolved: every default filled in, paths absolute.
 
     Make one with ``load_spec`` or ``StudySpec.from_dict``: they run every check; the plain constructor
@@ -148,11 +80,12 @@ class StudySpec(_Section):
     data: DataSpec = DataSpec()  # the data every trial trains and validates on
     objective: Objective = Objective()  # what a trial is scored by
     space: dict[str, Param]  # searched settings: TrainConfig fields or model.<ModelConfig field>
-    fixed: dict[str, Any] = {}  # the other TrainConfig settings, model settings nested under "model"
+    # the other TrainConfig settings, model settings nested under "model"
+    fixed: dict[str, Any] = Field(default_factory=dict)
     budget: Budget = Budget()  # trials, time and epochs
     pruning: Pruning = Pruning()  # when a trial stops early
     sampler: Sampler = Sampler()  # how parameters are proposed
-    baselines: list[dict[str, Choice]] = []  # full parameter sets of the space, tried first
+    baselines: list[dict[str, Choice]] = Field(default_factory=list)  # full parameter sets, tried first
     execution: Execution = Execution()  # concurrency, resources per trial and retries
     _source: Path | None = PrivateAttr(None)
     _origin: str = PrivateAttr("study spec")
@@ -221,16 +154,7 @@ class StudySpec(_Section):
         """
         data = self.to_dict()
         data.pop("source")
-        if data_path is not None:
-            folder = data["data"].get("folder") or {}
-            path = str(Path(data_path).expanduser().resolve())
-            data["data"] = {"source": "folder", "folder": {**folder, "path": path}}
-        if n_trials is not None:
-            data["budget"]["n_trials"] = n_trials
-        if timeout is not None:
-            data["budget"]["timeout"] = timeout
-        if seed is not None:
-            data["sampler"]["seed"] = seed
+        data = Overrides(data_path=data_path, n_trials=n_trials, timeout=timeout, seed=seed).apply(data)
         return _build(data, origin=f"{self._origin} with overrides", base_dir=Path.cwd(), source=self._source)
 
 
@@ -253,13 +177,16 @@ def list_studies(studies_dir: Path = STUDIES_DIR) -> list[tuple[str, str]]:
     return studies
 
 
-def load_spec(name_or_path: str, *, studies_dir: Path = STUDIES_DIR) -> StudySpec:
-    """Load and validate a study.
+def load_spec(
+    name_or_path: str, *, studies_dir: Path = STUDIES_DIR, overrides: Overrides | None = None
+) -> StudySpec:
+    """Load and validate a study (once, with the overrides in it).
 
     Args:
         name_or_path: a path to a study file (it ends with .yaml/.yml or contains a "/"), or a study name
             looked up as ``studies_dir/NAME.yaml``.
         studies_dir: where study names are looked up.
+        overrides: the command line's changes (``--data``, ``--n-trials`` ...).
 
     Raises:
         SpecError: the file is missing, unreadable or invalid, or the name is unknown; one line.
@@ -280,7 +207,10 @@ def load_spec(name_or_path: str, *, studies_dir: Path = STUDIES_DIR) -> StudySpe
         except ConfigError as e:
             raise SpecError(f"{e} ({display_path(studies_dir)})") from e
     raw = read_yaml(path)
-    return _build(raw, origin=display_path(path), base_dir=path.resolve().parent, source=path.resolve())
+    origin = display_path(path)
+    if overrides and isinstance(raw, dict):
+        raw, origin = overrides.apply(raw), f"{origin} with overrides"
+    return _build(raw, origin=origin, base_dir=path.resolve().parent, source=path.resolve())
 
 
 def _build(raw: Any, *, origin: str, base_dir: Path, source: Path | None) -> StudySpec:

@@ -32,11 +32,8 @@ session time zone. Hosts' clocks must agree to well within the reaper's grace pe
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import random
-import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -49,6 +46,7 @@ from optuna.storages._rdb import models as optuna_models
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, make_url
 
+from search.store.location import redact_url
 from unet.history import EPOCH_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -98,41 +96,6 @@ HEARTBEATS = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("beat_at", _DATETIME, nullable=False),
 )
-
-
-# The store URL may come from the environment (e.g. a Kubernetes Secret): no password on a command line.
-STORAGE_ENV = "UNET_SEARCH_STORAGE"
-
-
-def add_storage_option(parser: argparse.ArgumentParser) -> None:
-    """The ``--storage URL`` option of every command, defaulting to ``$UNET_SEARCH_STORAGE``."""
-    parser.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_ENV),
-        help=f"SQLAlchemy URL of the study store (default: ${STORAGE_ENV}, else ./unet-search.db)",
-    )
-
-
-def storage_url(given: str | None) -> str:
-    """The URL given (option or environment), else the SQLite store in the working directory."""
-    return given or default_storage_url(Path.cwd())
-
-
-def default_storage_url(directory: Path) -> str:
-    """Return the SQLite URL of the store kept in ``directory`` when no storage URL is given."""
-    return f"sqlite:///{Path(directory).resolve() / 'unet-search.db'}"
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``, for messages and logs.
-
-    A string SQLAlchemy cannot parse is masked by pattern (``scheme://user:secret@`` -> ``user:***@``),
-    so that even a malformed URL is safe to quote.
-    """
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError, TypeError):
-        return re.sub(r"(://[^/@:]*:)[^@]*@", r"\1***@", str(url))
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -193,6 +156,29 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         ) from e
     logger.info("opened study store %s", _redacted(parsed))
     return storage
+
+
+def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
+    """Open the store at ``url`` for reading, refusing to create a new SQLite file.
+
+    Reports, the retrain command and the dashboard only read a store that a search made: a mistyped
+    SQLite path must say so instead of creating an empty database there.
+
+    Raises:
+        StoreError: the SQLite file does not exist, or :func:`open_storage` fails.
+    """
+    try:
+        parsed = make_url(url)
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        parsed = None  # open_storage words the error
+    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database:
+        path = Path(parsed.database)
+        if parsed.database != ":memory:" and not path.is_file():
+            raise StoreError(
+                f"no study store at {redact_url(url)!r}: run python -m search.run first, "
+                f"or pass --storage with the URL the search used"
+            )
+    return open_storage(url)
 
 
 def _parse_url(url: str) -> URL:

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from search.outcome import StopDecision, record_stop
 from search.store.engine import HEARTBEATS, StoreError
 from search.store.epochs import EpochStore
 from search.store.rows import upsert_row
@@ -294,11 +295,8 @@ def fail_trial(
     """
     try:
         # Attributes first: Optuna refuses attribute writes once a trial is finished.
-        storage.set_trial_user_attr(trial._trial_id, "stop_reason", reason)
-        storage.set_trial_user_attr(trial._trial_id, "stop_epoch", stop_epoch)
-        storage.set_trial_user_attr(trial._trial_id, "stop_detail", detail)
-        if message is not None:
-            storage.set_trial_user_attr(trial._trial_id, "stop_message", message)
+        write = functools.partial(storage.set_trial_user_attr, trial._trial_id)
+        record_stop(write, StopDecision(reason, stop_epoch, detail, message))
         if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
             return False
     except (UpdateFinishedTrialError, KeyError):

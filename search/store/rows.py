@@ -51,6 +51,6 @@ def _upsert(dialect: str, table: sa.Table, row: Mapping[str, Any], key: Sequence
         insert = postgresql.insert(table).values(**row)
         return insert.on_conflict_do_update(index_elements=list(key), set_=updates)
     if dialect == "sqlite":
-        insert = sqlite.insert(table).values(**row)
-        return insert.on_conflict_do_update(index_elements=list(key), set_=updates)
+        sqlite_insert = sqlite.insert(table).values(**row)
+        return sqlite_insert.on_conflict_do_update(index_elements=list(key), set_=updates)
     raise ValueError(f"no upsert for database dialect {dialect!r}: use SQLite, PostgreSQL or MySQL/MariaDB")

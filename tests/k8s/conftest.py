@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from k8s_support import Objects, parse
 
-from search.k8s.cli import K8S_DIR, kubectl_kustomize, render
+from search.k8s.render import K8S_DIR, kubectl_kustomize, render
 
 SECRET_EXAMPLE = K8S_DIR / "secret" / "secret.env.example"
 

@@ -34,9 +34,9 @@ from k8s_support import (
 )
 
 from search.k8s import cli as k8s
-from search.k8s.cli import OVERLAYS, STUDY_MOUNT, RenderError, build_kustomization
+from search.k8s.render import OVERLAYS, STUDY_MOUNT, RenderError, build_kustomization, render
 from search.spec.schema import SpecError
-from search.store import engine as store
+from search.store import location as store
 from unet.errors import ConfigError
 
 CRDS = REPO.parent / "shared" / "k8s-crds" / "jsonschema"
@@ -394,7 +394,7 @@ def test_render_refuses_a_study_file_not_named_after_its_file(tmp_path):
 def test_render_says_when_kubectl_is_missing(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(RenderError, match="kubectl not found: install kubectl"):
-        k8s.render("store")
+        render("store")
 
 
 def test_the_secret_is_made_from_a_git_ignored_file(store_secret):

@@ -42,7 +42,7 @@ from k8s_support import (
 from optuna.trial import TrialState
 
 from search.execution.study import count_trials, open_study
-from search.k8s.cli import wait_for_store
+from search.k8s.store_wait import wait_for_store
 from search.spec.schema import STUDIES_DIR, load_spec
 from search.store.engine import EPOCHS, HEARTBEATS, StoreError, open_storage
 from unet.errors import ConfigError
@@ -204,8 +204,10 @@ def epoch_rows(name: str) -> int:
 @pytest.fixture(scope="session")
 def read_only_root() -> None:
     """Check that processes can be run under a read-only root here (root, or user namespaces)."""
+    # The root must refuse writes (`test -w` fails on a read-only mount, even for root) and /tmp must
+    # take them. The repository is not probed: a checkout under /tmp rightly stays writable.
     probe = subprocess.run(
-        [*READ_ONLY_ROOT, "sh", "-c", f"touch {REPO}/.ro-probe 2>/dev/null && exit 3; touch /tmp/.ro-probe"],
+        [*READ_ONLY_ROOT, "sh", "-c", "test -w / && exit 3; touch /tmp/.ro-probe"],
         capture_output=True,
         text=True,
     )

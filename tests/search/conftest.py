@@ -20,7 +20,8 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
-from search.store.engine import open_storage, redact_url
+from search.store.engine import open_storage
+from search.store.location import redact_url
 
 SERVER_URLS = {
     "postgresql": os.environ.get(

@@ -104,7 +104,7 @@ def test_real_folder_data_end_to_end(tmp_path, monkeypatch):
     done = trials(url, "dsb-smoke")
     assert len(done) == 2
     stored = optuna.load_study(study_name="dsb-smoke", storage=url).user_attrs["spec"]
-    assert stored["data"]["folder"]["path"] == str(DSB)
+    assert stored["data"]["folder"]["path"] == str(DSB.resolve())  # symlinks resolved (../shared may be one)
     assert all(t.intermediate_values for t in done)
 
 

@@ -6,14 +6,13 @@ import pytest
 import torch
 
 from unet.errors import ConfigError
+from unet.loss_functions import focal_loss_with_logits, soft_dice_loss
 from unet.losses import (
     BINARY_LOSSES,
     LOSSES,
     MULTICLASS_LOSSES,
     build_loss,
-    focal_loss_with_logits,
     losses_for,
-    soft_dice_loss,
 )
 
 LN2, LN3, LN4_3 = math.log(2), math.log(3), math.log(4 / 3)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from unet.config import ModelConfig
+from unet.cost import conv_flops, count_parameters
 from unet.errors import ConfigError
 from unet.model import (
     ACTIVATIONS,
@@ -15,8 +16,6 @@ from unet.model import (
     DoubleConv,
     UNet,
     build_model,
-    conv_flops,
-    count_parameters,
 )
 
 

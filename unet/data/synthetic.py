@@ -96,11 +96,20 @@ def synthetic_datasets(
     check_float(contrast, "contrast", low=0.0, high=math.inf)
     check_float(noise, "noise", low=0.0, high=math.inf)
     train_seed, val_seed = np.random.SeedSequence(seed).spawn(2)
-    settings = {"size": size, "fraction": foreground_fraction, "num_classes": num_classes}
-    return (
-        _generate(n_train, np.random.default_rng(train_seed), contrast=contrast, noise=noise, **settings),
-        _generate(n_val, np.random.default_rng(val_seed), contrast=contrast, noise=noise, **settings),
-    )
+
+    def generate(n: int, stream: np.random.SeedSequence) -> SyntheticDataset:
+        rng = np.random.default_rng(stream)
+        return _generate(
+            n,
+            rng,
+            size=size,
+            fraction=foreground_fraction,
+            num_classes=num_classes,
+            contrast=contrast,
+            noise=noise,
+        )
+
+    return generate(n_train, train_seed), generate(n_val, val_seed)
 
 
 def _generate(
@@ -127,7 +136,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A flat level plus a smooth texture: a few random values per side, upsampled bicubically."""
     cells = int(rng.integers(3, 7))
     grid = rng.normal(size=(cells, cells)).astype(np.float32)
-    texture = cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
+    texture = np.asarray(cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC), dtype=np.float32)
     texture *= TEXTURE_STD / (float(texture.std()) + 1e-6)
     return rng.uniform(0.3, 0.5) + texture
 
@@ -161,7 +170,8 @@ def _outline(rng: np.random.Generator, shape_type: int, *, area: float, size: in
         aspect = rng.uniform(0.5, 1.0)
         a = math.sqrt(area / (math.pi * aspect))
         axes = (max(round(a), 1), max(round(a * aspect), 1))
-        return cv2.ellipse2Poly(tuple(int(v) for v in center.round()), axes, int(angle), 0, 360, 10)
+        ellipse = cv2.ellipse2Poly(tuple(int(v) for v in center.round()), axes, int(angle), 0, 360, 10)
+        return np.asarray(ellipse, dtype=np.int32)
     if shape_type == 1:
         aspect = rng.uniform(0.5, 1.0)
         width = math.sqrt(area / aspect)

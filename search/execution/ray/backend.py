@@ -28,15 +28,14 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
-from sqlalchemy.engine import make_url
 
-from search.execution.local import reap_and_retry
 from search.execution.objective import TrialContext
 from search.execution.ray.searcher import OnTrial, StoreSearcher
 from search.execution.ray.worker import WorkerJob, run_trial
+from search.execution.scheduling import reap_and_retry
 from search.execution.signals import sigterm_as_interrupt
 from search.execution.study import Counts, count_trials
-from search.store.engine import redact_url
+from search.store.location import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +63,6 @@ def run_ray(
     study: optuna.Study,
     ctx: TrialContext,
     *,
-    storage_url: str,
     n_trials: int,
     timeout: float | None = None,
     address: str | None = None,
@@ -78,8 +76,9 @@ def run_ray(
     Args:
         study: the study (:func:`search.execution.study.open_study`).
         ctx: the driver's context: spec, store, heartbeat interval, and ``on_epoch`` (when set, workers
-            report every epoch to it, e.g. for a live progress line).
-        storage_url: the store's URL, for the workers (it may hold a password: it is never logged).
+            report every epoch to it, e.g. for a live progress line). The workers open the store from
+            ``ctx.storage.url``: open it from :func:`search.store.location.storage_url`'s value, whose
+            SQLite paths are absolute.
         n_trials: counted trials the study should end with (finished ones included).
         timeout: seconds after which no new trial starts.
         address: a Ray cluster to join (``ray.init(address=...)``); None starts a local Ray, with the
@@ -112,8 +111,8 @@ def run_ray(
         on_epoch=ctx.on_epoch,
     )
     job = WorkerJob(
-        storage_url=absolute_sqlite_url(storage_url),
-        spec=ctx.spec.to_dict(),
+        storage_url=ctx.storage.url,
+        spec=ctx.spec,
         heartbeat_interval=ctx.heartbeat_interval,
         report_epochs=ctx.on_epoch is not None,
         verbose=verbose,
@@ -188,17 +187,6 @@ def trial_resources(cpus: float, gpus: float) -> dict[str, float]:
             "(set gpus_per_trial, e.g. 1, or 0.5 to pack two trials onto a GPU)"
         )
     return {"cpu": cpus, "gpu": gpus}
-
-
-def absolute_sqlite_url(url: str) -> str:
-    """``url`` with a relative SQLite path made absolute (workers may run in another directory)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return url
-    path = Path(parsed.database)
-    if path.is_absolute():
-        return url
-    return parsed.set(database=str(path.resolve())).render_as_string(hide_password=False)
 
 
 @contextlib.contextmanager

@@ -3,10 +3,10 @@
 Ray's own ``OptunaSearch`` keeps a second copy of the study's truth in the driver: it tells Optuna a trial
 that a Tune scheduler stopped as COMPLETE, loses the epoch that triggered the stop, and leaves its trials
 RUNNING when the driver dies. :class:`StoreSearcher` keeps nothing but bookkeeping: ``suggest`` claims the
-next Optuna trial exactly as the local backend does (under the study's claim lock: count, check the budget
-and timeout, seed the sampler, ``ask``) and hands Tune only the trial's id; the worker does the rest
-(:mod:`search.execution.ray.worker`). Tune's own retries are off; a trial whose worker died is failed as
-``worker_lost`` here and retried through the store, so the study ends with its exact trial count.
+next Optuna trial exactly as the local backend does (:func:`search.execution.scheduling.claim_next`) and
+hands Tune only the trial's id; the worker does the rest (:mod:`search.execution.ray.worker`). Tune's own
+retries are off; a trial whose worker died is failed as ``worker_lost`` here and retried through the
+store, so the study ends with its exact trial count.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
-from search.execution.local import POLL_SECONDS, reap_and_retry
-from search.execution.objective import TrialContext, TrialOutcome
+from search.execution.objective import TrialContext
 from search.execution.ray.worker import EPOCH_KIND, RESULT_KIND, SKIPPED, START_FAILED, TAKEN
-from search.execution.study import Counts, count_trials, enqueue_retry, make_sampler
-from search.store.claims import claim_lock
+from search.execution.scheduling import POLL_SECONDS, claim_next, reap_and_retry, retry_interrupted
+from search.execution.study import Counts, count_trials, enqueue_retry
+from search.outcome import TrialOutcome
 from search.store.heartbeat import Heartbeat, fail_trial
 from unet.history import EPOCH_FIELDS, EpochRecord
 
@@ -89,7 +89,8 @@ class StoreSearcher(Searcher):
         self._next_poll = 0.0
         self._start_failures = 0
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    # Tune accepts Searcher.FINISHED (a str) from suggest, which its type hint leaves out.
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         """Claim the next trial: its ids, None to be asked again later, or ``FINISHED``."""
         if self.abort_message is not None:
             return Searcher.FINISHED
@@ -98,7 +99,7 @@ class StoreSearcher(Searcher):
             return None  # Tune asks many times a second; the store is asked at most every POLL_SECONDS
         reap_and_retry(self.study, self.ctx, grace_seconds=self.grace_seconds)
         timed_out = self.timeout is not None and now - self._started >= self.timeout
-        claimed, counts = self._claim(timed_out=timed_out)
+        claimed, counts = claim_next(self.study, self.ctx, n_trials=self.n_trials, timed_out=timed_out)
         if claimed is None:
             if timed_out or counts.finished >= self.n_trials:
                 return Searcher.FINISHED
@@ -113,16 +114,6 @@ class StoreSearcher(Searcher):
         self.claims[trial_id] = _Claim(trial, heartbeat)
         logger.info("trial %d handed to Tune as %s", trial.number, trial_id)
         return {"optuna_trial_id": trial._trial_id, "trial_number": trial.number, "salt": salt}
-
-    def _claim(self, *, timed_out: bool) -> tuple[tuple[optuna.Trial, int] | None, Counts]:
-        """Count and, if the budget has room, start the next trial, under the study's claim lock."""
-        with claim_lock(self.ctx.storage.engine, self.study.study_name):
-            counts = count_trials(self.study)
-            if timed_out or counts.finished + counts.running >= self.n_trials:
-                return None, counts
-            salt = len(self.study.get_trials(deepcopy=False))
-            self.study.sampler = make_sampler(self.ctx.spec, salt=salt)
-            return (self.study.ask(), salt), counts
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Show a reported epoch on the progress line."""
@@ -142,7 +133,7 @@ class StoreSearcher(Searcher):
         state = final["state"] if final is not None and not error else None
         if state in (SKIPPED, TAKEN):
             return  # another process finished it (and enqueued its retry)
-        if state is None or state == START_FAILED:
+        if final is None or state is None or state == START_FAILED:
             outcome = self._lost(claim.trial, final["message"] if final is not None else None)
         else:
             self._start_failures = 0
@@ -214,9 +205,7 @@ class StoreSearcher(Searcher):
                 detail={"epochs_done": epochs},
                 message=f"interrupted after {epochs} epoch(s)",
             ):
-                # An interrupt says nothing about the parameters: the next run tries them once more.
-                again = self.ctx.storage.get_trial(frozen._trial_id)
-                enqueue_retry(self.study, again, max_retries=self.ctx.spec.execution.max_retries + 1)
+                retry_interrupted(self.study, self.ctx.storage.get_trial(frozen._trial_id), self.ctx)
                 failed.append(frozen.number)
         self.claims.clear()
         return sorted(failed)

@@ -14,8 +14,6 @@ data is read once per worker process, not once per trial.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +25,10 @@ from optuna.trial import TrialState
 from ray import tune
 
 from search.execution.data import StudyData, load_study_data
-from search.execution.local import tell
-from search.execution.objective import TrialContext, TrialOutcome, execute_trial
-from search.execution.study import enqueue_retry, make_sampler
+from search.execution.objective import TrialContext, execute_trial
+from search.execution.scheduling import tell, tell_interrupted
+from search.execution.study import make_sampler
+from search.outcome import TrialOutcome
 from search.spec.schema import StudySpec
 from search.store.engine import open_storage
 from search.store.heartbeat import fail_trial
@@ -58,15 +57,14 @@ class WorkerJob:
     """
 
     storage_url: str  # SQLAlchemy URL of the study store, SQLite paths made absolute
-    spec: dict[str, Any]  # the resolved spec (StudySpec.to_dict()), rebuilt in the worker
+    spec: StudySpec  # the resolved spec, built once by the driver (unpickled here, not validated again)
     heartbeat_interval: float  # seconds between a running trial's heartbeats
     report_epochs: bool  # report every epoch to the driver (for a live progress line)
     verbose: bool  # keep Optuna's and the training library's info logs in the worker
 
 
-# Per worker process: the store by URL, the spec and study by spec, the data by spec fingerprint.
+# Per worker process: the store by URL, the data by spec fingerprint, the study by URL and name.
 _storages: dict[str, optuna.storages.RDBStorage] = {}
-_specs: dict[str, StudySpec] = {}
 _data: dict[str, StudyData] = {}
 _studies: dict[tuple[str, str], optuna.Study] = {}
 
@@ -104,9 +102,7 @@ def run_trial(config: dict[str, Any], job: WorkerJob) -> None:
         _report(TAKEN, message="finished by another process (reaped as lost?) while it ran")
         return
     except KeyboardInterrupt:
-        # The same as the local backend: the interrupt says nothing about the parameters.
-        frozen = study.tell(trial, state=TrialState.FAIL)
-        enqueue_retry(study, frozen, max_retries=ctx.spec.execution.max_retries + 1)
+        tell_interrupted(study, trial, ctx)
         _report(TrialState.FAIL.name, reason="interrupted", message="interrupted")
         return
     except Exception as e:
@@ -156,10 +152,7 @@ def _worker_state(job: WorkerJob) -> tuple[TrialContext, optuna.Study]:
     storage = _storages.get(job.storage_url)
     if storage is None:
         storage = _storages[job.storage_url] = open_storage(job.storage_url)
-    spec_key = hashlib.sha256(json.dumps(job.spec, sort_keys=True).encode()).hexdigest()
-    spec = _specs.get(spec_key)
-    if spec is None:
-        spec = _specs[spec_key] = StudySpec.from_dict(job.spec, origin="the study spec sent to this worker")
+    spec = job.spec
     data = _data.get(spec.fingerprint())
     if data is None:
         logger.info("loading the data of study %s in this worker", spec.name)

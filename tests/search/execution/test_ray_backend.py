@@ -33,7 +33,7 @@ from test_run import REPO, epochs_recorded, study_file, trials, wait_for
 from search.execution.data import load_study_data
 from search.execution.objective import TrialContext
 from search.execution.ray import worker as ray_worker
-from search.execution.ray.backend import ClusterError, absolute_sqlite_url, trial_resources
+from search.execution.ray.backend import ClusterError, trial_resources
 from search.execution.ray.searcher import MAX_START_FAILURES, StoreSearcher
 from search.execution.ray.worker import RESULT_KIND, SKIPPED, START_FAILED, WorkerJob
 from search.execution.study import count_trials, open_study
@@ -168,14 +168,15 @@ def in_process_worker(monkeypatch) -> list[dict]:
     monkeypatch.setattr(ray_worker.tune, "report", reports.append)
     node = SimpleNamespace(get_node_id=lambda: "node-here")
     monkeypatch.setattr(ray_worker.ray, "get_runtime_context", lambda: node)
-    for cache in ("_storages", "_specs", "_data", "_studies"):
+    for cache in ("_storages", "_data", "_studies"):
         monkeypatch.setattr(ray_worker, cache, {})
     return reports
 
 
 def job_for(searcher: StoreSearcher, url: str) -> WorkerJob:
-    spec = searcher.ctx.spec.to_dict()
-    return WorkerJob(storage_url=url, spec=spec, heartbeat_interval=0.2, report_epochs=False, verbose=True)
+    return WorkerJob(
+        storage_url=url, spec=searcher.ctx.spec, heartbeat_interval=0.2, report_epochs=False, verbose=True
+    )
 
 
 def test_worker_runs_claimed_trials_and_reads_the_data_once(
@@ -238,19 +239,6 @@ def test_trial_resources_against_the_cluster(monkeypatch, cpus, gpus, nodes, exp
             trial_resources(cpus, gpus)
     else:
         assert trial_resources(cpus, gpus) == expected
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("sqlite:///rel/s.db", "sqlite:///{cwd}/rel/s.db"),
-        ("sqlite:////abs/s.db", "sqlite:////abs/s.db"),
-        ("postgresql+psycopg://u:p%40ss@h/db", "postgresql+psycopg://u:p%40ss@h/db"),
-    ],
-)
-def test_absolute_sqlite_url(tmp_path, monkeypatch, url, expected):
-    monkeypatch.chdir(tmp_path)
-    assert absolute_sqlite_url(url) == expected.format(cwd=tmp_path)
 
 
 # --- end to end, on a local Ray -------------------------------------------------------------------------

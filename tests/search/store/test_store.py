@@ -24,9 +24,10 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from search.store.engine import EPOCHS, HEARTBEATS, StoreError, default_storage_url, open_storage, redact_url
+from search.store.engine import EPOCHS, HEARTBEATS, StoreError, open_storage
 from search.store.epochs import EPOCH_COLUMNS, EpochStore
 from search.store.heartbeat import Heartbeat, process_start_time, reap_lost_trials, worker_identity
+from search.store.location import default_storage_url, redact_url
 from unet.errors import ConfigError
 from unet.history import EPOCH_FIELDS
 

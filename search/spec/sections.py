@@ -1,0 +1,122 @@
+"""The sections of a study file, each a frozen pydantic model with a comment per field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from search.pruning.cross_trial import CrossTrialRule, CrossTrialRuleName
+from search.pruning.plateau import PlateauRule
+
+
+class Section(BaseModel):
+    """A section of a study file: unknown keys, NaN and inf are refused; parsed once, then frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class SyntheticData(Section):
+    """Generated images (``unet.data.synthetic_datasets``): shapes on textured backgrounds."""
+
+    n_train: int = Field(64, ge=1)  # training images
+    n_val: int = Field(16, ge=1)  # validation images
+    size: int = Field(64, ge=16)  # height and width in pixels
+    foreground_fraction: float = Field(0.1, gt=0, le=0.9)  # share of foreground pixels aimed at
+    num_classes: int = Field(1, ge=1)  # 1: binary masks; K >= 2: classes 0..K-1
+    seed: int = Field(0, ge=0)  # generator seed (train and validation use disjoint streams)
+    contrast: float = Field(0.35, gt=0)  # foreground/background intensity difference (lower is harder)
+    noise: float = Field(0.15, ge=0)  # standard deviation of the added gaussian noise
+
+
+class FolderData(Section):
+    """A dataset folder with ``images/`` and ``masks/`` (``unet.data.folder_datasets``)."""
+
+    path: Path  # dataset folder; a relative path is relative to the study file's folder
+    val_path: Path | None = None  # explicit validation folder (same layout); null: split off val_fraction
+    val_fraction: float = Field(0.2, gt=0, lt=1)  # validation share when val_path is null
+    patch_size: int = Field(256, ge=8)  # training crops (and the central validation patch) in pixels
+    normalization: Literal["zscore", "minmax", "dtype", "none"] = "zscore"  # per-image intensity scaling
+    num_classes: int | None = Field(None, ge=1)  # K >= 2: masks of class indices 0..K-1; null or 1: binary
+    seed: int = Field(0, ge=0)  # seed of the train/validation split
+
+
+class DataSpec(Section):
+    """Which data every trial trains on; in_channels and num_classes of the model come from it."""
+
+    source: Literal["synthetic", "folder"] = "synthetic"  # which of the two sections below is used
+    synthetic: SyntheticData = SyntheticData()  # settings of the synthetic source
+    folder: FolderData | None = None  # settings of the folder source (required when source is folder)
+
+
+class Objective(Section):
+    """What a trial is scored by; only the validation Dice, maximised, is supported."""
+
+    metric: Literal["val_dice"] = "val_dice"  # the best epoch's validation Dice is the trial's value
+    direction: Literal["maximize"] = "maximize"  # higher Dice is better
+
+
+class Budget(Section):
+    """How much the study may spend."""
+
+    n_trials: int = Field(20, ge=1)  # trials to finish (baselines included)
+    timeout: float | None = Field(None, gt=0)  # seconds after which no new trial starts; null: no limit
+    max_epochs: int = Field(10, ge=1)  # epochs of a trial that is not pruned (TrainConfig.epochs)
+
+
+# The pruning rules' own defaults are the study file's: one set, defined on the rules.
+_PLATEAU = PlateauRule()
+_CROSS_TRIAL = CrossTrialRule()
+
+
+class PlateauPruning(Section):
+    """Stops a trial whose own validation loss stopped improving or diverged (``search.pruning.plateau``)."""
+
+    warmup_epochs: int = Field(_PLATEAU.warmup_epochs, ge=0)  # no plateau decision before this many epochs
+    patience: int = Field(_PLATEAU.patience, ge=1)  # epochs without enough improvement before it stops
+    min_delta: float = Field(_PLATEAU.min_delta, ge=0, lt=1)  # relative improvement that counts (0.01: 1%)
+    # a val loss this many times its first value has diverged
+    divergence_factor: float = Field(_PLATEAU.divergence_factor, gt=1)
+
+    def to_rule(self) -> PlateauRule:
+        """The rule these settings describe."""
+        return PlateauRule(**self.model_dump())
+
+
+class CrossTrialPruning(Section):
+    """Stops a trial whose validation Dice falls behind the other trials' at the same epoch."""
+
+    rule: CrossTrialRuleName = _CROSS_TRIAL.rule  # Optuna pruner to compare with
+    warmup_epochs: int = Field(_CROSS_TRIAL.warmup_epochs, ge=0)  # epochs before a trial may be compared
+    min_trials: int = Field(_CROSS_TRIAL.min_trials, ge=0)  # finished trials needed before any comparison
+    reduction_factor: int = Field(_CROSS_TRIAL.reduction_factor, ge=2)  # successive_halving: keep 1 in this
+
+    def to_rule(self) -> CrossTrialRule:
+        """The rule these settings describe."""
+        return CrossTrialRule(**self.model_dump())
+
+
+class Pruning(Section):
+    """Both pruning rules; the plateau rule is checked first."""
+
+    plateau: PlateauPruning = PlateauPruning()  # within one trial, on its validation loss
+    cross_trial: CrossTrialPruning = CrossTrialPruning()  # across trials, on validation Dice
+
+
+class Sampler(Section):
+    """How Optuna picks the next trial's parameters."""
+
+    name: Literal["tpe", "random"] = "tpe"  # TPE (model-based) or uniform random
+    seed: int = Field(0, ge=0)  # sampler seed: the same seed proposes the same parameters
+    # 5, not Optuna's 10: with pruned trials cheap, the model pays off sooner (BENCHMARKS.md).
+    n_startup_trials: int = Field(5, ge=0)  # tpe: random trials before the model is used
+
+
+class Execution(Section):
+    """Where and how many trials run at once."""
+
+    concurrency: int = Field(1, ge=1)  # trials running at the same time
+    cpus_per_trial: float = Field(1, gt=0)  # CPU cores reserved per trial (Ray resources)
+    gpus_per_trial: float = Field(0, ge=0)  # GPUs reserved per trial; fractions share a GPU
+    max_retries: int = Field(1, ge=0)  # reruns of a trial whose worker was lost

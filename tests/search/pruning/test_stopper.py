@@ -1,0 +1,154 @@
+"""TrialStopper on real Optuna studies: the own-curve rule first, then the cross-trial rule."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.outcome import StopDecision
+from search.pruning.cross_trial import CrossTrialRule
+from search.pruning.plateau import PlateauRule
+from search.pruning.stopper import TrialStopper
+
+NAN = math.nan
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# The settings the crafted curves below were written for (the study files' own defaults are 1 and 2).
+PLATEAU = PlateauRule(warmup_epochs=2, patience=3)
+
+# --- TrialStopper on real studies -------------------------------------------------------------------
+
+PEER_DICE = (0.6, 0.7, 0.8, 0.9)  # peer k reports PEER_DICE[k] at every epoch: median 0.75
+
+
+def _study(storage: str | None = None, n_peers: int = 4) -> optuna.Study:
+    """A maximising study whose own pruner never prunes, with ``n_peers`` completed 8-epoch trials."""
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner(), storage=storage)
+    for dice in PEER_DICE[:n_peers]:
+        trial = study.ask()
+        for epoch in range(1, 9):
+            trial.report(dice, epoch)
+        study.tell(trial, dice)
+    return study
+
+
+def _run(
+    stopper: TrialStopper, trial: optuna.Trial, losses: list[float], dice: list[float]
+) -> StopDecision | None:
+    for epoch, (loss, d) in enumerate(zip(losses, dice, strict=True), start=1):
+        decision = stopper.after_epoch(trial, epoch, loss, d)
+        if decision is not None:
+            return decision
+    return None
+
+
+FALLING = [1.0 / e for e in range(1, 9)]  # never a plateau
+
+
+def test_median_prunes_a_clearly_worse_trial() -> None:
+    study = _study()
+    trial = study.ask()
+    stopper = TrialStopper(
+        plateau=PLATEAU, cross_trial=CrossTrialRule(rule="median", warmup_epochs=2, min_trials=4)
+    )
+    decision = _run(stopper, trial, FALLING, [0.10, 0.12, 0.15, 0.2, 0.2, 0.2, 0.2, 0.2])
+    assert decision is not None
+    assert (decision.reason, decision.epoch) == ("underperforming", 3)  # epochs 1-2 are warm-up
+    assert decision.detail == {
+        "rule": "median",
+        "dice": 0.15,
+        "best_dice": 0.15,
+        "median_dice": pytest.approx(0.75),
+        "n_trials": 4,
+    }
+    assert "0.750" in decision.message
+    # Every epoch was reported, the stopping one included.
+    assert study.trials[-1].intermediate_values == {1: 0.10, 2: 0.12, 3: 0.15}
+
+
+def test_good_trial_is_not_pruned() -> None:
+    study = _study()
+    trial = study.ask()
+    stopper = TrialStopper(
+        plateau=PLATEAU, cross_trial=CrossTrialRule(rule="median", warmup_epochs=2, min_trials=4)
+    )
+    assert _run(stopper, trial, FALLING, [0.95] * 8) is None
+    assert study.trials[-1].intermediate_values == dict.fromkeys(range(1, 9), 0.95)
+
+
+def test_median_waits_for_min_trials() -> None:
+    study = _study(n_peers=3)
+    stopper = TrialStopper(
+        plateau=PLATEAU, cross_trial=CrossTrialRule(rule="median", warmup_epochs=2, min_trials=4)
+    )
+    assert _run(stopper, study.ask(), FALLING, [0.1] * 8) is None
+
+
+def test_plateau_is_reported_before_the_median_rule() -> None:
+    # Both rules fire at epoch 3 (plateau: warm-up 0, patience 2; median: warm-up 2); plateau wins.
+    study = _study()
+    plateau = PlateauRule(warmup_epochs=0, patience=2)
+    median = CrossTrialRule(rule="median", warmup_epochs=2, min_trials=4)
+    decision = _run(TrialStopper(plateau=plateau, cross_trial=median), study.ask(), [0.7] * 8, [0.1] * 8)
+    assert decision is not None
+    assert (decision.reason, decision.epoch) == ("plateau", 3)
+    # With a falling loss the same Dice is pruned by the median rule at the same epoch.
+    decision = _run(TrialStopper(plateau=plateau, cross_trial=median), study.ask(), FALLING, [0.1] * 8)
+    assert decision is not None
+    assert (decision.reason, decision.epoch) == ("underperforming", 3)
+
+
+def test_nan_dice_is_reported_as_zero_and_nan_loss_diverges() -> None:
+    study = _study()
+    stopper = TrialStopper(plateau=PLATEAU, cross_trial=CrossTrialRule(rule="none"))
+    decision = _run(stopper, study.ask(), [1.0, 0.9, NAN], [0.3, NAN, NAN])
+    assert decision is not None
+    assert (decision.reason, decision.epoch) == ("diverged", 3)
+    assert study.trials[-1].intermediate_values == {1: 0.3, 2: 0.0, 3: 0.0}
+
+
+def test_none_rule_never_prunes() -> None:
+    study = _study()
+    stopper = TrialStopper(plateau=PLATEAU, cross_trial=CrossTrialRule(rule="none"))
+    assert _run(stopper, study.ask(), FALLING, [0.0] * 8) is None
+
+
+def test_successive_halving_threshold_matches_optuna() -> None:
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    rule = CrossTrialRule(rule="successive_halving", warmup_epochs=1, min_trials=4, reduction_factor=2)
+    # Peers run through the rule too, so they record rung values. Best first: without the start-up gate
+    # (min_trials=4) the second peer (0.8 < 0.9, top 1/2 of 2) would already be pruned at rung 0.
+    for dice in sorted(PEER_DICE, reverse=True):
+        trial = study.ask()
+        assert _run(TrialStopper(plateau=PLATEAU, cross_trial=rule), trial, FALLING, [dice] * 8) is None
+        study.tell(trial, dice)
+    decision = _run(TrialStopper(plateau=PLATEAU, cross_trial=rule), study.ask(), FALLING, [0.1] * 8)
+    assert decision is not None
+    assert (decision.reason, decision.epoch) == ("underperforming", 2)
+    # Rung 0 field: 0.9 0.8 0.7 0.6 0.1; 5 // 2 - 1 = index 1 of the descending list.
+    assert decision.detail["threshold_dice"] == 0.8
+    assert decision.detail["n_competing"] == 5
+
+
+def test_decisions_do_not_depend_on_storage(tmp_path: Path) -> None:
+    decisions = []
+    for storage in (None, f"sqlite:///{tmp_path}/study.db"):
+        study = _study(storage)
+        rule = CrossTrialRule(rule="median", warmup_epochs=2, min_trials=4)
+        decision = _run(TrialStopper(plateau=PLATEAU, cross_trial=rule), study.ask(), FALLING, [0.1] * 8)
+        assert decision is not None
+        decisions.append(decision.to_dict())
+    assert decisions[0] == decisions[1]
+
+
+def test_epochs_must_come_in_order() -> None:
+    study = _study()
+    stopper = TrialStopper(plateau=PLATEAU)
+    trial = study.ask()
+    stopper.after_epoch(trial, 1, 1.0, 0.5)
+    with pytest.raises(ValueError, match="epoch must be 2"):
+        stopper.after_epoch(trial, 3, 0.9, 0.5)
