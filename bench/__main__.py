@@ -8,7 +8,8 @@ error and the others still run; the exit status is then 1.
 
 Sections: ``efficiency`` (search strategies on a hard task: replay and live tiers), ``throughput`` (fit
 against a bare loop, FLOP/s against matmul), ``orchestration`` (per-trial overhead of the backends,
-``bench.orchestration``), ``store`` (write costs, concurrent workers, growth to 10,000 trials).
+``bench.orchestration``), ``store`` (write costs, concurrent workers, growth to 10,000 trials),
+``diagnosis`` (crafted runs of known cause: labels right, advice that fixes them; ``bench.diagnosis``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("efficiency", "throughput", "orchestration", "store")
+SECTIONS = ("efficiency", "throughput", "orchestration", "store", "diagnosis")
 PACKAGES = ("torch", "optuna", "ray", "sqlalchemy", "psycopg", "pymysql", "numpy", "albumentations")
 
 
@@ -195,11 +196,18 @@ def run_orchestration(args: argparse.Namespace) -> dict[str, Any] | None:
     return module.run(quick=args.quick)
 
 
+def run_diagnosis(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.diagnosis import section
+
+    return section.run(quick=args.quick, workers=args.workers, say=_say)
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any] | None]] = {
     "efficiency": run_efficiency,
     "throughput": run_throughput,
     "orchestration": run_orchestration,
     "store": run_store,
+    "diagnosis": run_diagnosis,
 }
 
 

@@ -1,8 +1,9 @@
 """Serve optuna-dashboard on a study store: ``python -m search.dashboard [--study NAME] [--storage URL]``.
 
 The dashboard shows every study of the store with its trials, states and intermediate values (one per
-epoch); a trial's stop reason, stop message and diagnosis are its user attributes, listed on the trial's
-page (Trials (List), then the trial).
+epoch); a trial's stop reason, stop message and diagnosis (the label, its summary with the deciding
+numbers, the advice as settings in ``diagnosis_changes`` and, when unclear, ``diagnosis_candidates``) are
+its user attributes, listed on the trial's page (Trials (List), then the trial).
 
 Why not plain ``optuna-dashboard sqlite:///...``: that opens SQLite with the driver's 5-second lock wait,
 and on a file in rollback-journal mode its reads lock out the study's writes, so the running study can

@@ -24,6 +24,8 @@ STOP_DETAIL = "stop_detail"  # the numbers behind the decision, JSON-safe
 STOP_MESSAGE = "stop_message"  # one human line
 DIAGNOSIS = "diagnosis"  # one of DIAGNOSES
 DIAGNOSIS_SUMMARY = "diagnosis_summary"  # one line: what was seen, the likely cause and the fix
+DIAGNOSIS_CHANGES = "diagnosis_changes"  # the advice as settings, e.g. {"learning_rate": 0.001}
+DIAGNOSIS_CANDIDATES = "diagnosis_candidates"  # an "unclear" diagnosis's two closest causes
 BEST_EPOCH = "best_epoch"  # the epoch of a COMPLETE trial's value
 
 # Why a trial stopped or failed -> how it reads after "N trials with ..." (report findings), in the order
@@ -43,16 +45,24 @@ STOP_REASONS: dict[str, str] = {
 RETRYABLE_REASONS: frozenset[str] = frozenset({"worker_lost", "interrupted"})
 
 # Diagnosis labels (search.diagnosis) -> how they read after "N trials with ...", in the order findings
-# list them. HEALTHY is a label but never a finding.
+# list them, which is also the order search.diagnosis checks the causes in (the first clear one wins).
+# HEALTHY and UNCLEAR are labels but never findings.
 DIAGNOSES: dict[str, str] = {
     "diverged": "diverged",
+    "input_scale": "saw unnormalised inputs without normalisation layers",
+    "vanishing_gradients": "had vanishing gradients",
     "stalled": "stalled",
+    "no_signal": "found nothing learnable (val Dice at chance)",
     "background_only": "predicted background only",
-    "overfitting": "overfitted",
+    "foreground_flood": "flooded the image with foreground",
     "unstable": "were unstable",
+    "overfitting": "overfitted",
+    "underfitting": "underfitted",
     "healthy": "were healthy",
+    "unclear": "had an unclear diagnosis",
 }
 HEALTHY = "healthy"
+UNCLEAR = "unclear"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from unet.config import TrainConfig
 from unet.divergence import exceeds
 from unet.errors import ConfigError
+from unet.evidence import ShareValues, TrainEvidence, TrainValues, foreground_shares
 from unet.history import EpochRecord
 from unet.losses import build_loss
 from unet.metrics import SegmentationMetrics
@@ -145,13 +146,15 @@ def fit(
             epoch=epoch,
             train_loss=train_stats.loss,
             val_loss=val_loss,
-            val_dice=metrics["dice"],
-            val_iou=metrics["iou"],
+            val_dice=metrics.dice,
+            val_iou=metrics.iou,
             learning_rate=lr,
             grad_norm=train_stats.grad_norm,
             grad_norm_max=train_stats.grad_norm_max,
             seconds=time.perf_counter() - started,
             images_per_s=train_stats.images / train_seconds if train_seconds > 0 else 0.0,
+            **train_stats.evidence,
+            **metrics.shares,
         )
         result.history.append(record)
         if first_loss is None and math.isfinite(train_stats.first_loss):
@@ -176,6 +179,14 @@ class _EpochStats:
     images: int
     bad_step: int | None  # 1-based step whose loss was NaN/inf, if any
     first_loss: float  # loss of the epoch's first step, before its update
+    evidence: TrainValues  # unet.evidence.TrainEvidence.result()
+
+
+@dataclass
+class _Scores:
+    dice: float
+    iou: float
+    shares: ShareValues  # unet.evidence.foreground_shares
 
 
 class _Amp:
@@ -265,6 +276,7 @@ def _train_epoch(
     total = len(loader)
     bad_step: int | None = None
     first_loss: torch.Tensor | None = None
+    evidence = TrainEvidence(model, config.model.num_classes)
     for images_batch, masks in loader:
         images_batch = images_batch.to(device, non_blocking=True, memory_format=memory_format)
         masks = masks.to(device, non_blocking=True)
@@ -272,6 +284,7 @@ def _train_epoch(
         with amp.autocast():
             logits = model(images_batch)
         loss = criterion(logits.float(), masks)
+        evidence.after_forward(images_batch, logits, masks)
         steps += 1
         images += images_batch.shape[0]
         if first_loss is None:
@@ -282,6 +295,7 @@ def _train_epoch(
             break
         amp.scaler.scale(loss).backward()
         amp.scaler.unscale_(optimizer)
+        evidence.after_backward()
         norm = _grad_norm(params, config.grad_clip)
         amp.scaler.step(optimizer)
         amp.scaler.update()
@@ -298,6 +312,7 @@ def _train_epoch(
         images=images,
         bad_step=bad_step,
         first_loss=float(first_loss) if first_loss is not None else float("nan"),
+        evidence=evidence.result(),
     )
 
 
@@ -319,7 +334,7 @@ def _validate(
     device: torch.device,
     memory_format: torch.memory_format,
     num_classes: int,
-) -> tuple[float, dict[str, float]]:
+) -> tuple[float, _Scores]:
     model.eval()
     metrics = SegmentationMetrics(num_classes=num_classes)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -336,7 +351,7 @@ def _validate(
     scores = metrics.compute()
     dice, iou = scores["dice"], scores["iou"]
     assert isinstance(dice, float) and isinstance(iou, float)  # the means; per-class scores are dicts
-    return float(loss_sum) / max(batches, 1), {"dice": dice, "iou": iou}
+    return float(loss_sum) / max(batches, 1), _Scores(dice, iou, foreground_shares(scores))
 
 
 def _divergence(

@@ -18,7 +18,18 @@ EPOCH_FIELDS: tuple[str, ...] = (
     "grad_norm_max",
     "seconds",
     "images_per_s",
+    "train_dice",
+    "val_pred_fg",
+    "val_true_fg",
+    "val_class_shares",
+    "grad_norm_first",
+    "grad_norm_last",
+    "input_mean",
+    "input_std",
+    "input_max",
 )
+# Fields holding text (JSON) rather than a number; every other field but ``epoch`` is a float.
+TEXT_FIELDS: tuple[str, ...] = ("val_class_shares",)
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,16 @@ class EpochRecord:
     grad_norm_max: float  # largest global gradient L2 norm of the epoch's steps
     seconds: float  # wall time of the epoch, training and validation
     images_per_s: float  # training images per second (training steps only)
+    # Evidence for the diagnosis (``unet.evidence``), measured on work the epoch did anyway:
+    train_dice: float = float("nan")  # Dice of the training steps' own predictions (mean over fg classes)
+    val_pred_fg: float = float("nan")  # share of validation pixels predicted foreground (any fg class)
+    val_true_fg: float = float("nan")  # share of validation pixels that are foreground in the masks
+    val_class_shares: str = "{}"  # JSON {"class": [predicted share, true share]} per foreground class
+    grad_norm_first: float = float("nan")  # mean L2 norm of the first layer's weight gradient per step
+    grad_norm_last: float = float("nan")  # the same for the last layer (the 1x1 output convolution)
+    input_mean: float = float("nan")  # mean of the model's training inputs over the epoch
+    input_std: float = float("nan")  # their standard deviation (about 1 for z-scored images)
+    input_max: float = float("nan")  # their largest absolute value (255 for raw 8-bit images)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

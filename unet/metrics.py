@@ -133,7 +133,8 @@ class SegmentationMetrics:
 
         Returns:
             ``dice`` and ``iou``: means over the foreground classes; ``per_class_dice`` and
-            ``per_class_iou``: class index (background 0 included) -> score.
+            ``per_class_iou``: class index (background 0 included) -> score; ``pred_share`` and
+            ``true_share``: class index -> share of all pixels predicted as / labelled with the class.
 
         Raises:
             RuntimeError: no batch was added, so there is nothing to score.
@@ -145,9 +146,12 @@ class SegmentationMetrics:
         fp = confusion.sum(dim=0) - tp
         fn = confusion.sum(dim=1) - tp
         dice, iou = dice_from_counts(tp, fp, fn), iou_from_counts(tp, fp, fn)
+        total = max(int(confusion.sum()), 1)
         return {
             "dice": dice[1:].mean().item(),
             "iou": iou[1:].mean().item(),
             "per_class_dice": dict(enumerate(dice.tolist())),
             "per_class_iou": dict(enumerate(iou.tolist())),
+            "pred_share": {c: int(n) / total for c, n in enumerate(confusion.sum(dim=0).tolist())},
+            "true_share": {c: int(n) / total for c, n in enumerate(confusion.sum(dim=1).tolist())},
         }

@@ -1,1 +1,12 @@
-"""What a trial's learning curves say went wrong (or right), with evidence and advice."""
+"""Why did this U-Net's loss not decrease? A label, the numbers and a change to try, for every trial.
+
+``diagnose`` (in :mod:`search.diagnosis.diagnose`) is a pure function of a trial's recorded history and
+settings; :mod:`search.diagnosis.study` turns a study's diagnoses into its single most useful next step.
+"""
+
+from __future__ import annotations
+
+from search.diagnosis.diagnose import diagnose
+from search.diagnosis.labels import CAUSES, DIAGNOSES, MEANINGS, Diagnosis
+
+__all__ = ["CAUSES", "DIAGNOSES", "MEANINGS", "Diagnosis", "diagnose"]

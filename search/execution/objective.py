@@ -4,7 +4,8 @@
 intermediate value, writes the epoch table, decides stops with ``search.pruning.stopper.TrialStopper``,
 and leaves on the trial the user attributes that explain it (``search.outcome``): the stop attributes for
 a stopped or failed trial, ``best_epoch`` for a scored one, and the diagnosis for every trial that trained
-at least one epoch. The caller tells Optuna the returned outcome.
+at least one epoch (with its advice as settings and, when unclear, its two candidate causes). The caller
+tells Optuna the returned outcome.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from search.diagnosis.rules import diagnose
+from search.diagnosis import diagnose
 from search.execution.data import StudyData
 from search.outcome import (
     BEST_EPOCH,
     DIAGNOSIS,
+    DIAGNOSIS_CANDIDATES,
+    DIAGNOSIS_CHANGES,
     DIAGNOSIS_SUMMARY,
     StopDecision,
     TrialOutcome,
@@ -31,7 +34,7 @@ from search.outcome import (
 )
 from search.pruning.stopper import TrialStopper
 from search.spec.schema import StudySpec
-from search.spec.space import build_config, suggest_params
+from search.spec.space import build_config, flatten_settings, suggest_params
 from search.store.epochs import EpochStore
 from search.store.heartbeat import Heartbeat
 from unet.errors import UNetError
@@ -82,6 +85,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
     trial.set_user_attr("train_images", len(data.train))  # images per epoch, for the compute in reports
     history: list[EpochRecord] = []
     stopper = make_stopper(spec)
+    settings: dict[str, Any] = dict(params)  # every setting once the config is built, for the diagnosis
 
     def on_epoch(record: EpochRecord) -> None:
         history.append(record)
@@ -94,6 +98,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
 
     try:
         config = build_config(spec, params, in_channels=data.in_channels, num_classes=data.num_classes)
+        settings = flatten_settings(config.to_dict())
         with Heartbeat(ctx.storage, spec.name, trial._trial_id, interval=ctx.heartbeat_interval):
             result = fit(config, data.train, data.val, on_epoch)
     except _Stop as stop:
@@ -104,7 +109,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
             trial.set_user_attr,
             StopDecision("interrupted", done, {"epochs_done": done}, f"interrupted after {done} epoch(s)"),
         )
-        _record_diagnosis(trial, history, params)
+        _record_diagnosis(trial, history, settings)
         raise
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:
         outcome = _out_of_memory(trial, history, params, e)
@@ -133,7 +138,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
                 value=value,
                 message=f"val Dice {value:.4f} at epoch {best.epoch if best else 0}",
             )
-    _record_diagnosis(trial, history, params, outcome.reason)
+    _record_diagnosis(trial, history, settings, outcome.reason)
     return outcome
 
 
@@ -163,6 +168,10 @@ def _record_diagnosis(
     d = diagnose([r.to_dict() for r in history], params=params, stop_reason=stop_reason)
     trial.set_user_attr(DIAGNOSIS, d.label)
     trial.set_user_attr(DIAGNOSIS_SUMMARY, d.summary)
+    if d.changes:
+        trial.set_user_attr(DIAGNOSIS_CHANGES, d.changes)
+    if d.candidates:
+        trial.set_user_attr(DIAGNOSIS_CANDIDATES, list(d.candidates))
 
 
 def _plain(value: Any) -> Any:

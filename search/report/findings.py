@@ -1,9 +1,11 @@
 """Findings in plain words: which parameter values go with which stop reasons and diagnoses.
 
 Each finished trial has outcome labels: its stop reason (plateau, diverged, underperforming,
-out_of_memory, error), its diagnosis (diverged, stalled, background_only, overfitting, unstable), and
-"pruned" when it was stopped early for any reason (several reasons together can mark a bad range that no
-single reason does); "healthy" and a completed trial's lack of a stop reason are not labels. For every
+out_of_memory, error), its diagnosis (a cause of ``search.diagnosis.CAUSES``: diverged, input_scale,
+vanishing_gradients, stalled, no_signal, background_only, foreground_flood, unstable, overfitting,
+underfitting), and "pruned" when it was stopped early for any reason (several reasons together can mark a
+bad range that no single reason does); "healthy", "unclear" and a completed trial's lack of a stop reason
+are not labels. For every
 searched parameter the trials are split into groups (each value of a categorical parameter or of a
 number with few values; above or below a threshold for other numbers), and a group becomes a finding
 when a label dominates it and is clearly rarer outside it:
@@ -26,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.outcome import DIAGNOSES, HEALTHY, RETRYABLE_REASONS, STOP_REASONS
+from search.outcome import DIAGNOSES, HEALTHY, RETRYABLE_REASONS, STOP_REASONS, UNCLEAR
 
 # A group needs this many trials to say anything.
 MIN_GROUP = 3
@@ -42,7 +44,7 @@ _GENERAL_LABEL = "pruned"
 # How each label reads after "N trials with ...", in the order findings about one group list them:
 # diagnoses, then stop reasons (search.outcome), then the general label.
 LABEL_PHRASES: dict[str, str] = {**DIAGNOSES, **STOP_REASONS, _GENERAL_LABEL: "were stopped early"}
-_NOT_LABELS = {HEALTHY, *RETRYABLE_REASONS}
+_NOT_LABELS = {HEALTHY, UNCLEAR, *RETRYABLE_REASONS}
 _FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 
 

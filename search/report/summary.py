@@ -1,9 +1,10 @@
 """``summary.md``: what a search found, in words and small tables.
 
 Per study: the best configuration (every setting the winner trained with, ready to retrain), the top ten,
-a table of stop reasons against diagnoses, the findings that explain them, the compute spent and saved
-by pruning, and the plots. Several studies get a comparison table first. The text depends only on the
-store's contents (no time of writing), so two summaries of the same store are identical.
+a table of stop reasons against diagnoses, the trials grouped by cause with the study's single most
+useful next step, the findings that explain them, the compute spent and saved by pruning, and the
+plots. Several studies get a comparison table first. The text depends only on the store's contents
+(no time of writing), so two summaries of the same store are identical.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 
 import pandas as pd
 
+from search.diagnosis import MEANINGS
 from search.report.data import StudyRecord
 from search.report.findings import MIN_CONTRAST, MIN_GROUP, MIN_SHARE, Finding
+from search.report.next_step import next_step
 from search.report.plots import PlotFile
 from search.spec.space import flatten_settings
 
@@ -100,6 +103,7 @@ def _study_section(
     ]
     lines += _best_section(record, rows, storage_display)
     lines += _outcomes_section(rows)
+    lines += _causes_section(record, rows)
     lines += _findings_section(findings)
     lines += _compute_section(record, rows)
     return lines
@@ -154,6 +158,23 @@ def _outcomes_section(rows: pd.DataFrame) -> list[str]:
     ]
     lines = ["### Stop reasons and diagnoses", ""]
     lines += _table(["outcome \\ diagnosis", *columns, "total"], body)
+    return [*lines, ""]
+
+
+def _causes_section(record: StudyRecord, rows: pd.DataFrame) -> list[str]:
+    """Trials grouped by diagnosis, most common first, and the study's next step."""
+    diagnosed = rows[rows["diagnosis"].notna()]
+    if diagnosed.empty:
+        return []
+    space = record.space or {name: {} for name in record.param_names}
+    lines = ["### Causes", "", f"Next step: {next_step(rows, space)}", ""]
+    counts = diagnosed["diagnosis"].value_counts()
+    body = []
+    for label in sorted(counts.index, key=lambda d: (-int(counts[d]), str(d))):
+        numbers = sorted(int(n) for n in diagnosed.loc[diagnosed["diagnosis"] == label, "number"])
+        shown = ", ".join(f"#{n}" for n in numbers[:8]) + (", ..." if len(numbers) > 8 else "")
+        body.append([str(label), str(int(counts[label])), MEANINGS.get(str(label), ""), shown])
+    lines += _table(["diagnosis", "trials", "meaning", "trial numbers"], body)
     return [*lines, ""]
 
 

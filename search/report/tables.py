@@ -10,6 +10,7 @@ its remaining epochs up to ``budget.max_epochs`` would have cost.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.outcome import (
     BEST_EPOCH,
     DIAGNOSIS,
+    DIAGNOSIS_CHANGES,
     DIAGNOSIS_SUMMARY,
     STOP_EPOCH,
     STOP_MESSAGE,
@@ -46,6 +48,7 @@ TRIAL_COLUMNS_AFTER_PARAMS: tuple[str, ...] = (
     "datetime_complete",
     "stop_message",
     "diagnosis_summary",
+    "diagnosis_changes",  # the diagnosis's advice as settings, JSON (e.g. {"learning_rate": 0.001})
 )
 EPOCH_REPORT_COLUMNS: tuple[str, ...] = ("study", "trial_number", *EPOCH_FIELDS)
 _INT_COLUMNS = (
@@ -135,6 +138,9 @@ def _trial_row(record: StudyRecord, trial: FrozenTrial, params: Sequence[str]) -
         "datetime_complete": _time(trial.datetime_complete),
         "stop_message": attrs.get(STOP_MESSAGE),
         "diagnosis_summary": attrs.get(DIAGNOSIS_SUMMARY),
+        "diagnosis_changes": json.dumps(attrs[DIAGNOSIS_CHANGES], sort_keys=True)
+        if attrs.get(DIAGNOSIS_CHANGES)
+        else None,
     }
     return row
 

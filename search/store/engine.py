@@ -5,7 +5,8 @@ Trial outcomes live in trial user attributes (``stop_reason``, ``stop_epoch``, `
 ``diagnosis``, ``diagnosis_summary``) and so does the worker that ran the trial (``worker_host``,
 ``worker_pid``, ``worker_started``).
 
-Two tables of our own sit in the same database, created on every :func:`open_storage` (if missing):
+Two tables of our own sit in the same database, created on every :func:`open_storage` (if missing;
+columns a newer version added are added to an older store's table, see :mod:`search.store.migrate`):
 
 ``unet_search_epochs``: one row per trained epoch, written by :class:`search.store.epochs.EpochStore`::
 
@@ -14,8 +15,12 @@ Two tables of our own sit in the same database, created on every :func:`open_sto
     trial_number   INTEGER        the trial's number within its study
     epoch          INTEGER        1-based epoch number
     train_loss, val_loss, val_dice, val_iou, learning_rate, grad_norm, grad_norm_max, seconds,
-    images_per_s   DOUBLE         NULL when the value was NaN or +-inf (MariaDB/MySQL cannot store NaN,
-                                  so every backend stores NULL, to read the same everywhere)
+    images_per_s, train_dice, val_pred_fg, val_true_fg, grad_norm_first, grad_norm_last, input_mean,
+    input_std, input_max
+                   DOUBLE         NULL when the value was NaN or +-inf (MariaDB/MySQL cannot store NaN,
+                                  so every backend stores NULL, to read the same everywhere); the
+                                  meaning of each is in ``unet.history.EpochRecord``
+    val_class_shares TEXT         JSON {"class": [predicted share, true share]} on validation
     recorded_at    DATETIME       when the row was written, naive UTC (DATETIME(6) on MySQL/MariaDB)
 
 ``unet_search_heartbeats``: one row per trial that ran under :class:`search.store.heartbeat.Heartbeat`::
@@ -47,7 +52,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, make_url
 
 from search.store.location import redact_url
-from unet.history import EPOCH_FIELDS
+from search.store.migrate import add_missing_columns
+from unet.history import EPOCH_FIELDS, TEXT_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +89,11 @@ EPOCHS = sa.Table(
     sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("trial_number", sa.Integer, nullable=False),
     sa.Column("epoch", sa.Integer, primary_key=True, autoincrement=False),
-    *(sa.Column(field, sa.Double, nullable=True) for field in EPOCH_FIELDS if field != "epoch"),
+    *(
+        sa.Column(field, sa.Text if field in TEXT_FIELDS else sa.Double, nullable=True)
+        for field in EPOCH_FIELDS
+        if field != "epoch"
+    ),
     sa.Column("recorded_at", _DATETIME, nullable=False),
 )
 
@@ -133,6 +143,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         try:
             _optuna_metadata(engine.dialect.name).create_all(engine, checkfirst=True)
             METADATA.create_all(engine, checkfirst=True)
+            add_missing_columns(engine, EPOCHS)  # a store written before the evidence columns
         finally:
             engine.dispose()
 

@@ -16,13 +16,13 @@ import sqlalchemy as sa
 
 from search.store.engine import EPOCHS, StoreError
 from search.store.rows import upsert_row
-from unet.history import EPOCH_FIELDS
+from unet.history import EPOCH_FIELDS, TEXT_FIELDS
 
 logger = logging.getLogger(__name__)
 
 # Column order of the table and of read_epochs()'s DataFrame.
 EPOCH_COLUMNS: tuple[str, ...] = ("study_name", "trial_id", "trial_number", *EPOCH_FIELDS, "recorded_at")
-_VALUE_FIELDS = tuple(field for field in EPOCH_FIELDS if field != "epoch")
+_VALUE_FIELDS = tuple(field for field in EPOCH_FIELDS if field != "epoch" and field not in TEXT_FIELDS)
 
 
 class EpochStore:
@@ -37,7 +37,7 @@ class EpochStore:
         self.engine = engine
 
     def record_epoch(
-        self, study_name: str, trial_id: int, trial_number: int, record: Mapping[str, float]
+        self, study_name: str, trial_id: int, trial_number: int, record: Mapping[str, float | str]
     ) -> None:
         """Store one epoch of a trial, replacing an earlier row of the same (trial, epoch).
 
@@ -48,7 +48,7 @@ class EpochStore:
             trial_id: Optuna's ``trial._trial_id`` (unique in the database).
             trial_number: the trial's number within the study.
             record: every field of ``unet.history.EPOCH_FIELDS``, e.g. ``EpochRecord.to_dict()``;
-                NaN and infinite values are stored as NULL.
+                NaN and infinite values are stored as NULL, text fields (``TEXT_FIELDS``) as text.
 
         Raises:
             StoreError: the record lacks fields, has unknown ones, or its epoch is not a whole number.
@@ -66,7 +66,7 @@ class EpochStore:
         """Return every stored epoch of a study, one row each, sorted by trial number then epoch.
 
         Columns are :data:`EPOCH_COLUMNS` in that order; metrics that were NaN/inf (stored as NULL)
-        read back as NaN.
+        read back as NaN, text fields as str (missing, e.g. in rows written before the column existed: NaN).
         """
         query = (
             sa.select(*(EPOCHS.c[name] for name in EPOCH_COLUMNS))
@@ -90,7 +90,7 @@ class EpochStore:
         return int(last) if last is not None else 0
 
 
-def _row_values(record: Mapping[str, float]) -> dict[str, int | float | None]:
+def _row_values(record: Mapping[str, float | str]) -> dict[str, int | float | str | None]:
     """The epoch and metric columns of ``record``, checked, with NaN/inf turned into NULL."""
     missing = [field for field in EPOCH_FIELDS if field not in record]
     unknown = sorted(set(record) - set(EPOCH_FIELDS))
@@ -102,8 +102,13 @@ def _row_values(record: Mapping[str, float]) -> dict[str, int | float | None]:
     epoch = record["epoch"]
     if isinstance(epoch, bool) or not float(epoch).is_integer():
         raise StoreError(f"epoch record's epoch must be a whole number but got {epoch!r}")
-    values: dict[str, int | float | None] = {"epoch": int(epoch)}
+    values: dict[str, int | float | str | None] = {"epoch": int(epoch)}
     for field in _VALUE_FIELDS:
         value = record[field]
+        if isinstance(value, str):
+            raise StoreError(f"epoch record's {field} must be a number but got {value!r}")
         values[field] = float(value) if value is not None and math.isfinite(value) else None
+    for field in TEXT_FIELDS:
+        text = record[field]
+        values[field] = None if text is None else str(text)
     return values

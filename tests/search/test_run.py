@@ -76,6 +76,14 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
                 )
             ]
         assert epochs == sorted(t.intermediate_values) and epochs
+        # The evidence columns are filled (synthetic images are z-scored: input_std about 1).
+        with sqlite3.connect(tmp_path / "unet-search.db") as db:
+            std, train_dice, true_fg = db.execute(
+                "SELECT input_std, train_dice, val_true_fg FROM unet_search_epochs WHERE trial_id = ? "
+                "AND epoch = 1",
+                (t._trial_id,),
+            ).fetchone()
+        assert abs(std - 1) < 0.01 and 0 <= train_dice <= 1 and 0 < true_fg < 1
         if t.state == TrialState.PRUNED:
             assert t.user_attrs["stop_reason"] in ("plateau", "diverged", "underperforming")
             assert t.user_attrs["stop_epoch"] == max(epochs)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from search.diagnosis.rules import DIAGNOSES, Diagnosis, diagnose
+from search.diagnosis import Diagnosis, diagnose
 from unet.history import EpochRecord
 
 NAN, INF = math.nan, math.inf
@@ -125,10 +125,6 @@ def test_labels(history: list[dict[str, float]], label: str) -> None:
     json.dumps(diagnosis.evidence, allow_nan=False)  # raises on NaN/inf
 
 
-def test_every_label_is_covered() -> None:
-    assert {label for _, label in CASES.values()} == set(DIAGNOSES)
-
-
 def test_stalled_evidence_and_learning_rate() -> None:
     history = CASES["stalled"][0]
     diagnosis = diagnose(history, params={"learning_rate": 1e-5})
@@ -155,7 +151,7 @@ def test_background_only_names_the_loss() -> None:
     diagnosis = diagnose(CASES["background only"][0], params={"loss": "bce"})
     assert diagnosis.evidence["best_dice"] == 0.02
     assert diagnosis.evidence["train_decrease"] == pytest.approx(0.58 / 0.7)
-    assert "never exceeded 0.020" in diagnosis.summary
+    assert "val Dice ended at 0.020 (best 0.020)" in diagnosis.summary
     assert "loss 'bce'" in diagnosis.summary
 
 

@@ -1,0 +1,62 @@
+"""The study's next step from its trials' diagnoses, on hand-made trial tables."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from search.report.next_step import next_step
+
+SPACE = {
+    "learning_rate": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True},
+    "model.norm": {"type": "categorical", "choices": ["batch", "none"]},
+}
+
+
+def frame(rows: list[tuple[float, str, str]], changes: dict | None = None) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "state": "COMPLETE",
+                "learning_rate": lr,
+                "model.norm": norm,
+                "diagnosis": diagnosis,
+                "diagnosis_changes": json.dumps(changes) if changes and diagnosis != "healthy" else None,
+            }
+            for lr, norm, diagnosis in rows
+        ]
+    )
+
+
+def test_low_learning_rates_stall_raise_the_lower_bound() -> None:
+    # 9 of the 12 stalled trials sit below 1e-5 (the cut is the round log-middle to the next, 1e-3).
+    stalled_low = [(1e-6 * (i + 1), "batch", "stalled") for i in range(9)]
+    stalled_high = [(1e-3, "batch", "stalled"), (2e-3, "none", "stalled"), (5e-3, "batch", "stalled")]
+    healthy = [(1e-3, "batch", "healthy"), (3e-3, "none", "healthy"), (1e-2, "batch", "healthy")]
+    step = next_step(frame(stalled_low + stalled_high + healthy), SPACE)
+    assert step == (
+        "9 of 12 stalled trials had learning rate < 9e-05: raise the space's lower bound of learning_rate "
+        "to 9e-05."
+    )
+
+
+def test_a_choice_that_fails_is_dropped() -> None:
+    rows = [(1e-3, "none", "input_scale")] * 4 + [(1e-3, "batch", "healthy")] * 3
+    assert (
+        next_step(frame(rows), SPACE)
+        == "4 of 4 input_scale trials had norm none: drop none from model.norm's choices."
+    )
+
+
+def test_without_a_parameter_pattern_the_common_advice() -> None:
+    rows = [(1e-3, "batch", "overfitting"), (1e-3, "none", "overfitting"), (1e-3, "batch", "healthy")]
+    step = next_step(frame(rows, {"epochs": 5}), SPACE)
+    assert step.startswith("2 of 3 trials are overfitting: their diagnoses suggest epochs=5 (2 of 2)")
+
+
+def test_healthy_study_has_nothing_to_fix() -> None:
+    rows = [(1e-3, "batch", "healthy"), (2e-3, "batch", "unclear")]
+    assert next_step(frame(rows), SPACE) == (
+        "No failure cause dominates the 2 diagnosed trials (1 unclear): nothing to fix."
+    )
