@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     p.add_argument("--markdown", type=Path, help="where to write the report (default: see above)")
     p.add_argument("--workers", type=int, default=2, help="processes for training and replays (default 2)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="dataset folder (images/, masks/) for the efficiency section's real-image task "
+        "(default: ../shared/data/dsb2018-nuclei beside the checkout, when it is there)",
+    )
     return p
 
 
@@ -53,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.workers < 1:
         print(f"error: --workers must be >= 1 but got {args.workers}", file=sys.stderr)
+        return 2
+    if args.data is not None and not ((args.data / "images").is_dir() and (args.data / "masks").is_dir()):
+        print(
+            f"error: --data {args.data} has no images/ and masks/ folders: give a dataset folder in the "
+            "layout python -m unet.train reads",
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sections = tuple(args.only or SECTIONS)
@@ -152,7 +165,11 @@ def run_efficiency(args: argparse.Namespace) -> dict[str, Any]:
 
     from bench.efficiency import section
 
-    settings = replace(section.QUICK if args.quick else section.FULL, workers=args.workers)
+    data = args.data if args.data is not None else section.DEFAULT_DATA
+    folder = section.folder_task(data, quick=args.quick) if (data / "images").is_dir() else None
+    settings = replace(
+        section.QUICK if args.quick else section.FULL, workers=args.workers, folder_task=folder
+    )
     return section.run(settings, args.out / "cache", say=_say)
 
 

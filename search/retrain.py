@@ -1,19 +1,19 @@
 """Retrain a study's winner: ``python -m search.retrain --study NAME [--storage URL] --out DIR``.
 
-Takes the best COMPLETE trial (or ``--trial N``), rebuilds its training config from the study file stored
-with the study (``search.spec.space.build_config``), loads the study's data and trains through ``unet.fit``,
-so that a search ends in a model and ``unet/`` still knows nothing of studies. Writes, like
-``python -m unet.train``: ``DIR/model.pt`` (the best epoch's weights with the config, the data plan and
-the normalisation: ``unet.checkpoint``), ``DIR/last.pt`` (the last epoch's), ``DIR/config.yaml`` (the resolved
-settings), ``DIR/metrics.csv`` (one row per epoch, rewritten after each), plus ``DIR/source.yaml``
-saying which study and trial the configuration came from.
+Takes the trial with the best epoch (``pick_trial``; or ``--trial N``), rebuilds its training config from
+the study file stored with the study (``search.spec.space.build_config``), loads the study's data and
+trains through ``unet.fit``, so that a search ends in a model and ``unet/`` still knows nothing of
+studies. Writes, like ``python -m unet.train``: ``DIR/model.pt`` (the best epoch's weights with the config,
+the data plan and the normalisation: ``unet.checkpoint``), ``DIR/last.pt`` (the last epoch's),
+``DIR/config.yaml`` (the resolved settings), ``DIR/metrics.csv`` (one row per epoch, rewritten after each),
+plus ``DIR/source.yaml`` saying which study and trial the configuration came from.
 
 On CPU the retrained run repeats the trial's metrics exactly when it runs with as many threads as the
 trial did (float sums split over another number of threads differ in their last digits, and training
 amplifies that). A trial records its count (user attribute ``cpu_threads``; a Ray worker has one thread
 per reserved CPU) and retrain uses it, whatever ``OMP_NUM_THREADS`` says; ``--threads N`` chooses another.
 
-Exit status: 0 done, 1 the run diverged, 2 bad input (store, study, no completed trial, data), 130
+Exit status: 0 done, 1 the run diverged, 2 bad input (store, study, no trained trial, data), 130
 interrupted.
 """
 
@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from search.execution.data import StudyData, load_study_data
 from search.execution.objective import THREADS_ATTR
+from search.outcome import STOP_REASON
 from search.report.data import load_study_record
 from search.spec.schema import SpecError, StudySpec
 from search.spec.space import build_config
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", required=True, help="the study's name in the store")
     add_storage_option(p)
     p.add_argument("--out", required=True, type=Path, help="run folder for checkpoint, config and metrics")
-    p.add_argument("--trial", type=int, help="retrain this trial number instead of the best completed one")
+    p.add_argument("--trial", type=int, help="retrain this trial number instead of the best one")
     p.add_argument("--data", type=Path, help="train on this folder instead of the study's data")
     p.add_argument(
         "--threads",
@@ -98,10 +99,15 @@ def _threads(n: int) -> str:
 
 
 def pick_trial(trials: tuple[FrozenTrial, ...], study: str, number: int | None = None) -> FrozenTrial:
-    """The best COMPLETE trial (highest value, lowest number among equals), or trial ``number``.
+    """The trial with the best epoch (highest val Dice, lowest number among equals), or trial ``number``.
+
+    Every trial that trained is a candidate, not only COMPLETE ones: a trial stopped on a plateau after
+    its peak (or as underperforming) keeps the Dice of its best epoch, which is what the search measured.
+    Trials stopped as diverged are left out (their configuration does not train stably), and so are failed
+    ones (cut by a fault, not judged).
 
     Raises:
-        RetrainError: no trial has completed, or trial ``number`` does not exist or has no parameters.
+        RetrainError: no trial has trained, or trial ``number`` does not exist or has no parameters.
     """
     if number is not None:
         chosen = next((t for t in trials if t.number == number), None)
@@ -111,15 +117,23 @@ def pick_trial(trials: tuple[FrozenTrial, ...], study: str, number: int | None =
                 f"{[t.number for t in trials if t.params]} or leave --trial out for the best"
             )
         return chosen
-    scored = [
-        t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
-    ]
+    scored = [(score, t) for t in trials if (score := best_epoch_dice(t)) is not None]
     if not scored:
         raise RetrainError(
-            f"study {study!r} has no completed trial yet: run python -m search.run --study {study} first, "
+            f"study {study!r} has no trained trial yet: run python -m search.run --study {study} first, "
             f"or pick a trial with --trial N"
         )
-    return max(scored, key=lambda t: (t.value, -t.number))
+    return max(scored, key=lambda pair: (pair[0], -pair[1].number))[1]
+
+
+def best_epoch_dice(trial: FrozenTrial) -> float | None:
+    """The val Dice of the trial's best epoch, or None when it is no candidate (see ``pick_trial``)."""
+    if trial.state == TrialState.COMPLETE:
+        return trial.value if trial.value is not None and math.isfinite(trial.value) else None
+    if trial.state != TrialState.PRUNED or trial.user_attrs.get(STOP_REASON) == "diverged":
+        return None
+    finite = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
+    return max(finite, default=None)
 
 
 def study_spec(spec_data: dict[str, Any], study: str, *, data_path: Path | None) -> StudySpec:

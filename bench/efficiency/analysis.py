@@ -149,7 +149,10 @@ def _finite(value: float) -> float | str:
 
 
 def summarize(
-    runs: Sequence[ReplayRun], *, unit: float, references: Sequence[str] = ("random", "tpe_median")
+    runs: Sequence[ReplayRun],
+    *,
+    unit: float,
+    references: Sequence[str] = ("random", "tpe_hyperband", "tpe_median"),
 ) -> dict[str, dict[str, Any]]:
     """Per strategy: compute-to-target (in ``unit``s, e.g. full trials), speedups, Dice, pruning figures.
 
@@ -179,6 +182,11 @@ def summarize(
             "best_dice_median": round(_median(np.asarray([r.best_dice for r in rs])), 4),
             "best_complete_median": round(_median(np.asarray([r.best_complete for r in rs])), 4),
             "trials_median": _median(np.asarray([r.trials for r in rs])),
+            # Snapping check: how far proposals moved to a trained row, and how many rows were trained.
+            "snap_distance_mean": round(
+                sum(r.snap_distance for r in rs) / max(sum(r.trials for r in rs), 1), 3
+            ),
+            "rows_seen_median": _median(np.asarray([r.rows_seen for r in rs])),
             "pruned_compute_share": round(sum(r.pruned_compute for r in rs) / sum(r.budget for r in rs), 3),
             "pruned_by_rule": pruned_by_rule,
             "false_prunes": sum(r.false_prunes for r in rs),

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.pruners import BasePruner, MedianPruner, NopPruner, SuccessiveHalvingPruner
+from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner, SuccessiveHalvingPruner
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import TrialState
 
+from bench.efficiency.smac_peer import DESCRIPTION as SMAC_DESCRIPTION
+from bench.efficiency.smac_peer import SmacSearch
 from bench.efficiency.table import Row, Table
 from search.execution.objective import make_stopper
 from search.execution.study import make_sampler
@@ -37,13 +39,64 @@ Judge = Callable[[int, float, float], str | None]
 
 
 @dataclass
+class Proposal:
+    """One trial a strategy started: its own handle, the parameters, how it judges epochs, its epoch cap."""
+
+    handle: Any  # the strategy's trial object (an Optuna trial, a SMAC TrialInfo)
+    params: dict[str, Any]
+    judge: Judge
+    max_epochs: int | None = None  # None: the row's full length; fewer: the strategy asked for fewer
+
+
+@dataclass
 class Setup:
-    """One strategy made ready for one seed: its study, how it proposes and how it stops trials."""
+    """One Optuna strategy made ready for one seed: its study, how it proposes and how it stops trials."""
 
     study: optuna.Study
     spec: StudySpec  # the space (and, for ``ours``, the pruning and sampler settings)
     judge_for: Callable[[optuna.Trial], Judge]  # a fresh judge per trial
     fresh_sampler: Callable[[int], BaseSampler] | None = None  # the service's sampler-per-ask, by trial count
+
+    def ask(self) -> Proposal:
+        if self.fresh_sampler is not None:
+            self.study.sampler = self.fresh_sampler(len(self.study.get_trials(deepcopy=False)))
+        trial = self.study.ask()
+        return Proposal(trial, suggest_params(trial, self.spec.space), self.judge_for(trial))
+
+    def tell(self, proposal: Proposal, state: TrialState, best: float) -> None:
+        if state == TrialState.COMPLETE:
+            self.study.tell(proposal.handle, best)
+        else:
+            self.study.tell(proposal.handle, state=TrialState.PRUNED)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class SmacSetup:
+    """The SMAC peer for one seed, behind the same ask/tell as ``Setup``."""
+
+    search: SmacSearch
+
+    def ask(self) -> Proposal:
+        info, params, epochs = self.search.ask()
+        return Proposal(info, params, _no_reports, max_epochs=epochs)
+
+    def tell(self, proposal: Proposal, state: TrialState, best: float) -> None:
+        self.search.tell(proposal.handle, best)  # SMAC gets every result, a diverged run's too
+
+    def close(self) -> None:
+        self.search.close()
+
+
+def _no_reports(epoch: int, val_loss: float, dice: float) -> str | None:
+    return None
+
+
+def _smac(spec: StudySpec, seed: int) -> SmacSetup:
+    space = {name: dim.model_dump(exclude_none=True) for name, dim in spec.space.items()}
+    return SmacSetup(SmacSearch(space, spec.budget.max_epochs, seed))
 
 
 def _report_only(trial: optuna.Trial) -> Judge:
@@ -64,6 +117,7 @@ def _optuna_pruning(trial: optuna.Trial) -> Judge:
 
 def _stock(sampler: BaseSampler, pruner: BasePruner, spec: StudySpec) -> Setup:
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    judge: Callable[[optuna.Trial], Judge]
     judge = _report_only if isinstance(pruner, NopPruner) else _optuna_pruning
     return Setup(study, spec, judge)
 
@@ -101,7 +155,7 @@ def _ours_before(spec: StudySpec, seed: int) -> Setup:
 
 
 # name -> (one-line description, builder(spec, seed)); ``spec`` carries the task's space and our defaults.
-STRATEGIES: dict[str, tuple[str, Callable[[StudySpec, int], Setup]]] = {
+STRATEGIES: dict[str, tuple[str, Callable[[StudySpec, int], Setup | SmacSetup]]] = {
     "random": (
         "random search, no pruning",
         lambda spec, seed: _stock(RandomSampler(seed=seed), NopPruner(), spec),
@@ -118,6 +172,15 @@ STRATEGIES: dict[str, tuple[str, Callable[[StudySpec, int], Setup]]] = {
         "random + stock SuccessiveHalvingPruner (asynchronous successive halving)",
         lambda spec, seed: _stock(RandomSampler(seed=seed), SuccessiveHalvingPruner(), spec),
     ),
+    "tpe_hyperband": (
+        "stock TPESampler + stock HyperbandPruner (Optuna's documented best pairing)",
+        lambda spec, seed: _stock(TPESampler(seed=seed), HyperbandPruner(), spec),
+    ),
+    "random_hyperband": (
+        "random + stock HyperbandPruner",
+        lambda spec, seed: _stock(RandomSampler(seed=seed), HyperbandPruner(), spec),
+    ),
+    "smac_bohb": (SMAC_DESCRIPTION, _smac),
     "ours": (
         "the service's defaults: make_sampler + TrialStopper (plateau/divergence + cross-trial rule)",
         _ours,
@@ -147,6 +210,8 @@ class ReplayRun:
     false_prunes: int = 0  # pruned by rule while below the top-10 % Dice, though its full Dice is in it
     top_pruned: int = 0  # pruned by rule with a full-length Dice in the top 10 %, wherever it had got to
     pruned_compute: float = 0.0  # images spent on trials that ended PRUNED
+    snap_distance: float = 0.0  # summed over trials: how far each proposal was from the row it ran as
+    rows_seen: int = 0  # distinct table rows the strategy trained
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -154,17 +219,21 @@ class ReplayRun:
 
 @dataclass
 class _Running:
-    trial: optuna.Trial
+    proposal: Proposal
     row: Row
-    judge: Judge
     epoch: int = 0
     spent: float = 0.0
     best: float = 0.0
 
+    @property
+    def last_epoch(self) -> int:
+        cap = self.proposal.max_epochs
+        return len(self.row.val_dice) if cap is None else min(cap, len(self.row.val_dice))
+
 
 @dataclass
 class _Replay:
-    setup: Setup
+    setup: Setup | SmacSetup
     table: Table
     run: ReplayRun
     workers: int
@@ -173,15 +242,16 @@ class _Replay:
     running: dict[int, _Running] = field(default_factory=dict)
     events: list[tuple[float, int, int]] = field(default_factory=list)  # (clock, sequence, worker)
     sequence: int = 0
+    rows_seen: set[int] = field(default_factory=set)
 
     def start(self, worker: int, clock: float) -> None:
-        study, setup = self.setup.study, self.setup
-        if setup.fresh_sampler is not None:
-            study.sampler = setup.fresh_sampler(len(study.get_trials(deepcopy=False)))
-        trial = study.ask()
-        params = suggest_params(trial, setup.spec.space)
-        row = self.table.rows[self.table.task.snap(params)]
-        self.running[worker] = _Running(trial, row, setup.judge_for(trial))
+        proposal = self.setup.ask()
+        task = self.table.task
+        index = task.snap(proposal.params)
+        self.rows_seen.add(index)
+        self.run.snap_distance += task.snap_distance(proposal.params)
+        row = self.table.rows[index]
+        self.running[worker] = _Running(proposal, row)
         self.run.trials += 1
         self._schedule(worker, clock + row.train_images[0])
 
@@ -204,14 +274,16 @@ class _Replay:
         self.run.best_dice = max(self.run.best_dice, dice)
         if self.run.compute_to_target is None and dice >= self.target:
             self.run.compute_to_target = clock * self.workers
-        reason = r.judge(epoch, row.val_loss[epoch - 1], dice)
-        last = epoch == len(row.val_dice)
-        if reason is None and last and row.stop_reason == "diverged":
+        reason = r.proposal.judge(epoch, row.val_loss[epoch - 1], dice)
+        end_of_row = epoch == len(row.val_dice)
+        if reason is None and end_of_row and row.stop_reason == "diverged":
             self._end(r, TrialState.PRUNED, by_rule=False)
         elif reason is not None:
             self._end(r, TrialState.PRUNED, by_rule=True)
-        elif last:
+        elif end_of_row:
             self._end(r, TrialState.COMPLETE, by_rule=False)
+        elif epoch == r.last_epoch:  # the strategy asked for fewer epochs (a Hyperband rung)
+            self._end(r, TrialState.COMPLETE, by_rule=True)
         else:
             self._schedule(worker, clock + row.train_images[epoch])
             return True
@@ -219,13 +291,13 @@ class _Replay:
         return True
 
     def _end(self, r: _Running, state: TrialState, *, by_rule: bool) -> None:
+        """Tell the strategy; count a stop by the strategy's own rule (or epoch cap) as pruned."""
         run = self.run
-        if state == TrialState.COMPLETE:
-            self.setup.study.tell(r.trial, r.best)
+        self.setup.tell(r.proposal, state, r.best)
+        if state == TrialState.COMPLETE and not by_rule:
             run.complete += 1
             run.best_complete = max(run.best_complete, r.best)
             return
-        self.setup.study.tell(r.trial, state=TrialState.PRUNED)
         run.pruned += 1
         run.pruned_compute += r.spent
         if by_rule:
@@ -259,8 +331,12 @@ def replay(
         target=TARGET_SHARE * table.best_dice,
         top=table.top_threshold(TOP_SHARE),
     )
-    for worker in range(workers):
-        state.start(worker, 0.0)
-    while state.step():
-        pass
+    try:
+        for worker in range(workers):
+            state.start(worker, 0.0)
+        while state.step():
+            pass
+    finally:
+        state.setup.close()
+    run.rows_seen = len(state.rows_seen)
     return run

@@ -1,9 +1,13 @@
-"""The replay table: every configuration of a ``HardTask`` trained in full once, with its learning curves.
+"""The replay table: every configuration of a ``Task`` trained in full once, with its learning curves.
 
 Built with ``unet.fit.fit`` in worker processes (one thread each) and cached as JSON under
-``CACHE/table-<key>.json``, where the key hashes the ``unet/`` sources, the torch version and the task's
-settings: change any of them and the table is built again; otherwise every later run replays the same
-curves. Non-finite losses are stored as null.
+``CACHE/table-<key>.json``, where the key hashes the torch version and the task's settings (for a folder
+task, its files' contents): change any of them and the table is built again; otherwise every later run
+replays the same curves. The key leaves out the ``unet/`` sources, which several people edit all day while
+a rebuild takes minutes to tens of minutes on a shared CPU: the table records the digest of the sources
+it was built with (``Table.sources``) and the report says when they differ from the current ones (delete
+the file to rebuild). Rows are appended to ``table-<key>.partial.jsonl`` as they finish, so an
+interrupted build resumes. Non-finite losses are stored as null.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 import torch
 
-from bench.efficiency.task import HardTask
+from bench.efficiency.task import Task
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +78,12 @@ class Row:
 class Table:
     """All rows of a task, in ``task.grid()`` order, with the key they were cached under."""
 
-    task: HardTask
+    task: Task
     key: str
     rows: tuple[Row, ...]
     build_seconds: float  # wall time of the build (when cached: of the build that made the cache)
     cached: bool  # True when this run read the table from the cache
+    sources: str = ""  # digest of the unet/ sources the table was built with (sources_digest)
 
     @property
     def best_dice(self) -> float:
@@ -90,19 +95,25 @@ class Table:
         return ranked[max(math.ceil(share * len(ranked)) - 1, 0)]
 
 
-def table_key(task: HardTask) -> str:
-    """A hash of the ``unet/`` sources, the torch version and the task's settings."""
+def sources_digest() -> str:
+    """A hash of the ``unet/`` sources (the training code a table's curves come from)."""
     digest = hashlib.sha256()
     for path in sorted(UNET_DIR.rglob("*.py")):
         digest.update(str(path.relative_to(UNET_DIR)).encode())
         digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def table_key(task: Task) -> str:
+    """A hash of the torch version and the task's settings (for a folder task: its files' contents)."""
+    digest = hashlib.sha256()
     digest.update(torch.__version__.encode())
     digest.update(json.dumps(task.to_dict(), sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
 def load_or_build(
-    task: HardTask,
+    task: Task,
     cache_dir: Path,
     *,
     workers: int = 2,
@@ -122,39 +133,74 @@ def load_or_build(
         data = json.loads(path.read_text())
         rows = tuple(Row.from_dict(r) for r in data["rows"])
         logger.info("replay table %s read from the cache (%d rows)", key, len(rows))
-        return Table(task, key, rows, float(data["build_seconds"]), cached=True)
+        sources = str(data.get("unet_sources", ""))
+        return Table(task, key, rows, float(data["build_seconds"]), cached=True, sources=sources)
     started = time.perf_counter()
-    rows = build_rows(task, workers=workers, on_row=on_row)
-    seconds = time.perf_counter() - started
     cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = cache_dir / f"table-{key}.partial.jsonl"
+    rows = build_rows(task, workers=workers, on_row=on_row, partial=partial)
+    seconds = time.perf_counter() - started
     payload = {
         "key": key,
         "task": task.to_dict(),
         "torch": torch.__version__,
+        "unet_sources": sources_digest(),
         "build_seconds": round(seconds, 1),
         "rows": [row.to_dict() for row in rows],
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, allow_nan=False) + "\n")
     tmp.replace(path)  # a half-written file never looks like a cached table
-    return Table(task, key, rows, seconds, cached=False)
+    partial.unlink(missing_ok=True)
+    return Table(task, key, rows, seconds, cached=False, sources=sources_digest())
 
 
 def build_rows(
-    task: HardTask, *, workers: int = 2, on_row: Callable[[int, int], None] | None = None
+    task: Task,
+    *,
+    workers: int = 2,
+    on_row: Callable[[int, int], None] | None = None,
+    partial: Path | None = None,
 ) -> tuple[Row, ...]:
-    """Train every configuration of the grid; rows come back in grid order."""
+    """Train every configuration of the grid; rows come back in grid order.
+
+    With ``partial``, each finished row is appended there as one JSON line (index and row), and rows
+    already there are not trained again: an interrupted build resumes where it stopped.
+    """
     grid = task.grid()
-    jobs = [(task, params) for params in grid]
     rows: list[Row | None] = [None] * len(grid)
+    for index, row in _read_partial(partial, grid):
+        rows[index] = row
+    jobs = [(index, (task, params)) for index, params in enumerate(grid) if rows[index] is None]
+    done = len(grid) - len(jobs)
     # spawn, not fork: the parent may already run torch's thread pool, which a forked child inherits broken.
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes=max(1, workers), initializer=_init_worker) as pool:
-        for done, (index, row) in enumerate(pool.imap_unordered(_train_row, enumerate(jobs)), start=1):
+        for index, row in pool.imap_unordered(_train_row, jobs):
             rows[index] = row
+            if partial is not None:
+                with partial.open("a") as f:
+                    f.write(json.dumps({"index": index, "row": row.to_dict()}, allow_nan=False) + "\n")
+            done += 1
             if on_row is not None:
                 on_row(done, len(grid))
     return tuple(row for row in rows if row is not None)
+
+
+def _read_partial(partial: Path | None, grid: list[dict[str, Any]]) -> list[tuple[int, Row]]:
+    """Rows of an interrupted build whose parameters still match the grid (a cut last line is skipped)."""
+    if partial is None or not partial.is_file():
+        return []
+    out = []
+    for line in partial.read_text().splitlines():
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        index, row = int(data["index"]), Row.from_dict(data["row"])
+        if index < len(grid) and row.params == grid[index]:
+            out.append((index, row))
+    return out
 
 
 def _init_worker() -> None:
@@ -165,7 +211,7 @@ def _init_worker() -> None:
 _DATA: dict[str, tuple[Any, Any]] = {}
 
 
-def _train_row(job: tuple[int, tuple[HardTask, dict[str, Any]]]) -> tuple[int, Row]:
+def _train_row(job: tuple[int, tuple[Task, dict[str, Any]]]) -> tuple[int, Row]:
     from unet.fit import fit  # imported in the worker, after its thread setting
 
     index, (task, params) = job

@@ -16,13 +16,34 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from unet.config import ModelConfig, TrainConfig
 from unet.data import synthetic_datasets
+
+
+class Task(Protocol):
+    """What the table, the replay and the analysis need of a task (``HardTask``, ``FolderTask``)."""
+
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def n_train(self) -> int: ...
+    @property
+    def learning_rates(self) -> tuple[float, ...]: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def datasets(self) -> tuple[Dataset, Dataset]: ...
+    def grid(self) -> list[dict[str, Any]]: ...
+    def space(self) -> dict[str, dict[str, Any]]: ...
+    def snap(self, params: Mapping[str, Any]) -> int: ...
+    def snap_distance(self, params: Mapping[str, Any]) -> float: ...
+    def train_config(self, params: Mapping[str, Any]) -> TrainConfig: ...
+    def study_dict(self, name: str) -> dict[str, Any]: ...
+    def describe(self) -> str: ...
+
 
 # Twelve learning rates, 0.4 decades apart, from 1e-5 (stalls) to 0.25 (diverges or collapses).
 LEARNING_RATES: tuple[float, ...] = tuple(float(f"{10 ** (-5 + 0.4 * k):.3g}") for k in range(12))
@@ -100,6 +121,11 @@ class HardTask:
         norm = self.norms.index(params["model.norm"])
         return (lr * len(self.losses) + loss) * len(self.norms) + norm
 
+    def snap_distance(self, params: Mapping[str, Any]) -> float:
+        """How far ``params`` is from its row: the learning rate's distance in decades (a full grid)."""
+        row = self.grid()[self.snap(params)]
+        return abs(math.log10(float(params["learning_rate"])) - math.log10(row["learning_rate"]))
+
     def train_config(self, params: Mapping[str, Any]) -> TrainConfig:
         """The ``TrainConfig`` of one configuration: the fixed settings plus ``params``, on the CPU."""
         settings = {**self.fixed, **params}
@@ -110,6 +136,15 @@ class HardTask:
             epochs=self.epochs,
             device="cpu",
             **train,
+        )
+
+    def describe(self) -> str:
+        """One line for the report."""
+        return (
+            f"synthetic segmentation, {self.n_train} + {self.n_val} images of {self.size} x {self.size} px, "
+            f"~{self.foreground_fraction:.0%} foreground, contrast {self.contrast}, noise {self.noise}; "
+            f"{self.epochs} epochs per trial; a grid of {len(self.grid())} configurations (learning rate x "
+            "loss x normalisation)"
         )
 
     def study_dict(self, name: str) -> dict[str, Any]:

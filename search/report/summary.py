@@ -74,7 +74,7 @@ def _comparison(
                 str(len(rows)),
                 *(str(int(states.get(s, 0))) for s in ("COMPLETE", "PRUNED", "FAIL")),
                 str(int(states.get("RUNNING", 0) + states.get("WAITING", 0))),
-                _num(best["objective"]) if best is not None else "-",
+                _num(best["peak_val_dice"]) if best is not None else "-",
                 f"#{int(best['number'])}" if best is not None else "-",
                 _count(_sum(rows["compute_images"])),
                 _count(_sum(rows["compute_saved_images"])),
@@ -112,13 +112,14 @@ def _study_section(
 def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str) -> list[str]:
     best = _best_row(rows)
     if best is None:
-        return ["### Best configuration", "", "No trial has completed yet.", ""]
+        return ["### Best configuration", "", "No trial has trained yet.", ""]
     params = record.param_names
     lines = [
         "### Best configuration",
         "",
-        f"Trial #{int(best['number'])}: val Dice {_num(best['objective'])} at epoch "
-        f"{_int(best['best_epoch'])}, diagnosis {_text(best['diagnosis'])}.",
+        f"Trial #{int(best['number'])}: val Dice {_num(best['peak_val_dice'])} at epoch "
+        f"{_int(best['best_epoch'])}, {_outcome(best['state'], best['stop_reason'])}, diagnosis "
+        f"{_text(best['diagnosis'])}.",
         "",
     ]
     tested = record.test_scores.get(str(int(best["number"])))
@@ -139,13 +140,14 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
         f"--study {record.name} --storage {storage_display} --out runs/{record.name}-best`",
         "",
     ]
-    ranked = rows[rows["state"] == "COMPLETE"].sort_values(["objective", "number"], ascending=[False, True])
+    ranked = _ranked(rows)
     test = record.test_scores
-    header = ["trial", "val Dice", *(["test Dice"] if test else []), "epoch", *params, "diagnosis"]
+    header = ["trial", "val Dice", *(["test Dice"] if test else []), "epoch", *params, "outcome", "diagnosis"]
     body = [
-        [f"#{int(r['number'])}", _num(r["objective"]),
+        [f"#{int(r['number'])}", _num(r["peak_val_dice"]),
          *([_num(test.get(str(int(r["number"])), {}).get("test_dice"))] if test else []),
-         _int(r["best_epoch"]), *(_value(r[p]) for p in params), _text(r["diagnosis"])]
+         _int(r["best_epoch"]), *(_value(r[p]) for p in params), _outcome(r["state"], r["stop_reason"]),
+         _text(r["diagnosis"])]
         for _, r in ranked.head(TOP).iterrows()
     ]  # fmt: skip
     lines += [f"### Top {len(body)}", "", *_table(header, body), ""]
@@ -241,11 +243,22 @@ def _plots_section(plots: list[PlotFile], out_dir: Path) -> list[str]:
     return lines
 
 
+def _ranked(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every trial that trained, by its best epoch's val Dice (lowest number among equals).
+
+    As ``search.retrain.pick_trial`` picks: COMPLETE trials, and PRUNED ones unless they diverged (a
+    plateau stop after the peak keeps its best epoch); failed and running trials are not ranked.
+    """
+    trained = (rows["state"] == "COMPLETE") | (
+        (rows["state"] == "PRUNED") & (rows["stop_reason"] != "diverged")
+    )
+    candidates = rows[trained & rows["peak_val_dice"].notna()]
+    return candidates.sort_values(["peak_val_dice", "number"], ascending=[False, True])
+
+
 def _best_row(rows: pd.DataFrame) -> pd.Series | None:
-    complete = rows[(rows["state"] == "COMPLETE") & rows["objective"].notna()]
-    if complete.empty:
-        return None
-    return complete.sort_values(["objective", "number"], ascending=[False, True]).iloc[0]
+    ranked = _ranked(rows)
+    return None if ranked.empty else ranked.iloc[0]
 
 
 def _outcome(state: str, reason: Any) -> str:

@@ -123,7 +123,7 @@ def _trial_row(record: StudyRecord, trial: FrozenTrial, params: Sequence[str]) -
         "number": trial.number,
         "state": trial.state.name,
         "objective": trial.value if complete else None,
-        "best_epoch": attrs.get(BEST_EPOCH) if complete else None,
+        "best_epoch": attrs.get(BEST_EPOCH) if complete else _peak_epoch(epochs),
         **{name: _param_text(trial.params[name]) if name in trial.params else None for name in params},
         "peak_val_dice": peak,
         "epochs_run": epochs_run,
@@ -143,6 +143,14 @@ def _trial_row(record: StudyRecord, trial: FrozenTrial, params: Sequence[str]) -
         else None,
     }
     return row
+
+
+def _peak_epoch(epochs: pd.DataFrame) -> int | None:
+    """The epoch of a stopped trial's highest val Dice (the first of equals), from its epoch rows."""
+    dice = epochs[["epoch", "val_dice"]].dropna()
+    if dice.empty:
+        return None
+    return int(dice.sort_values(["val_dice", "epoch"], ascending=[False, True])["epoch"].iloc[0])
 
 
 def _saved(record: StudyRecord, trial: FrozenTrial, epochs_run: int, images: int | None) -> int | None:

@@ -14,7 +14,7 @@ from bench.__main__ import main
 from bench.efficiency import replay as replay_module
 from bench.efficiency.analysis import describe_task, row_class, spearman, speedup
 from bench.efficiency.replay import STRATEGIES, Setup, replay
-from bench.efficiency.table import Row, Table, load_or_build, table_key
+from bench.efficiency.table import Row, Table, load_or_build, sources_digest, table_key
 from bench.efficiency.task import QUICK_TASK, HardTask
 from search.spec.schema import StudySpec
 
@@ -182,17 +182,19 @@ def test_describe_task_on_a_hand_made_table() -> None:
     assert figures["spearman_early_final"]["1"] == pytest.approx(-0.2)
 
 
-def test_table_cache_is_keyed_by_code_and_data(tmp_path: Path) -> None:
+def test_table_cache_is_keyed_by_the_task_and_records_the_sources(tmp_path: Path) -> None:
     assert table_key(TINY) != table_key(HardTask(**{**TINY.to_dict(), "noise": 0.3}))
     key = table_key(TINY)
     cached = {
         "key": key,
+        "unet_sources": "0123456789abcdef",
         "build_seconds": 1.5,
         "rows": [row(1e-3, [0.1]).to_dict(), row(1e-1, [0.2]).to_dict()],
     }
     (tmp_path / f"table-{key}.json").write_text(json.dumps(cached))
     loaded = load_or_build(TINY, tmp_path)  # would train for real on a cache miss
     assert loaded.cached and loaded.key == key
+    assert loaded.sources == "0123456789abcdef" != sources_digest()  # the report flags the stale curves
     assert [r.best_dice for r in loaded.rows] == [0.1, 0.2]
 
 
@@ -207,12 +209,13 @@ def test_quick_mode_end_to_end(tmp_path: Path) -> None:
     assert {"efficiency", "throughput", "store"} <= set(sections)
     assert results["meta"]["versions"]["optuna"] == optuna.__version__
     efficiency = sections["efficiency"]
-    assert set(efficiency["replay"]) == set(STRATEGIES)
-    for figures in efficiency["replay"].values():
+    synthetic = efficiency["tasks"]["synthetic"]
+    assert set(synthetic["replay"]) == set(STRATEGIES)
+    for figures in synthetic["replay"].values():
         assert figures["seeds"] == 3
         assert 0.0 <= figures["pruned_compute_share"] <= 1.0
     assert set(efficiency["live"]["strategies"]) == {"random", "ours"}
-    assert (out / "cache" / f"table-{efficiency['table']['key']}.json").is_file()
+    assert (out / "cache" / f"table-{synthetic['table']['key']}.json").is_file()
     throughput = sections["throughput"]
     assert throughput["fit_gflops"] > 0 and throughput["matmul_gflops"] > 0
     for backend in ("sqlite", "postgresql", "mariadb"):
@@ -229,4 +232,6 @@ def test_quick_mode_end_to_end(tmp_path: Path) -> None:
 
 
 def test_replay_module_names_every_strategy_of_the_issue() -> None:
-    assert {"random", "tpe", "tpe_median", "asha", "ours"} <= set(replay_module.STRATEGIES)
+    assert {"random", "tpe", "tpe_median", "asha", "tpe_hyperband", "smac_bohb", "ours"} <= set(
+        replay_module.STRATEGIES
+    )

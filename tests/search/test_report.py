@@ -324,3 +324,26 @@ class _Numbered:
 
 def _numbered(plan: list[Planned]) -> list[_Numbered]:
     return [_Numbered(i, p) for i, p in enumerate(plan)]
+
+
+def test_a_trial_stopped_after_its_peak_is_ranked_by_its_best_epoch(tmp_path: Path) -> None:
+    # Dice grows with the trial number (epoch_metrics): the plateau-stopped #3 has the best epoch of all,
+    # the diverged #4 a higher one still, but a diverged configuration is no candidate.
+    plan = [
+        Planned(0.01, "batch", TrialState.COMPLETE, 4, diagnosis="healthy"),
+        Planned(0.02, "batch", TrialState.COMPLETE, 4, diagnosis="healthy"),
+        Planned(0.001, "none", TrialState.PRUNED, 2, "underperforming", "stalled"),
+        Planned(0.005, "instance", TrialState.PRUNED, 4, "plateau", "healthy"),
+        Planned(0.3, "instance", TrialState.PRUNED, 4, "diverged", "diverged"),
+    ]
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    storage = open_storage(url)
+    craft_study(storage, "peaks", plan)
+    storage.engine.dispose()
+    assert run_report(url, tmp_path / "r", "peaks") == 0
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert "Trial #3: val Dice 0.6744 at epoch 4, pruned: plateau, diagnosis healthy." in summary
+    top = summary.split("### Top ")[1].split("\n\n")[1].splitlines()[2:]
+    assert [line.split(" | ")[0] for line in top] == ["| #3", "| #1", "| #0", "| #2"]
+    trials = pd.read_csv(tmp_path / "r" / "trials.csv")
+    assert trials.loc[trials["number"] == 2, "best_epoch"].item() == 2  # a stopped trial's best epoch

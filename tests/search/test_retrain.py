@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, TrialState, create_trial
 from test_report import SMALL, craft_study
 
 from search import run
-from search.retrain import main
+from search.retrain import RetrainError, best_epoch_dice, main, pick_trial
 from search.store.engine import open_storage
 
 
@@ -134,3 +136,29 @@ def test_retrain_repeats_the_trial_whatever_the_shell_threads(tmp_path: Path, th
     assert main([*args[:4], "--out", str(other), "--quiet", "--threads", "2"]) == 0
     assert "2 CPU threads" in capsys.readouterr().err
     assert list(pd.read_csv(other / "metrics.csv")["val_dice"]) != list(metrics["val_dice"])
+
+
+def _trained(number: int, state: TrialState, dice: list[float], reason: str | None = None) -> FrozenTrial:
+    return create_trial(
+        state=state,
+        value=max(dice) if state == TrialState.COMPLETE else None,
+        params={"learning_rate": 0.01},
+        distributions={"learning_rate": FloatDistribution(1e-4, 1.0, log=True)},
+        intermediate_values=dict(enumerate(dice, start=1)),
+        user_attrs={"stop_reason": reason} if reason else {},
+    )
+
+
+def test_the_winner_is_the_best_epoch_of_any_trained_trial() -> None:
+    trials = [
+        _trained(0, TrialState.COMPLETE, [0.3, 0.5]),
+        _trained(1, TrialState.PRUNED, [0.4, 0.7, 0.6], "plateau"),  # stopped after its peak
+        _trained(2, TrialState.PRUNED, [0.9, float("nan")], "diverged"),  # unstable: no candidate
+        _trained(3, TrialState.FAIL, [0.95]),  # cut by a fault: no candidate
+    ]
+    for number, trial in enumerate(trials):
+        trial.number = number
+    assert pick_trial(tuple(trials), "s").number == 1
+    assert best_epoch_dice(trials[1]) == 0.7 and best_epoch_dice(trials[2]) is None
+    with pytest.raises(RetrainError, match="no trained trial yet"):
+        pick_trial(tuple(trials[2:]), "s")
