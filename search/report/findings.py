@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from search.outcome import DIAGNOSES, HEALTHY, RETRYABLE_REASONS, STOP_REASONS, UNCLEAR
+from search.report.markdown import is_missing
 
 # A group needs this many trials to say anything.
 MIN_GROUP = 3
@@ -101,7 +102,7 @@ def find_findings(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) 
     for order, (name, definition) in enumerate(space.items()):
         if name in eligible.columns:
             pairs = [
-                (v, ls) for v, ls in zip(eligible[name].tolist(), labels, strict=True) if not _missing(v)
+                (v, ls) for v, ls in zip(eligible[name].tolist(), labels, strict=True) if not is_missing(v)
             ]
             found += [(order, finding) for finding in _param_findings(name, definition, pairs)]
     found.sort(
@@ -231,7 +232,3 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +22,7 @@ import pandas as pd
 
 from search.diagnosis import CAUSES
 from search.report.findings import round_between
+from search.report.markdown import is_missing
 
 # A condition must hold for this share of the cause's trials...
 MIN_COVERAGE = 0.6
@@ -76,7 +76,7 @@ def _conditions(
     name: str, definition: Mapping[str, Any], values: list[Any]
 ) -> list[tuple[str, str, list[bool]]]:
     """(condition in words, action on the space, which trials meet it) for each side or choice."""
-    present = [v for v in values if not _missing(v)]
+    present = [v for v in values if not is_missing(v)]
     numeric = definition.get("type") in ("float", "int") or (
         not definition
         and present
@@ -86,14 +86,14 @@ def _conditions(
     out: list[tuple[str, str, list[bool]]] = []
     if not numeric:
         for choice in sorted({str(v) for v in present}):
-            members = [not _missing(v) and str(v) == choice for v in values]
+            members = [not is_missing(v) and str(v) == choice for v in values]
             out.append((f"{words} {choice}", f"drop {choice} from {name}'s choices", members))
         return out
     distinct = sorted({float(v) for v in present})
     for low, high in itertools.pairwise(distinct):
         cut = round_between(low, high, log=bool(definition.get("log")))
-        below = [not _missing(v) and float(v) <= low for v in values]
-        above = [not _missing(v) and float(v) >= high for v in values]
+        below = [not is_missing(v) and float(v) <= low for v in values]
+        above = [not is_missing(v) and float(v) >= high for v in values]
         out.append((f"{words} < {cut:g}", f"raise the space's lower bound of {name} to {cut:g}", below))
         out.append((f"{words} > {cut:g}", f"lower the space's upper bound of {name} to {cut:g}", above))
     return out
@@ -115,7 +115,3 @@ def _common_advice(rows: pd.DataFrame) -> str:
             )
     summary = next((s for s in rows.get("diagnosis_summary", []) if isinstance(s, str) and s), "")
     return summary.split(": ", 2)[-1] if summary else "see their diagnoses"
-
-
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))

@@ -9,7 +9,6 @@ plots. Several studies get a comparison table first. The text depends only on th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from search.diagnosis import MEANINGS
+from search.report import markdown as md
 from search.report.data import StudyRecord
 from search.report.findings import MIN_CONTRAST, MIN_GROUP, MIN_SHARE, Finding
 from search.report.next_step import next_step
@@ -74,15 +74,15 @@ def _comparison(
                 str(len(rows)),
                 *(str(int(states.get(s, 0))) for s in ("COMPLETE", "PRUNED", "FAIL")),
                 str(int(states.get("RUNNING", 0) + states.get("WAITING", 0))),
-                _num(best["peak_val_dice"]) if best is not None else "-",
+                md.num(best["peak_val_dice"]) if best is not None else "-",
                 f"#{int(best['number'])}" if best is not None else "-",
-                _count(_sum(rows["compute_images"])),
-                _count(_sum(rows["compute_saved_images"])),
+                md.count(md.total(rows["compute_images"])),
+                md.count(md.total(rows["compute_saved_images"])),
             ]
         )
-    lines = ["## Studies compared", "", *_table(header, body), ""]
+    lines = ["## Studies compared", "", *md.table(header, body), ""]
     if plot is not None and plot.path is not None:
-        lines += [f"![{plot.title}]({_link(plot.path, out_dir)})", ""]
+        lines += [f"![{plot.title}]({md.link(plot.path, out_dir)})", ""]
     return lines
 
 
@@ -117,15 +117,15 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
     lines = [
         "### Best configuration",
         "",
-        f"Trial #{int(best['number'])}: val Dice {_num(best['peak_val_dice'])} at epoch "
-        f"{_int(best['best_epoch'])}, {_outcome(best['state'], best['stop_reason'])}, diagnosis "
-        f"{_text(best['diagnosis'])}.",
+        f"Trial #{int(best['number'])}: val Dice {md.num(best['peak_val_dice'])} at epoch "
+        f"{md.integer(best['best_epoch'])}, {_outcome(best['state'], best['stop_reason'])}, diagnosis "
+        f"{md.text(best['diagnosis'])}.",
         "",
     ]
     tested = record.test_scores.get(str(int(best["number"])))
     if tested is not None:
         lines[-1:] = [
-            f"Held-out test Dice {_num(tested['test_dice'])} on {tested['images']} image(s), scored once "
+            f"Held-out test Dice {md.num(tested['test_dice'])} on {tested['images']} image(s), scored once "
             f"after the search (the validation Dice picked this trial among many, so it is optimistic).",
             "",
         ]
@@ -133,8 +133,8 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
     settings.update(flatten_settings(record.spec.get("fixed") or {}))
     if record.max_epochs is not None:
         settings["epochs"] = record.max_epochs
-    body = [[f"**{name}**" if name in params else name, _value(value)] for name, value in settings.items()]
-    lines += [*_table(["setting (searched in bold)", "value"], body), ""]
+    body = [[f"**{name}**" if name in params else name, md.value(value)] for name, value in settings.items()]
+    lines += [*md.table(["setting (searched in bold)", "value"], body), ""]
     lines += [
         "Retrain it: `python -m search.retrain "
         f"--study {record.name} --storage {storage_display} --out runs/{record.name}-best`",
@@ -144,13 +144,13 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
     test = record.test_scores
     header = ["trial", "val Dice", *(["test Dice"] if test else []), "epoch", *params, "outcome", "diagnosis"]
     body = [
-        [f"#{int(r['number'])}", _num(r["peak_val_dice"]),
-         *([_num(test.get(str(int(r["number"])), {}).get("test_dice"))] if test else []),
-         _int(r["best_epoch"]), *(_value(r[p]) for p in params), _outcome(r["state"], r["stop_reason"]),
-         _text(r["diagnosis"])]
+        [f"#{int(r['number'])}", md.num(r["peak_val_dice"]),
+         *([md.num(test.get(str(int(r["number"])), {}).get("test_dice"))] if test else []),
+         md.integer(r["best_epoch"]), *(md.value(r[p]) for p in params),
+         _outcome(r["state"], r["stop_reason"]), md.text(r["diagnosis"])]
         for _, r in ranked.head(TOP).iterrows()
     ]  # fmt: skip
-    lines += [f"### Top {len(body)}", "", *_table(header, body), ""]
+    lines += [f"### Top {len(body)}", "", *md.table(header, body), ""]
     return lines
 
 
@@ -159,7 +159,7 @@ def _outcomes_section(rows: pd.DataFrame) -> list[str]:
     if rows.empty:
         return []
     outcome = [_outcome(s, r) for s, r in zip(rows["state"], rows["stop_reason"], strict=True)]
-    diagnosis = [_text(d, missing="(none)") for d in rows["diagnosis"]]
+    diagnosis = [md.text(d, missing="(none)") for d in rows["diagnosis"]]
     table = pd.crosstab(pd.Series(outcome, name="outcome"), pd.Series(diagnosis, name="diagnosis"))
     table = table.reindex(sorted(table.index, key=_outcome_key))
     columns = sorted(table.columns)
@@ -168,7 +168,7 @@ def _outcomes_section(rows: pd.DataFrame) -> list[str]:
         for name in table.index
     ]
     lines = ["### Stop reasons and diagnoses", ""]
-    lines += _table(["outcome \\ diagnosis", *columns, "total"], body)
+    lines += md.table(["outcome \\ diagnosis", *columns, "total"], body)
     return [*lines, ""]
 
 
@@ -185,7 +185,7 @@ def _causes_section(record: StudyRecord, rows: pd.DataFrame) -> list[str]:
         numbers = sorted(int(n) for n in diagnosed.loc[diagnosed["diagnosis"] == label, "number"])
         shown = ", ".join(f"#{n}" for n in numbers[:8]) + (", ..." if len(numbers) > 8 else "")
         body.append([str(label), str(int(counts[label])), MEANINGS.get(str(label), ""), shown])
-    lines += _table(["diagnosis", "trials", "meaning", "trial numbers"], body)
+    lines += md.table(["diagnosis", "trials", "meaning", "trial numbers"], body)
     return [*lines, ""]
 
 
@@ -205,17 +205,17 @@ def _compute_section(record: StudyRecord, rows: pd.DataFrame) -> list[str]:
     lines = ["### Compute", ""]
     if rows.empty:
         return [*lines, "No trial has run yet.", ""]
-    spent = _sum(rows["compute_images"])
-    epochs = _sum(rows["epochs_run"])
+    spent = md.total(rows["compute_images"])
+    epochs = md.total(rows["epochs_run"])
     if spent is None:
         lines.append(
-            f"{_count(epochs)} epochs trained; images per epoch unknown (the trials did not record "
+            f"{md.count(epochs)} epochs trained; images per epoch unknown (the trials did not record "
             "train_images), so compute cannot be counted in images."
         )
         return [*lines, ""]
-    lines.append(f"Spent {_count(spent)} training images in {_count(epochs)} epochs.")
+    lines.append(f"Spent {md.count(spent)} training images in {md.count(epochs)} epochs.")
     pruned = rows[rows["state"] == "PRUNED"]
-    saved = _sum(pruned["compute_saved_images"])
+    saved = md.total(pruned["compute_saved_images"])
     if pruned.empty:
         lines.append("No trial was pruned, so pruning saved nothing.")
     elif saved is None or record.max_epochs is None:
@@ -223,8 +223,8 @@ def _compute_section(record: StudyRecord, rows: pd.DataFrame) -> list[str]:
     else:
         mean_epochs = float(pruned["epochs_run"].astype("float64").mean())
         lines.append(
-            f"Pruning saved {_count(saved)} images, {saved / (spent + saved):.0%} of the "
-            f"{_count(spent + saved)} the study would have spent without it: {len(pruned)} pruned trials "
+            f"Pruning saved {md.count(saved)} images, {saved / (spent + saved):.0%} of the "
+            f"{md.count(spent + saved)} the study would have spent without it: {len(pruned)} pruned trials "
             f"stopped after {mean_epochs:.1f} of {record.max_epochs} epochs on average."
         )
     return [*lines, ""]
@@ -236,7 +236,7 @@ def _plots_section(plots: list[PlotFile], out_dir: Path) -> list[str]:
     lines = ["### Plots", ""]
     for plot in plots:
         if plot.path is not None:
-            lines += [f"![{plot.title}]({_link(plot.path, out_dir)})", ""]
+            lines += [f"![{plot.title}]({md.link(plot.path, out_dir)})", ""]
     skipped = [f"{p.title} ({p.skipped})" for p in plots if p.skipped is not None]
     if skipped:
         lines += ["Not drawn: " + "; ".join(skipped) + ".", ""]
@@ -267,60 +267,10 @@ def _outcome(state: str, reason: Any) -> str:
     if state in ("RUNNING", "WAITING"):
         return state.lower()
     prefix = {"PRUNED": "pruned", "FAIL": "failed"}.get(state, state.lower())
-    return f"{prefix}: {_text(reason, missing='no reason')}"
+    return f"{prefix}: {md.text(reason, missing='no reason')}"
 
 
 def _outcome_key(outcome: str) -> tuple[int, str]:
     order = ("complete", "pruned", "failed", "running", "waiting")
     head = outcome.split(":")[0]
     return (order.index(head) if head in order else len(order), outcome)
-
-
-def _table(header: list[str], body: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(_cell(h) for h in header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-        *("| " + " | ".join(_cell(c) for c in row) + " |" for row in body),
-    ]
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _link(path: Path | None, out_dir: Path) -> str:
-    assert path is not None  # internal: only written plots are linked
-    return path.resolve().relative_to(out_dir.resolve()).as_posix()
-
-
-def _sum(column: pd.Series) -> int | None:
-    values = column.dropna()
-    return int(values.sum()) if len(values) else None
-
-
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
-def _num(value: Any) -> str:
-    return "-" if _missing(value) else f"{float(value):.4f}"
-
-
-def _int(value: Any) -> str:
-    return "-" if _missing(value) else str(int(value))
-
-
-def _count(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _text(value: Any, *, missing: str = "-") -> str:
-    return missing if _missing(value) or value == "" else str(value)
-
-
-def _value(value: Any) -> str:
-    if _missing(value):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
