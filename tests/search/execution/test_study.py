@@ -37,7 +37,7 @@ def test_created_once_with_its_spec_and_baselines_then_resumed(sqlite_storage) -
     assert study.user_attrs["spec_fingerprint"] == spec.fingerprint()
     assert study.user_attrs["spec"] == spec.to_dict()
     waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert [t.params for t in waiting] == [dict(b) for b in spec.baselines]
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [dict(b) for b in spec.baselines]
     again, created_again = open_study(sqlite_storage, spec)
     assert not created_again and again.study_name == study.study_name
     assert len(again.get_trials(states=(TrialState.WAITING,))) == len(spec.baselines)  # not enqueued twice
@@ -84,7 +84,8 @@ def test_retries_keep_their_origin_and_stop_at_max_retries(sqlite_storage) -> No
     lost = study.tell(trial, state=TrialState.FAIL)
     assert enqueue_retry(study, lost, max_retries=1)
     retry = study.ask()
-    assert retry.params["learning_rate"] == lost.params["learning_rate"]
+    # An enqueued trial's parameters are fixed: suggesting them returns the lost trial's values.
+    assert retry.suggest_float("learning_rate", 1e-3, 1e-1, log=True) == lost.params["learning_rate"]
     assert (retry.user_attrs["retry_of"], retry.user_attrs["retry"]) == (lost.number, 1)
     lost_again = study.tell(retry, state=TrialState.FAIL)
     assert not enqueue_retry(study, lost_again, max_retries=1)
