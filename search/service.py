@@ -76,9 +76,9 @@ def open_study_run(spec: StudySpec, url: str) -> StudyRun:
     data = load_study_data(spec)
     test = load_test_set(spec, data)  # checked before the store is touched, like the data
     checkpoints = checkpoint_policy(spec, url)
+    storage = open_storage(url)  # first: a read-only store is read-only whatever the artifacts' folder
     if checkpoints.location is not None and checkpoints.enabled:
         open_location(checkpoints.location)  # a location that cannot be used fails here, not in a trial
-    storage = open_storage(url)
     study, created = open_study(storage, spec)
     study.set_user_attr("data_plan", data.plan.to_dict())  # the patch size and why, with the study
     return StudyRun(

@@ -78,7 +78,7 @@ def _crafted(tmp_path: Path, *, pruned_only: bool = False, spec: bool = True) ->
 @pytest.mark.parametrize(
     ("case", "extra", "message"),
     [
-        ("no-complete", [], "study 'crafted' has no completed trial yet: run python -m search.run"),
+        ("no-complete", [], "study 'crafted' has no trained trial yet: run python -m search.run"),
         ("no-spec", [], "study 'crafted' has no stored study file (user attr 'spec')"),
         ("unknown-study", [], "no study named 'other' in this store: choose one of crafted"),
         (
