@@ -72,11 +72,15 @@ class SmacSearch:
             seed=self.seed,
             output_directory=Path(self._tmp.name),
         )
+        # SMAC's own logging setup is logging.config.dictConfig, which disables every logger that exists
+        # in the process (the service's among them, found by a heartbeat test run after this one): keep
+        # the process's logging as it is and only quiet SMAC's logger.
+        logging.getLogger("smac").setLevel(logging.ERROR)
         self._smac = MultiFidelityFacade(
             scenario,
             target_function=_never_called,
             overwrite=True,
-            logging_level=logging.ERROR,
+            logging_level=False,
         )
 
     def ask(self) -> tuple[TrialInfo, dict[str, Any], int]:
