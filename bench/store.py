@@ -34,7 +34,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from bench.store_bulk import add_finished_trials, delete_study, epoch_record
+from bench.store_bulk import add_finished_trials, delete_study, end_workers_and_drop, epoch_record
 from bench.store_load import budget_run
 from search.execution.study import count_trials
 from search.store.claims import claim_lock
@@ -201,13 +201,7 @@ def concurrent_workers(url: str, *, workers: int, trials: int, epochs: int) -> d
             "trials_per_s": round(expected / wall, 1),
         }
     finally:
-        for p in processes:
-            if p.is_alive():
-                p.kill()
-                p.join()
-        delete_study(storage, study.study_name)
-        storage.remove_session()
-        storage.engine.dispose()
+        end_workers_and_drop(processes, storage, study.study_name)
 
 
 def growth(

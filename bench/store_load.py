@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from bench.store_bulk import delete_study, epoch_record
+from bench.store_bulk import end_workers_and_drop, epoch_record
 from search.execution.study import count_trials, enqueue_retry
 from search.store.claims import claim_lock
 from search.store.engine import open_storage
@@ -129,13 +129,7 @@ def budget_run(url: str, *, workers: int, n_trials: int, lost: int, epochs: int)
             "workers": workers
         }
     finally:
-        for p in processes:
-            if p.is_alive():
-                p.kill()
-                p.join()
-        delete_study(storage, study.study_name)
-        storage.remove_session()
-        storage.engine.dispose()
+        end_workers_and_drop(processes, storage, study.study_name)
 
 
 def _check(
