@@ -8,6 +8,7 @@ lazy reader.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -119,6 +120,13 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self._augmenting = augmenting
         # The part of the augmentation fit() applies to whole batches on the device, if any.
         self.device_geometry = device_geometry
+
+    def with_samples(self, samples: Sequence[Sample]) -> FolderDataset:
+        """This dataset's settings (transform, patch, normalisation) over other samples, e.g. a fold's."""
+        other = copy.copy(self)
+        other.samples = list(samples)
+        other.stems = [sample.stem for sample in other.samples]
+        return other
 
     def __len__(self) -> int:
         return len(self.samples)
