@@ -3,7 +3,9 @@
 "Best val Dice of N trials" is optimistic: the maximum of N noisy scores on the same validation set. A
 test set that no trial trained or was selected on shows by how much. It is a folder of its own
 (``data.folder.test_path``, refused when it is the training or validation folder, or holds one of their
-images) or, for synthetic data, ``data.synthetic.n_test`` images from a generator stream of their own.
+images), a seeded share of the dataset folder (``data.folder.test_fraction``: ``unet.data.split_with_test``,
+the same split ``folder_datasets`` leaves out of training and validation) or, for synthetic data,
+``data.synthetic.n_test`` images from a generator stream of their own.
 
 After the search the best ``test.top_k`` trials that kept a checkpoint (``search.checkpoints``) are
 scored on every test pixel, whole-image as in validation (``unet.validation.evaluate``), once each: the
@@ -27,9 +29,10 @@ from torch.utils.data import Dataset
 from search.checkpoints.keep import download, kept
 from search.execution.data import StudyData
 from search.spec.schema import StudySpec
+from search.spec.sections import FolderData
 from unet.checkpoint import load_checkpoint
-from unet.data import synthetic_datasets
-from unet.data.files import paired_files
+from unet.data import split_with_test, synthetic_datasets
+from unet.data.files import Pair, paired_files
 from unet.data.folder import FolderDataset, load_pair
 from unet.errors import DataError
 from unet.validation import evaluate
@@ -47,7 +50,7 @@ def load_test_set(spec: StudySpec, data: StudyData) -> Dataset | None:
     """
     if spec.data.source == "folder":
         folder = spec.data.folder
-        if folder is None or folder.test_path is None:
+        if folder is None or (folder.test_path is None and folder.test_fraction == 0):
             return None
         return _folder_test_set(spec, data)
     s = spec.data.synthetic
@@ -71,21 +74,8 @@ def load_test_set(spec: StudySpec, data: StudyData) -> Dataset | None:
 
 def _folder_test_set(spec: StudySpec, data: StudyData) -> Dataset:
     folder = spec.data.folder
-    assert folder is not None and folder.test_path is not None  # checked by the caller
-    pairs = paired_files(folder.test_path)
-    seen = {
-        _digest(p.image): p.image
-        for root in (folder.path, folder.val_path)
-        if root
-        for p in paired_files(root)
-    }
-    for pair in pairs:
-        twin = seen.get(_digest(pair.image))
-        if twin is not None:
-            raise DataError(
-                f"test image {pair.image} is also {twin}: held-out test data must share no image with "
-                f"the training or validation data"
-            )
+    assert folder is not None  # checked by the caller
+    pairs = _test_pairs(folder)
     samples = [load_pair(pair, num_classes=folder.num_classes) for pair in pairs]
     channels = data.in_channels
     for i, sample in enumerate(samples):
@@ -103,6 +93,36 @@ def _folder_test_set(spec: StudySpec, data: StudyData) -> Dataset:
         normalization=folder.normalization,
         num_classes=data.num_classes,
     )
+
+
+def _test_pairs(folder: FolderData) -> list[Pair]:
+    """The test images: the test folder's (checked to share no image with the others), or the split's."""
+    if folder.test_path is None:
+        pairs = paired_files(folder.path)
+        split = split_with_test(
+            [pair.stem for pair in pairs],
+            val_fraction=folder.val_fraction if folder.val_path is None else None,
+            test_fraction=folder.test_fraction,
+            seed=folder.seed,
+            source=Path(folder.path) / "images",
+        )
+        held_out = set(split.test)
+        return [pair for pair in pairs if pair.stem in held_out]
+    pairs = paired_files(folder.test_path)
+    seen = {
+        _digest(p.image): p.image
+        for root in (folder.path, folder.val_path)
+        if root
+        for p in paired_files(root)
+    }
+    for pair in pairs:
+        twin = seen.get(_digest(pair.image))
+        if twin is not None:
+            raise DataError(
+                f"test image {pair.image} is also {twin}: held-out test data must share no image with "
+                f"the training or validation data"
+            )
+    return pairs
 
 
 def _digest(path: Path) -> str:
