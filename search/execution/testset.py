@@ -31,9 +31,9 @@ from search.execution.data import StudyData
 from search.spec.schema import StudySpec
 from search.spec.sections import FolderData
 from unet.checkpoint import load_checkpoint
-from unet.data import split_with_test, synthetic_datasets
+from unet.data import synthetic_datasets
 from unet.data.files import Pair, paired_files
-from unet.data.folder import FolderDataset, load_pair
+from unet.data.heldout import held_out_dataset, held_out_pairs
 from unet.errors import DataError
 from unet.validation import evaluate
 
@@ -75,39 +75,28 @@ def load_test_set(spec: StudySpec, data: StudyData) -> Dataset | None:
 def _folder_test_set(spec: StudySpec, data: StudyData) -> Dataset:
     folder = spec.data.folder
     assert folder is not None  # checked by the caller
-    pairs = _test_pairs(folder)
-    samples = [load_pair(pair, num_classes=folder.num_classes) for pair in pairs]
-    channels = data.in_channels
-    for i, sample in enumerate(samples):
-        if sample.image.shape[2] == 1 and channels == 3:
-            samples[i] = type(sample)(sample.stem, np.repeat(sample.image, 3, axis=2), sample.mask)
-        elif sample.image.shape[2] != channels:
-            raise DataError(
-                f"test image {pairs[i].image} has {sample.image.shape[2]} channel(s) but the training "
-                f"images have {channels}: convert the test images"
-            )
-    return FolderDataset(
-        samples,
-        transform=None,
+    if folder.test_path is None:
+        pairs = held_out_pairs(
+            folder.path,
+            test_fraction=folder.test_fraction,
+            val_root=folder.val_path,
+            val_fraction=folder.val_fraction,
+            seed=folder.seed,
+        )
+    else:
+        pairs = _test_folder_pairs(folder)
+    return held_out_dataset(
+        pairs,
+        in_channels=data.in_channels,
         patch_size=data.plan.patch_size,
         normalization=folder.normalization,
         num_classes=data.num_classes,
     )
 
 
-def _test_pairs(folder: FolderData) -> list[Pair]:
-    """The test images: the test folder's (checked to share no image with the others), or the split's."""
-    if folder.test_path is None:
-        pairs = paired_files(folder.path)
-        split = split_with_test(
-            [pair.stem for pair in pairs],
-            val_fraction=folder.val_fraction if folder.val_path is None else None,
-            test_fraction=folder.test_fraction,
-            seed=folder.seed,
-            source=Path(folder.path) / "images",
-        )
-        held_out = set(split.test)
-        return [pair for pair in pairs if pair.stem in held_out]
+def _test_folder_pairs(folder: FolderData) -> list[Pair]:
+    """The test folder's pairs, checked to share no image with the training or validation folder."""
+    assert folder.test_path is not None  # checked by the caller
     pairs = paired_files(folder.test_path)
     seen = {
         _digest(p.image): p.image

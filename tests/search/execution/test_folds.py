@@ -21,7 +21,7 @@ from search.execution import folds as folds_module
 from search.execution.data import load_study_data
 from search.execution.objective import TrialContext, execute_trial
 from search.execution.study import open_study
-from search.outcome import BEST_EPOCH, FOLD_BEST_EPOCHS, FOLD_VAL_DICE, STOP_DETAIL, STOP_MESSAGE, STOP_REASON
+from search.outcome import BEST_EPOCH, FOLD_BEST_EPOCHS, FOLD_VAL_DICE, STOP_DETAIL, STOP_MESSAGE
 from search.report.cli import main as report_main
 from search.spec.schema import StudySpec
 from search.spec.space import build_config
@@ -42,7 +42,7 @@ def with_folds(spec: StudySpec, k: int) -> StudySpec:
 
 @pytest.fixture
 def run_folds(tmp_path: Path):
-    """``run_folds(plateau, k)``: one k-fold trial of the smoke study; (outcome, frozen trial, epochs, ctx)."""
+    """``run_folds(plateau, k)``: one k-fold trial of the smoke study: (outcome, trial, epochs, context)."""
     storages = []
 
     def run_trial(plateau: dict[str, Any], k: int):
