@@ -141,6 +141,11 @@ def load_study_data(spec: StudySpec) -> StudyData:
     if k < 2:
         return StudyData(train, val, train.in_channels, train.num_classes, description, plan)
     folds = tuple(fold_datasets(train, val, k=k, seed=seed))
-    description += f"; {k}-fold cross-validation over the {len(train) + len(val)} images"
+    pooled = f"{len(train)} train + {len(val)} val images"
     train, val = folds[0]
+    description = description.replace(
+        pooled,
+        f"{k}-fold cross-validation over {len(train) + len(val)} train+val images (fold 1: {len(train)} "
+        f"train + {len(val)} val)",
+    )
     return StudyData(train, val, train.in_channels, train.num_classes, description, plan, folds)
