@@ -16,7 +16,8 @@ What is stored: the per-fold values and best epochs as trial user attributes (``
 ``FOLD_BEST_EPOCHS``; the report shows them), the epoch table and intermediate values of fold 1 only,
 ``best_epoch`` and the kept checkpoint of fold 1 (its best epoch's weights, trained without fold 1's
 validation images: the model the fold-1 curve describes). A later fold that diverges prunes the trial
-(``diverged``, naming the fold), as divergence does on a single split.
+(``diverged``, naming the fold), as divergence does on a single split. The live progress line counts fold
+1's epochs only (the later folds report none), so its time estimate runs short for k-fold studies.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from search.execution.objective import TrialContext, execute_trial
 from search.execution.study import open_study
 from search.outcome import BEST_EPOCH, FOLD_BEST_EPOCHS, FOLD_VAL_DICE, STOP_DETAIL, STOP_MESSAGE
 from search.report.cli import main as report_main
+from search.retrain import main as retrain_main
 from search.spec.schema import StudySpec
 from search.spec.space import build_config
 from search.store.engine import open_storage
@@ -132,6 +133,11 @@ def test_a_k_fold_search_keeps_fold_1s_model_and_reports_the_folds(tmp_path: Pat
     assert json.loads(row["fold_val_dice"]) == pytest.approx(values, abs=1e-6)
     assert row["peak_val_dice"] == pytest.approx(best.value, rel=1e-5)
     assert "the mean of 2 folds" in (tmp_path / "r" / "summary.md").read_text()
+    # search.retrain trains on fold 1's split, so it repeats the kept checkpoint's fold-1 result.
+    out = tmp_path / "retrained"
+    args = ["--study", "folded", "--storage", url, "--out", str(out), "--trial", str(best.number), "--quiet"]
+    assert retrain_main(args) == 0
+    assert pd.read_csv(out / "metrics.csv")["val_dice"].max() == pytest.approx(values[0], abs=1e-6)
 
 
 def test_more_folds_than_a_folders_images_is_one_line(tmp_path: Path, capsys) -> None:

@@ -126,3 +126,14 @@ def test_a_test_fraction_is_held_out_scored_and_reported(tmp_path: Path, capsys)
     summary = (tmp_path / "r" / "summary.md").read_text()
     assert f"Held-out test Dice {scores[str(best.number)]['test_dice']:.4f}" in summary
     assert "| test Dice |" in summary
+
+
+def test_a_folder_too_small_for_a_test_share_is_one_line(tmp_path: Path, capsys) -> None:
+    root = dataset(tmp_path / "two", sorted(p.stem for p in (DSB / "images").iterdir())[:2])
+    folder = {"path": str(root), "test_fraction": 0.3}
+    path = study_file(tmp_path, "two", data={"source": "folder", "folder": folder})
+    assert run.main(["--study", str(path), "--storage", f"sqlite:///{tmp_path / 's.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert "2 image(s) are too few for a training, validation and test part" in err
+    assert "lower test_fraction" in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "s.db").exists()
