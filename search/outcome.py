@@ -26,7 +26,9 @@ DIAGNOSIS = "diagnosis"  # one of DIAGNOSES
 DIAGNOSIS_SUMMARY = "diagnosis_summary"  # one line: what was seen, the likely cause and the fix
 DIAGNOSIS_CHANGES = "diagnosis_changes"  # the advice as settings, e.g. {"learning_rate": 0.001}
 DIAGNOSIS_CANDIDATES = "diagnosis_candidates"  # an "unclear" diagnosis's two closest causes
-BEST_EPOCH = "best_epoch"  # the epoch of a COMPLETE trial's value
+BEST_EPOCH = "best_epoch"  # the epoch of a COMPLETE trial's value (fold 1's under objective.folds)
+FOLD_VAL_DICE = "fold_val_dice"  # objective.folds: each fold's best-epoch val Dice, fold 1 first
+FOLD_BEST_EPOCHS = "fold_best_epochs"  # objective.folds: the epochs of those values
 
 # Why a trial stopped or failed -> how it reads after "N trials with ..." (report findings), in the order
 # findings list them. Who decides: the plateau rule (plateau, diverged), the cross-trial rule

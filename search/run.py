@@ -222,6 +222,11 @@ def dry_run(spec: StudySpec, shown: str) -> int:
         f"Space: {', '.join(spec.space)}; {spec.budget.n_trials} trials of up to "
         f"{spec.budget.max_epochs} epochs; sampler {spec.sampler.name} seed {spec.sampler.seed}"
     )
+    if spec.objective.folds > 1:
+        print(
+            f"Objective: {spec.objective.metric}, the mean of {spec.objective.folds} folds over the training "
+            "and validation images (pruning on fold 1)"
+        )
     print(f"Store (not opened): {shown}")
     if report is not None:
         print(report.format())

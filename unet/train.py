@@ -5,7 +5,9 @@
 Writes ``RUN_DIR/config.yaml`` (the resolved settings), ``RUN_DIR/metrics.csv`` (one row per epoch, rewritten
 atomically after every epoch), ``RUN_DIR/model.pt`` (the best epoch's weights by validation Dice, with the
 config, the data plan and the normalisation: ``unet.checkpoint``) and ``RUN_DIR/last.pt`` (the last
-epoch's, unless ``--no-last``). Folder data is planned first (``unet.data.plan``): the patch size follows
+epoch's, unless ``--no-last``). With ``--test-fraction F`` a seeded share of the folder is held out of
+training and validation and ``model.pt`` is scored on it once at the end (``RUN_DIR/test.json``). Folder
+data is planned first (``unet.data.plan``): the patch size follows
 from the images unless ``--patch-size`` is given. Exit status: 0 done, 1 the run diverged or failed,
 2 bad input (data or settings), 130 interrupted.
 """
@@ -13,16 +15,19 @@ from the images unless ``--patch-size`` is given. Exit status: 0 done, 1 the run
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 from tqdm import tqdm
 
-from unet.checkpoint import dataset_normalization, write_atomic
+from unet.checkpoint import dataset_normalization, load_checkpoint, write_atomic
 from unet.config import ModelConfig, TrainConfig
 from unet.data import FolderDataset, SyntheticDataset, folder_datasets, synthetic_datasets
+from unet.data.heldout import held_out_dataset, held_out_pairs
 from unet.data.plan import DataPlan, fit_depths, make_plan, masks_fingerprint
 from unet.doctor import inspect_folder
 from unet.errors import ConfigError, UNetError
@@ -30,6 +35,7 @@ from unet.fit import check_config
 from unet.history import EpochRecord
 from unet.loading import parse_num_workers
 from unet.run_folder import train_to_folder
+from unet.validation import evaluate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="run folder for checkpoint, config and metrics")
     p.add_argument("--val", type=Path, default=None, help="explicit validation folder (same layout)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation share when --val is not given")
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="held-out test share of the folder, scored once with model.pt at the end (default: none)",
+    )
     p.add_argument("--patch-size", type=int, help="training patch side (default: planned from the data)")
     p.add_argument("--normalization", default="zscore", help="zscore, minmax, dtype or none")
     p.add_argument("--num-classes", type=int, default=None, help="classes of multi-class masks (0..K-1)")
@@ -88,6 +100,11 @@ def load_data(
     train: FolderDataset | SyntheticDataset
     val: FolderDataset | SyntheticDataset
     if args.data == "synthetic":
+        if args.test_fraction:
+            raise ConfigError(
+                f"--test-fraction {args.test_fraction:g} applies to folder data: leave it out with "
+                "--data synthetic (its images are generated, no share needs holding out)"
+            )
         made = synthetic_datasets(
             n_train=args.synthetic_train,
             n_val=args.synthetic_val,
@@ -106,6 +123,7 @@ def load_data(
             val_root=args.val,
             num_classes=args.num_classes,
             val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
             seed=args.seed,
             patch_size=args.patch_size,
             depth=args.depth,
@@ -118,6 +136,7 @@ def load_data(
             Path(args.data),
             val_root=args.val,
             val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
             seed=args.seed,
             patch_size=plan.patch_size,
             normalization=args.normalization,
@@ -127,6 +146,45 @@ def load_data(
     if refused:
         raise ConfigError(f"--depth {args.depth}: {refused[args.depth]}: lower --depth or raise --patch-size")
     return train, val, plan
+
+
+def load_test(
+    args: argparse.Namespace, train: FolderDataset | SyntheticDataset, plan: DataPlan
+) -> FolderDataset | None:
+    """The held-out test share (``--test-fraction``) as whole images, or None without one."""
+    if not args.test_fraction:
+        return None
+    pairs = held_out_pairs(
+        Path(args.data),
+        test_fraction=args.test_fraction,
+        val_root=args.val,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+    )
+    return held_out_dataset(
+        pairs,
+        in_channels=train.in_channels,
+        patch_size=plan.patch_size,
+        normalization=args.normalization,
+        num_classes=args.num_classes,
+    )
+
+
+def score_test(out: Path, test: FolderDataset) -> str:
+    """Score ``out/model.pt`` on the test images once; write ``out/test.json``; return the line to print."""
+    checkpoint = load_checkpoint(out / "model.pt")
+    with torch.inference_mode():
+        result = evaluate(checkpoint.model, test, num_classes=checkpoint.config.model.num_classes)
+    scores = {
+        "test_dice": result.dice,
+        "test_iou": result.iou,
+        "images": len(test),
+        "epoch": checkpoint.epoch,
+    }
+    write_atomic(out / "test.json", lambda f: json.dump(scores, f, indent=2))
+    return (
+        f"held-out test Dice {result.dice:.4f} on {len(test)} image(s) (model.pt, epoch {checkpoint.epoch})"
+    )
 
 
 def config_from_args(args: argparse.Namespace, *, in_channels: int, num_classes: int) -> TrainConfig:
@@ -163,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         train, val, plan = load_data(args)
+        test = load_test(args, train, plan)
         config = config_from_args(args, in_channels=train.in_channels, num_classes=train.num_classes)
         check_config(config)
     except UNetError as e:
@@ -203,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     summary = f"best val Dice {best.val_dice:.4f} at epoch {best.epoch}" if best else "no finite val Dice"
     print(f"{summary} (model.pt holds it); config.yaml and metrics.csv written to {args.out}")
+    if test is not None and best is not None:
+        print(score_test(args.out, test))
     return 0
 
 

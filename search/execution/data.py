@@ -1,5 +1,10 @@
 """The data a study trains on: inspected and planned once, loaded once per process, shared by its trials.
 
+With ``data.folder.test_fraction`` the held-out test share is split off first and left out of both sets
+(``search.execution.testset`` loads it). With ``objective.folds`` k >= 2 the training and validation images
+are one pool cut into k folds (``unet.data.folds``): ``StudyData.folds`` holds them, and ``train``/``val``
+are fold 1's, the split every single-fit user of the data (the kept checkpoint, ``search.retrain``) sees.
+
 The data plan (``unet.data.plan``) chooses the patch size from the data unless the study file's
 ``data.folder.patch_size`` (or ``search.run --patch-size``) sets it, and checks that every depth the
 space can draw fits the patch: a depth that does not is refused before any trial, with the reason.
@@ -7,7 +12,7 @@ space can draw fits the patch: a depth that does not is refused before any trial
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from search.spec.files import SpecError
@@ -15,6 +20,7 @@ from search.spec.schema import StudySpec
 from search.spec.space import CategoricalParam, IntParam
 from unet.config import ModelConfig
 from unet.data import FolderDataset, SyntheticDataset, folder_datasets, synthetic_datasets
+from unet.data.folds import Fold, fold_datasets
 from unet.data.plan import DataPlan, Fingerprint, fit_depths, make_plan, masks_fingerprint
 from unet.doctor import Report, inspect_folder
 
@@ -29,6 +35,8 @@ class StudyData:
     num_classes: int
     description: str  # one line for the run's header, e.g. "synthetic 128+32 images of 64x64"
     plan: DataPlan  # the patch size and why (stored with the study as user attr "data_plan")
+    # objective.folds >= 2: the k (train, val) folds, train/val above being folds[0]; else empty.
+    folds: tuple[Fold, ...] = field(default=())
 
 
 def inspect_study_data(spec: StudySpec) -> Report | None:
@@ -41,6 +49,7 @@ def inspect_study_data(spec: StudySpec) -> Report | None:
         val_root=folder.val_path,
         num_classes=folder.num_classes,
         val_fraction=folder.val_fraction,
+        test_fraction=folder.test_fraction,
         seed=folder.seed,
         patch_size=folder.patch_size,
         depth=max(depth_choices(spec)),
@@ -98,14 +107,17 @@ def load_study_data(spec: StudySpec) -> StudyData:
             Path(f.path),
             val_root=f.val_path,
             val_fraction=f.val_fraction,
+            test_fraction=f.test_fraction,
             seed=f.seed,
             patch_size=plan.patch_size,
             normalization=f.normalization,
             num_classes=f.num_classes,
             geometry_on=f.geometry_on,
         )
+        held_out = f" ({f.test_fraction:g} held out for testing)" if f.test_fraction else ""
         description = (
-            f"folder {f.path}: {len(train)} train + {len(val)} val images, patches of {plan.patch_size}"
+            f"folder {f.path}: {len(train)} train + {len(val)} val images{held_out}, patches of "
+            f"{plan.patch_size}"
         )
     else:
         s = spec.data.synthetic
@@ -123,4 +135,17 @@ def load_study_data(spec: StudySpec) -> StudyData:
         train, val = made
         plan = plan_study_data(spec, masks_fingerprint(masks, channels=train.in_channels, dtype="float32"))
         description = f"synthetic: {s.n_train} train + {s.n_val} val images of {s.size}x{s.size}"
-    return StudyData(train, val, train.in_channels, train.num_classes, description, plan)
+    folder = spec.data.folder if spec.data.source == "folder" else None
+    seed = folder.seed if folder is not None else spec.data.synthetic.seed
+    k = spec.objective.folds
+    if k < 2:
+        return StudyData(train, val, train.in_channels, train.num_classes, description, plan)
+    folds = tuple(fold_datasets(train, val, k=k, seed=seed))
+    pooled = f"{len(train)} train + {len(val)} val images"
+    train, val = folds[0]
+    description = description.replace(
+        pooled,
+        f"{k}-fold cross-validation over {len(train) + len(val)} train+val images (fold 1: {len(train)} "
+        f"train + {len(val)} val)",
+    )
+    return StudyData(train, val, train.in_channels, train.num_classes, description, plan, folds)

@@ -6,7 +6,8 @@ and leaves on the trial the user attributes that explain it (``search.outcome``)
 a stopped or failed trial, ``best_epoch`` for a scored one, and the diagnosis for every trial that trained
 at least one epoch (with its advice as settings and, when unclear, its two candidate causes);
 ``cpu_threads`` (the CPU threads it trained with) on every trial. The caller tells Optuna the returned
-outcome.
+outcome. Under ``objective.folds`` all of this is fold 1's, and ``search.execution.folds`` trains the other
+folds once fold 1 finished unpruned: the value is then the mean over the folds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from search.checkpoints.keep import CheckpointPolicy, keep_checkpoint
 from search.checkpoints.store import ArtifactsError
 from search.diagnosis import diagnose
 from search.execution.data import StudyData
+from search.execution.folds import FoldScores, run_other_folds
 from search.outcome import (
     BEST_EPOCH,
     DIAGNOSIS,
@@ -44,7 +46,7 @@ from search.store.heartbeat import Heartbeat, raise_if_taken
 from unet.checkpoint import dataset_normalization, save_checkpoint
 from unet.config import TrainConfig
 from unet.errors import UNetError
-from unet.fit import fit
+from unet.fit import FitResult, fit
 from unet.history import EpochRecord
 
 logger = logging.getLogger(__name__)
@@ -118,6 +120,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
         settings = flatten_settings(config.to_dict())
         with Heartbeat(ctx.storage, spec.name, trial._trial_id, interval=ctx.heartbeat_interval):
             result = fit(config, data.train, data.val, on_epoch)
+            folds = _other_folds(ctx, trial, config, result)
     except _Stop as stop:
         outcome = _stopped(trial, stop.decision)
     except KeyboardInterrupt:
@@ -146,19 +149,37 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
                     "diverged", last, {"fit": result.stop_message or ""}, result.stop_message or "diverged"
                 ),
             )
+        elif folds is not None and folds.diverged is not None:
+            folds.record(trial.set_user_attr)
+            outcome = _stopped(trial, folds.diverged)
         else:
             best = result.best
             value = best.val_dice if best is not None else 0.0
+            message = f"val Dice {value:.4f} at epoch {best.epoch if best else 0}"
+            if folds is not None:
+                folds.record(trial.set_user_attr)
+                value = folds.mean
+                message = f"val Dice {value:.4f} (mean of {len(folds.values)} folds)"
             trial.set_user_attr(BEST_EPOCH, best.epoch if best is not None else 0)
             if best is not None and result.best_state is not None:
-                _keep_checkpoint(ctx, trial, config, best, result.best_state)
-            outcome = TrialOutcome(
-                TrialState.COMPLETE,
-                value=value,
-                message=f"val Dice {value:.4f} at epoch {best.epoch if best else 0}",
-            )
+                _keep_checkpoint(ctx, trial, config, best, result.best_state, value=value)
+            outcome = TrialOutcome(TrialState.COMPLETE, value=value, message=message)
     _record_diagnosis(trial, history, settings, outcome.reason)
     return outcome
+
+
+def _other_folds(
+    ctx: TrialContext, trial: optuna.Trial, config: TrainConfig, first: FitResult
+) -> FoldScores | None:
+    """Folds 2..k once fold 1 ran to its end (None without folds, or when fold 1 stopped early)."""
+    if not ctx.data.folds or first.stop_reason is not None:
+        return None
+    return run_other_folds(
+        config,
+        ctx.data.folds,
+        first,
+        on_epoch=lambda _fold, _record: raise_if_taken(ctx.storage.engine, trial),
+    )
 
 
 def _keep_checkpoint(
@@ -167,8 +188,11 @@ def _keep_checkpoint(
     config: TrainConfig,
     best: EpochRecord,
     state_dict: dict[str, torch.Tensor],
+    *,
+    value: float,
 ) -> None:
-    """Keep the best epoch's weights if the trial ranks in the top k; a failure loses only the file."""
+    """Keep the best epoch's weights if the trial ranks (by ``value``) in the top k; a failure loses only
+    the file. Under ``objective.folds`` they are fold 1's, ranked by the mean over the folds."""
     if not ctx.checkpoints.enabled:
         return
 
@@ -189,7 +213,7 @@ def _keep_checkpoint(
             ctx.spec.name,
             trial,
             policy=ctx.checkpoints,
-            value=best.val_dice,
+            value=value,
             epoch=best.epoch,
             write=write,
         )

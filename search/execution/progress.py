@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.execution.study import Counts, count_trials
-from search.outcome import BEST_EPOCH, DIAGNOSIS, STOP_REASON, TrialOutcome
+from search.outcome import BEST_EPOCH, DIAGNOSIS, FOLD_VAL_DICE, STOP_REASON, TrialOutcome
 from unet.history import EpochRecord
 
 
@@ -142,10 +142,18 @@ def summary(study: optuna.Study, *, n_trials: int, storage_display: str, top: in
     if best is None:
         lines.append("No trial completed yet.")
     else:
-        lines.append(
-            f"Best trial #{best.number}: val Dice {best.value:.4f} at epoch "
-            f"{best.user_attrs.get(BEST_EPOCH, '?')}"
-        )
+        folds = best.user_attrs.get(FOLD_VAL_DICE)
+        if folds:
+            lines.append(
+                f"Best trial #{best.number}: val Dice {best.value:.4f}, the mean of {len(folds)} folds "
+                f"({', '.join(f'{v:.4f}' for v in folds)}; fold 1's best epoch "
+                f"{best.user_attrs.get(BEST_EPOCH, '?')})"
+            )
+        else:
+            lines.append(
+                f"Best trial #{best.number}: val Dice {best.value:.4f} at epoch "
+                f"{best.user_attrs.get(BEST_EPOCH, '?')}"
+            )
         tested = study.user_attrs.get("test_scores", {})
         if str(best.number) in tested:
             score = tested[str(best.number)]

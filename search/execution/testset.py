@@ -3,7 +3,9 @@
 "Best val Dice of N trials" is optimistic: the maximum of N noisy scores on the same validation set. A
 test set that no trial trained or was selected on shows by how much. It is a folder of its own
 (``data.folder.test_path``, refused when it is the training or validation folder, or holds one of their
-images) or, for synthetic data, ``data.synthetic.n_test`` images from a generator stream of their own.
+images), a seeded share of the dataset folder (``data.folder.test_fraction``: ``unet.data.split_with_test``,
+the same split ``folder_datasets`` leaves out of training and validation) or, for synthetic data,
+``data.synthetic.n_test`` images from a generator stream of their own.
 
 After the search the best ``test.top_k`` trials that kept a checkpoint (``search.checkpoints``) are
 scored on every test pixel, whole-image as in validation (``unet.validation.evaluate``), once each: the
@@ -27,10 +29,11 @@ from torch.utils.data import Dataset
 from search.checkpoints.keep import download, kept
 from search.execution.data import StudyData
 from search.spec.schema import StudySpec
+from search.spec.sections import FolderData
 from unet.checkpoint import load_checkpoint
 from unet.data import synthetic_datasets
-from unet.data.files import paired_files
-from unet.data.folder import FolderDataset, load_pair
+from unet.data.files import Pair, paired_files
+from unet.data.heldout import held_out_dataset, held_out_pairs
 from unet.errors import DataError
 from unet.validation import evaluate
 
@@ -47,7 +50,7 @@ def load_test_set(spec: StudySpec, data: StudyData) -> Dataset | None:
     """
     if spec.data.source == "folder":
         folder = spec.data.folder
-        if folder is None or folder.test_path is None:
+        if folder is None or (folder.test_path is None and folder.test_fraction == 0):
             return None
         return _folder_test_set(spec, data)
     s = spec.data.synthetic
@@ -71,7 +74,29 @@ def load_test_set(spec: StudySpec, data: StudyData) -> Dataset | None:
 
 def _folder_test_set(spec: StudySpec, data: StudyData) -> Dataset:
     folder = spec.data.folder
-    assert folder is not None and folder.test_path is not None  # checked by the caller
+    assert folder is not None  # checked by the caller
+    if folder.test_path is None:
+        pairs = held_out_pairs(
+            folder.path,
+            test_fraction=folder.test_fraction,
+            val_root=folder.val_path,
+            val_fraction=folder.val_fraction,
+            seed=folder.seed,
+        )
+    else:
+        pairs = _test_folder_pairs(folder)
+    return held_out_dataset(
+        pairs,
+        in_channels=data.in_channels,
+        patch_size=data.plan.patch_size,
+        normalization=folder.normalization,
+        num_classes=data.num_classes,
+    )
+
+
+def _test_folder_pairs(folder: FolderData) -> list[Pair]:
+    """The test folder's pairs, checked to share no image with the training or validation folder."""
+    assert folder.test_path is not None  # checked by the caller
     pairs = paired_files(folder.test_path)
     seen = {
         _digest(p.image): p.image
@@ -86,23 +111,7 @@ def _folder_test_set(spec: StudySpec, data: StudyData) -> Dataset:
                 f"test image {pair.image} is also {twin}: held-out test data must share no image with "
                 f"the training or validation data"
             )
-    samples = [load_pair(pair, num_classes=folder.num_classes) for pair in pairs]
-    channels = data.in_channels
-    for i, sample in enumerate(samples):
-        if sample.image.shape[2] == 1 and channels == 3:
-            samples[i] = type(sample)(sample.stem, np.repeat(sample.image, 3, axis=2), sample.mask)
-        elif sample.image.shape[2] != channels:
-            raise DataError(
-                f"test image {pairs[i].image} has {sample.image.shape[2]} channel(s) but the training "
-                f"images have {channels}: convert the test images"
-            )
-    return FolderDataset(
-        samples,
-        transform=None,
-        patch_size=data.plan.patch_size,
-        normalization=folder.normalization,
-        num_classes=data.num_classes,
-    )
+    return pairs
 
 
 def _digest(path: Path) -> str:

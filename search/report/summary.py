@@ -9,6 +9,7 @@ plots. Several studies get a comparison table first. The text depends only on th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,11 +115,17 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
     if best is None:
         return ["### Best configuration", "", "No trial has trained yet.", ""]
     params = record.param_names
+    folds = json.loads(best["fold_val_dice"]) if isinstance(best["fold_val_dice"], str) else None
+    value = (
+        f"val Dice {md.num(best['peak_val_dice'])}, the mean of {len(folds)} folds "
+        f"({', '.join(md.num(v) for v in folds)}), fold 1's best epoch {md.integer(best['best_epoch'])}"
+        if folds
+        else f"val Dice {md.num(best['peak_val_dice'])} at epoch {md.integer(best['best_epoch'])}"
+    )
     lines = [
         "### Best configuration",
         "",
-        f"Trial #{int(best['number'])}: val Dice {md.num(best['peak_val_dice'])} at epoch "
-        f"{md.integer(best['best_epoch'])}, {_outcome(best['state'], best['stop_reason'])}, diagnosis "
+        f"Trial #{int(best['number'])}: {value}, {_outcome(best['state'], best['stop_reason'])}, diagnosis "
         f"{md.text(best['diagnosis'])}.",
         "",
     ]
@@ -142,7 +149,9 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
     ]
     ranked = _ranked(rows)
     test = record.test_scores
-    header = ["trial", "val Dice", *(["test Dice"] if test else []), "epoch", *params, "outcome", "diagnosis"]
+    k = int((record.spec.get("objective") or {}).get("folds") or 1)
+    val_header = f"val Dice (complete: mean of {k} folds)" if k > 1 else "val Dice"
+    header = ["trial", val_header, *(["test Dice"] if test else []), "epoch", *params, "outcome", "diagnosis"]
     body = [
         [f"#{int(r['number'])}", md.num(r["peak_val_dice"]),
          *([md.num(test.get(str(int(r["number"])), {}).get("test_dice"))] if test else []),

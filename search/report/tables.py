@@ -5,7 +5,9 @@ study, trial number and epoch, floats written with six significant digits, times
 RUNNING trial has its state, its parameters and the epochs stored so far, and no end, duration or value.
 
 Compute is counted in images: a trial spends ``epochs_run x train_images``; a pruned trial saved what
-its remaining epochs up to ``budget.max_epochs`` would have cost.
+its remaining epochs up to ``budget.max_epochs`` would have cost. Under ``objective.folds`` (k folds) the
+epoch rows are fold 1's: a complete trial's ``peak_val_dice`` is its value (the mean of the folds, listed in
+``fold_val_dice``) and its compute counts the k folds (k x its fold-1 epochs).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from search.outcome import (
     DIAGNOSIS,
     DIAGNOSIS_CHANGES,
     DIAGNOSIS_SUMMARY,
+    FOLD_VAL_DICE,
     STOP_EPOCH,
     STOP_MESSAGE,
     STOP_REASON,
@@ -35,7 +38,8 @@ from unet.history import EPOCH_FIELDS
 # trials.csv: these columns, with one column per searched parameter between the two groups.
 TRIAL_COLUMNS_BEFORE_PARAMS: tuple[str, ...] = ("study", "number", "state", "objective", "best_epoch")
 TRIAL_COLUMNS_AFTER_PARAMS: tuple[str, ...] = (
-    "peak_val_dice",  # highest val Dice of any stored epoch, for pruned trials too
+    "peak_val_dice",  # highest val Dice of any stored epoch, for pruned trials too (k folds: the mean)
+    "fold_val_dice",  # objective.folds: each fold's best-epoch val Dice, JSON, fold 1 first
     "epochs_run",
     "stop_reason",
     "stop_epoch",
@@ -118,6 +122,9 @@ def _trial_row(record: StudyRecord, trial: FrozenTrial, params: Sequence[str]) -
     peak = float(dice.max()) if len(dice) else _peak_intermediate(trial)
     images = record.train_images(trial)
     complete = trial.state == TrialState.COMPLETE
+    folds = attrs.get(FOLD_VAL_DICE)
+    if complete and folds:
+        peak = trial.value  # the trial's value, the mean of its folds (the epoch rows are fold 1's)
     row: dict[str, Any] = {
         "study": record.name,
         "number": trial.number,
@@ -126,13 +133,16 @@ def _trial_row(record: StudyRecord, trial: FrozenTrial, params: Sequence[str]) -
         "best_epoch": attrs.get(BEST_EPOCH) if complete else _peak_epoch(epochs),
         **{name: _param_text(trial.params[name]) if name in trial.params else None for name in params},
         "peak_val_dice": peak,
+        "fold_val_dice": json.dumps([round(v, 6) for v in folds]) if folds else None,
         "epochs_run": epochs_run,
         "stop_reason": attrs.get(STOP_REASON),
         "stop_epoch": attrs.get(STOP_EPOCH),
         "diagnosis": attrs.get(DIAGNOSIS),
         "duration_s": _duration(trial),
         "train_images": images,
-        "compute_images": epochs_run * images if images is not None else None,
+        "compute_images": epochs_run * images * (len(folds) if complete and folds else 1)
+        if images is not None
+        else None,
         "compute_saved_images": _saved(record, trial, epochs_run, images),
         "datetime_start": _time(trial.datetime_start),
         "datetime_complete": _time(trial.datetime_complete),

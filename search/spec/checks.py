@@ -116,7 +116,7 @@ def _baselines_problem(spec: StudySpec) -> str | None:
 def _data_problem(spec: StudySpec) -> str | None:
     folder = spec.data.folder
     if spec.data.source != "folder":
-        return None
+        return _synthetic_folds_problem(spec)
     if folder is None:
         return "data.folder is missing: source folder needs data.folder.path (a folder with images/, masks/)"
     for key in ("path", "val_path", "test_path"):
@@ -127,6 +127,33 @@ def _data_problem(spec: StudySpec) -> str | None:
         return (
             f"data.folder.test_path {str(folder.test_path)!r} is also a training or validation folder: "
             f"held-out test data must be a folder of its own"
+        )
+    if folder.test_path is not None and folder.test_fraction > 0:
+        return (
+            f"data.folder.test_path {str(folder.test_path)!r} and data.folder.test_fraction "
+            f"{folder.test_fraction:g} both hold out test data: keep one (remove test_path, or set "
+            "test_fraction: 0)"
+        )
+    if folder.val_path is None and folder.val_fraction + folder.test_fraction >= 1:
+        return (
+            f"data.folder.val_fraction {folder.val_fraction:g} + test_fraction {folder.test_fraction:g} "
+            "must be below 1 (no image would be left to train on): lower one of them"
+        )
+    if spec.objective.folds > 1 and folder.val_path is not None:
+        return (
+            f"objective.folds {spec.objective.folds} cuts the images of data.folder.path into folds, but "
+            f"data.folder.val_path {str(folder.val_path)!r} is set: remove val_path, or set "
+            "objective.folds: 1"
+        )
+    return None
+
+
+def _synthetic_folds_problem(spec: StudySpec) -> str | None:
+    synthetic, k = spec.data.synthetic, spec.objective.folds
+    if k > 1 and synthetic.n_train + synthetic.n_val < k:
+        return (
+            f"objective.folds {k} needs at least {k} images (one per fold) but data.synthetic has "
+            f"n_train + n_val = {synthetic.n_train + synthetic.n_val}: raise n_train or lower objective.folds"
         )
     return None
 

@@ -147,9 +147,11 @@ class StudySpec(Section):
         data["data"].get("folder", {}).pop("geometry_on", None)
         # Test-data settings added later leave the fingerprint of studies without test data as it was.
         source = data["data"]["source"]
-        for key, unset in (("n_test", 0), ("test_path", None)):
+        for key, unset in (("n_test", 0), ("test_path", None), ("test_fraction", 0.0)):
             if data["data"][source].get(key, unset) == unset:
                 data["data"][source].pop(key, None)
+        if data["objective"].get("folds") == 1:  # so is cross-validation
+            data["objective"].pop("folds")
         parts = {
             "space": data["space"],
             "objective": data["objective"],

@@ -40,12 +40,15 @@ class FolderData(Section):
     # Held-out test folder (same layout; disjoint from path and val_path): the best trials are scored on
     # it once, after the search (search.execution.testset). null: no test score.
     test_path: Path | None = None
+    # Or a held-out test share of path, split off by seed before validation (unet.data.split_with_test)
+    # and scored like test_path. 0: none. A share of all images, as val_fraction is.
+    test_fraction: float = Field(0.0, ge=0, lt=1)
     # Training patch side in pixels; null: planned from the data (unet.data.plan). Validation and
     # prediction score whole images, tiling those larger than the patch.
     patch_size: int | None = Field(None, ge=8)
     normalization: Literal["zscore", "minmax", "dtype", "none"] = "zscore"  # per-image intensity scaling
     num_classes: int | None = Field(None, ge=1)  # K >= 2: masks of class indices 0..K-1; null or 1: binary
-    seed: int = Field(0, ge=0)  # seed of the train/validation split
+    seed: int = Field(0, ge=0)  # seed of the train/validation/test split and of objective.folds
     # Where flips and 90-degree rotations run: cpu (albumentations, in the loader) or device (on whole
     # batches on the GPU, the same distributions; for when the CPUs cannot keep up: README, GPU).
     geometry_on: Literal["cpu", "device"] = "cpu"
@@ -64,6 +67,10 @@ class Objective(Section):
 
     metric: Literal["val_dice"] = "val_dice"  # the best epoch's validation Dice is the trial's value
     direction: Literal["maximize"] = "maximize"  # higher Dice is better
+    # k >= 2: k-fold cross-validation over the training and validation images (not the test ones); the
+    # value is the mean of the folds' best-epoch Dice; pruning watches fold 1 (search.execution.folds).
+    # 1: one train/validation split.
+    folds: int = Field(1, ge=1)
 
 
 class Budget(Section):

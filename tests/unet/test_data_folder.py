@@ -14,7 +14,7 @@ import tifffile
 import torch
 from torch.utils.data import DataLoader
 
-from unet.data import FolderDataset, folder_datasets, split_stems
+from unet.data import FolderDataset, folder_datasets, split_stems, split_with_test
 from unet.data.problems import DataProblem
 from unet.errors import ConfigError, DataError
 
@@ -116,6 +116,32 @@ def test_explicit_validation_folder(dsb2018: Path, tmp_path: Path) -> None:
     assert (train.stems, val.stems) == (stems[:3], stems[3:])
     height, width = val.samples[1].mask.shape
     assert val[1][0].shape == (3, height, width)  # the whole image, not a patch
+
+
+def test_test_fraction_keeps_a_seeded_share_out_of_training_and_validation(dsb2018: Path) -> None:
+    stems = sorted(p.stem for p in (dsb2018 / "images").iterdir())
+    train, val = folder_datasets(dsb2018, patch_size=96, val_fraction=0.2, test_fraction=0.2, seed=0)
+    split = split_with_test(stems, val_fraction=0.2, test_fraction=0.2, seed=0)
+    assert (train.stems, val.stems) == (split.train, split.val)
+    assert len(split.test) == 12 and not set(split.test) & set(train.stems + val.stems)
+    assert sorted(train.stems + val.stems + split.test) == stems
+
+
+def test_test_fraction_beside_a_validation_folder_splits_the_training_folder_only(
+    dsb2018: Path, tmp_path: Path
+) -> None:
+    stems = sorted(p.stem for p in (dsb2018 / "images").iterdir())[:6]
+    for part, chosen in (("train", stems[:4]), ("val", stems[4:])):
+        for sub in ("images", "masks"):
+            (tmp_path / part / sub).mkdir(parents=True)
+            for stem in chosen:
+                shutil.copy(dsb2018 / sub / f"{stem}.png", tmp_path / part / sub)
+    train, val = folder_datasets(
+        tmp_path / "train", val_root=tmp_path / "val", test_fraction=0.25, patch_size=64
+    )
+    held_out = split_with_test(stems[:4], val_fraction=None, test_fraction=0.25, seed=0).test
+    assert val.stems == stems[4:] and len(held_out) == 1
+    assert sorted(train.stems + held_out) == stems[:4]
 
 
 # -- formats, depths and channels -----------------------------------------------------------------

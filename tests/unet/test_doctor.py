@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from unet.data import folder_datasets
+from unet.data import folder_datasets, split_with_test
 from unet.data.problems import DataProblem
 from unet.doctor import Report, inspect_folder, main
 
@@ -101,6 +101,41 @@ def test_score_distortions_are_warned(tmp_path: Path) -> None:
     messages = {f.code: f.message for f in multi.findings}
     assert "class(es) [2] appear in training masks only" in messages["class-train-only"]
     assert "class(es) [3] appear in validation masks only" in messages["class-val-only"]
+
+
+def test_a_test_fraction_is_a_split_of_its_own(dsb2018: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = inspect_folder(dsb2018, test_fraction=0.2)
+    images = {name: part["images"] for name, part in report.splits.items()}
+    assert images == {"train": 35, "val": 12, "test": 12} and report.ok
+    assert main([str(dsb2018), "--test-fraction", "0.2"]) == 0
+    assert "  test:         12 images" in capsys.readouterr().out
+
+
+def test_classes_in_the_test_split_only_or_missing_from_it_are_warned(tmp_path: Path) -> None:
+    stems = list("abcdefgh")
+    test = split_with_test(stems, val_fraction=0.25, test_fraction=0.25, seed=0).test
+    for stem in stems:
+        # Class 3 only in the test images, class 2 only outside them; class 1 everywhere.
+        extra = 3 if stem in test else 2
+        _pair(tmp_path, stem, _square_mask(fill=1) + np.pad(_square_mask(4, fill=extra, fg=4), (28, 0)))
+    report = inspect_folder(tmp_path, num_classes=4, val_fraction=0.25, test_fraction=0.25)
+    assert report.splits["test"]["classes"] == [1, 3]
+    messages = {f.code: f.message for f in report.findings}
+    assert "class(es) [3] appear in test masks only" in messages["class-test-only"]
+    assert "class(es) [2] appear in no test mask" in messages["class-not-in-test"]
+    plain = inspect_folder(tmp_path, num_classes=4, val_fraction=0.25)
+    assert "test" not in plain.splits and "class-test-only" not in _codes(plain, "warning")
+
+
+def test_too_few_images_for_a_test_split_is_the_error_training_raises(tmp_path: Path) -> None:
+    for stem in "ab":
+        _pair(tmp_path, stem, _square_mask())
+    report = inspect_folder(tmp_path, test_fraction=0.3)
+    finding = next(f for f in report.findings if f.code == "too-few-images")
+    assert "2 image(s) are too few for a training, validation and test part" in finding.message
+    with pytest.raises(DataProblem, match="too few for a training") as caught:
+        folder_datasets(tmp_path, patch_size=8, test_fraction=0.3)
+    assert caught.value.code == "too-few-images"
 
 
 def test_json_output_is_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -11,8 +13,12 @@ import pytest
 import torch
 import yaml
 
+from unet.checkpoint import load_checkpoint
+from unet.data import split_with_test
+from unet.data.heldout import held_out_dataset, held_out_pairs
 from unet.history import EPOCH_FIELDS
 from unet.train import main
+from unet.validation import evaluate
 
 DSB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dsb2018-nuclei"
 TINY = ["--epochs", "2", "--depth", "2", "--filters", "4", "--batch-size", "4", "--quiet"]
@@ -48,6 +54,47 @@ def test_folder_run_on_real_data(tmp_path):
     assert main(["--data", str(DSB), "--patch-size", "64", *TINY, "--epochs", "1", "--out", str(out)]) == 0
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["model"]["in_channels"] == 3  # RGBA read as RGB
+
+
+def test_a_test_fraction_is_held_out_and_scored_once_with_model_pt(tmp_path, capsys):
+    data = tmp_path / "data"
+    stems = sorted(p.stem for p in (DSB / "images").iterdir())[:8]
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+        for stem in stems:
+            shutil.copy(DSB / sub / f"{stem}.png", data / sub)
+    out = tmp_path / "run"
+    argv = ["--data", str(data), "--patch-size", "32", "--test-fraction", "0.25", *TINY, "--out", str(out)]
+    assert main(argv) == 0
+    scores = json.loads((out / "test.json").read_text())
+    assert scores["images"] == 2 and 0 <= scores["test_dice"] <= 1
+    assert f"held-out test Dice {scores['test_dice']:.4f} on 2 image(s)" in capsys.readouterr().out
+    # The checkpoint scored is model.pt, and the two held-out images are the ones the split leaves out.
+    held_out = split_with_test(stems, val_fraction=0.2, test_fraction=0.25, seed=0).test
+    test = held_out_dataset(
+        held_out_pairs(data, test_fraction=0.25), in_channels=3, patch_size=32, normalization="zscore",
+        num_classes=None,
+    )  # fmt: skip
+    assert test.stems == held_out
+    checkpoint = load_checkpoint(out / "model.pt")
+    assert scores["epoch"] == checkpoint.epoch
+    assert scores["test_dice"] == pytest.approx(
+        evaluate(checkpoint.model, test, num_classes=1).dice, abs=1e-9
+    )
+
+
+def test_a_test_fraction_on_synthetic_data_or_too_few_images_exits_2(tmp_path, capsys):
+    argv = ["--data", "synthetic", "--test-fraction", "0.2", *TINY, "--out", str(tmp_path / "a")]
+    assert main(argv) == 2
+    assert "--test-fraction 0.2 applies to folder data" in capsys.readouterr().err
+    data = tmp_path / "two"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+        for stem in sorted(p.stem for p in (DSB / "images").iterdir())[:2]:
+            shutil.copy(DSB / sub / f"{stem}.png", data / sub)
+    assert main(["--data", str(data), "--test-fraction", "0.3", *TINY, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "too few for a training, validation and test part" in err and err.count("\n") == 1
 
 
 def test_diverged_run_exits_1(tmp_path, capsys):

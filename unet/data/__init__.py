@@ -11,17 +11,20 @@ from __future__ import annotations
 from unet.data.folder import FolderDataset, folder_datasets
 from unet.data.masks import decode_mask
 from unet.data.normalization import NORMALIZATIONS
-from unet.data.split import split_stems
+from unet.data.split import Split, fold_indices, split_stems, split_with_test
 from unet.data.synthetic import SyntheticDataset, synthetic_datasets
 from unet.data.transforms import train_transforms
 
 __all__ = [
     "NORMALIZATIONS",
     "FolderDataset",
+    "Split",
     "SyntheticDataset",
     "decode_mask",
+    "fold_indices",
     "folder_datasets",
     "split_stems",
+    "split_with_test",
     "synthetic_datasets",
     "train_transforms",
 ]

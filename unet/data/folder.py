@@ -8,6 +8,7 @@ lazy reader.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from unet.data.images import read_image, read_mask
 from unet.data.masks import decode_mask
 from unet.data.normalization import get_normalization, normalize_image
 from unet.data.problems import DataProblem
-from unet.data.split import split_stems
+from unet.data.split import split_with_test
 from unet.data.transforms import seed_transforms, train_transforms
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,13 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         # The part of the augmentation fit() applies to whole batches on the device, if any.
         self.device_geometry = device_geometry
 
+    def with_samples(self, samples: Sequence[Sample]) -> FolderDataset:
+        """This dataset's settings (transform, patch, normalisation) over other samples, e.g. a fold's."""
+        other = copy.copy(self)
+        other.samples = list(samples)
+        other.stems = [sample.stem for sample in other.samples]
+        return other
+
     def __len__(self) -> int:
         return len(self.samples)
 
@@ -144,6 +152,7 @@ def folder_datasets(
     *,
     val_root: Path | str | None = None,
     val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
     seed: int = 0,
     patch_size: int = 256,
     normalization: str = "zscore",
@@ -156,8 +165,10 @@ def folder_datasets(
     Args:
         root: the dataset folder.
         val_root: a validation folder of the same layout; without it ``val_fraction`` of ``root`` is
-            split off (``unet.data.split.split_stems``: sorted stems, permutation seeded by ``seed``).
+            split off (``unet.data.split.split_with_test``: sorted stems, permutation seeded by ``seed``).
         val_fraction: share of ``root`` used for validation when there is no ``val_root``.
+        test_fraction: share of ``root`` held out for testing (0: none): those images are in neither
+            returned set (``search.execution.testset`` scores on them after a search).
         seed: seed of the split. Augmentation follows torch's global seed (see ``FolderDataset``).
         patch_size: side of the square training patches (random crops, ``unet.data.transforms``); the
             validation set yields whole images, tiled with this side where they are larger
@@ -182,6 +193,7 @@ def folder_datasets(
     check_int(patch_size, "patch_size", low=1)
     num_classes = check_num_classes(num_classes)
     check_float(val_fraction, "val_fraction", low=0.0, high=1.0, open_low=True, open_high=True)
+    check_float(test_fraction, "test_fraction", low=0.0, high=1.0, open_high=True)
     check_int(seed, "seed", low=0)
     pairs = paired_files(root)
     val_pairs = [] if val_root is None else paired_files(val_root)
@@ -189,12 +201,17 @@ def folder_datasets(
     # Every file is decoded and checked before the split, so content errors come first (as in the doctor).
     train = [load_pair(pair, num_classes=num_classes) for pair in pairs]
     val = [load_pair(pair, num_classes=num_classes) for pair in val_pairs]
-    if val_root is None:
+    if val_root is None or test_fraction > 0:
         by_stem = {sample.stem: sample for sample in train}
-        train_stems, val_stems = split_stems(
-            list(by_stem), val_fraction=val_fraction, seed=seed, source=Path(root) / "images"
+        split = split_with_test(
+            list(by_stem),
+            val_fraction=val_fraction if val_root is None else None,
+            test_fraction=test_fraction,
+            seed=seed,
+            source=Path(root) / "images",
         )
-        train, val = [by_stem[s] for s in train_stems], [by_stem[s] for s in val_stems]
+        train = [by_stem[s] for s in split.train]
+        val = val if val_root is not None else [by_stem[s] for s in split.val]
     channels = common_channels(train + val)
     train, val = _with_channels(train, channels), _with_channels(val, channels)
     megabytes = sum(s.image.nbytes + s.mask.nbytes for s in train + val) / 2**20

@@ -1,4 +1,8 @@
-"""The dataset doctor's command line: ``python -m unet.doctor DIR [--val DIR] [--num-classes K] [--json]``."""
+"""The dataset doctor's command line: ``python -m unet.doctor DIR [--val DIR] [--num-classes K] [--json]``.
+
+``--val-fraction``, ``--test-fraction`` and ``--seed`` describe the split as the study file's data section
+does, so the report's splits (and its one-split class warnings) are the ones training will see.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         "--num-classes", type=int, metavar="K", help="K >= 2 for masks of class indices 0..K-1"
     )
     parser.add_argument("--val-fraction", type=float, default=0.2, help="validation share without --val")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.0, help="held-out test share of DIR (0: none)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation/test split")
     parser.add_argument("--patch-size", type=int, help="patch side to plan with (default: from the data)")
     parser.add_argument("--depth", type=int, default=4, help="deepest U-Net to plan for")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -29,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         val_root=args.val,
         num_classes=args.num_classes,
         val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
         seed=args.seed,
         patch_size=args.patch_size,
         depth=args.depth,

@@ -112,7 +112,7 @@ def _area_of(size: tuple[int, int]) -> int:
 
 
 def plan_findings(report: Report, plan: DataPlan) -> list[Finding]:
-    """What would distort scores under ``plan``: tiny images, empty validation, one-split classes.
+    """What would distort scores under ``plan``: tiny images, empty validation or test, one-split classes.
 
     The plan itself is part of the report (``Report.plan``), not a finding.
     """
@@ -131,29 +131,34 @@ def plan_findings(report: Report, plan: DataPlan) -> list[Finding]:
                 "--patch-size); or train images of similar size together",
             )
         )
-    val = report.splits.get("val")
-    if val is not None and val["images"] and not val["classes"]:
-        findings.append(
-            Finding(
-                "warning",
-                "val-without-foreground",
-                f"the {val['images']} validation image(s) hold no foreground: a model predicting background "
-                "everywhere scores Dice 1.0",
-                "put images with foreground into the validation set (val_path, another seed or val_fraction)",
+    for name, what, fix in (
+        ("val", "validation", "put images with foreground into the validation set (val_path, another seed or "
+         "val_fraction)"),
+        ("test", "test", "put images with foreground into the test set (another seed or test_fraction)"),
+    ):  # fmt: skip
+        part = report.splits.get(name)
+        if part is not None and part["images"] and not part["classes"]:
+            findings.append(
+                Finding(
+                    "warning",
+                    f"{name}-without-foreground",
+                    f"the {part['images']} {what} image(s) hold no foreground: a model predicting background "
+                    "everywhere scores Dice 1.0",
+                    fix,
+                )
             )
-        )
     findings += _one_split_classes(report)
     return findings
 
 
 def _one_split_classes(report: Report) -> list[Finding]:
-    train, val = report.splits.get("train"), report.splits.get("val")
-    if train is None or val is None or not val["classes"]:
+    train, val, test = (report.splits.get(name) for name in ("train", "val", "test"))
+    if train is None or val is None:
         return []
+    findings = []
     only_train = sorted(set(train["classes"]) - set(val["classes"]))
     only_val = sorted(set(val["classes"]) - set(train["classes"]))
-    findings = []
-    if only_train:
+    if only_train and val["classes"]:
         findings.append(
             Finding(
                 "warning",
@@ -163,7 +168,7 @@ def _one_split_classes(report: Report) -> list[Finding]:
                 "move some images with these classes into the validation set",
             )
         )
-    if only_val:
+    if only_val and val["classes"]:
         findings.append(
             Finding(
                 "warning",
@@ -171,6 +176,34 @@ def _one_split_classes(report: Report) -> list[Finding]:
                 f"class(es) {only_val} appear in validation masks only: the model never learns them and "
                 "they score 0",
                 "move some images with these classes into the training set",
+            )
+        )
+    if test is not None and test["classes"]:
+        findings += _test_classes(set(train["classes"]), set(test["classes"]))
+    return findings
+
+
+def _test_classes(train: set[int], test: set[int]) -> list[Finding]:
+    """Classes the held-out test split has alone (never learned) or lacks (never tested)."""
+    findings = []
+    if test - train:
+        findings.append(
+            Finding(
+                "warning",
+                "class-test-only",
+                f"class(es) {sorted(test - train)} appear in test masks only: the model never learns them "
+                "and they score 0 on the test set",
+                "use another seed or test_fraction, or move images with these classes into the training set",
+            )
+        )
+    if train - test:
+        findings.append(
+            Finding(
+                "warning",
+                "class-not-in-test",
+                f"class(es) {sorted(train - test)} appear in no test mask: the test score cannot measure "
+                "them (an absent class scores 1.0 when it is not predicted)",
+                "use another seed or a larger test_fraction so the test set holds every class",
             )
         )
     return findings

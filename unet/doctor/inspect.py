@@ -9,7 +9,7 @@ from unet.data.checks import check_num_classes
 from unet.data.files import FolderScan, Pair, pairing_problems, scan_folder
 from unet.data.plan import DEFAULT_DEPTH, make_plan
 from unet.data.problems import DataProblem, preview
-from unet.data.split import split_stems
+from unet.data.split import Split, split_with_test
 from unet.data.survey import Survey
 from unet.doctor.findings import data_findings, plan_findings, problem_findings
 from unet.doctor.report import Finding, Report
@@ -24,6 +24,7 @@ def inspect_folder(
     val_root: Path | str | None = None,
     num_classes: int | None = None,
     val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
     seed: int = 0,
     patch_size: int | None = None,
     depth: int = DEFAULT_DEPTH,
@@ -38,6 +39,8 @@ def inspect_folder(
         val_root: a separate validation folder of the same layout.
         num_classes: None or 1 for binary masks; K >= 2 for masks of class indices 0..K-1.
         val_fraction: validation share split off ``root`` without ``val_root`` (as ``folder_datasets``).
+        test_fraction: held-out test share split off ``root`` (0: none); the report's splits then
+            include ``test``, so the one-split class warnings cover it.
         seed: seed of that split.
         patch_size: an explicit patch side for the plan (None: planned from the data).
         depth: the deepest U-Net the plan is made for.
@@ -62,11 +65,13 @@ def inspect_folder(
         mask_files[prefix] = {stem: str(scan.masks[stem]) for stem in scan.paired}
         for stem in scan.paired:
             survey.add(Pair(stem, scan.images[stem], scan.masks[stem]))
-    if val_root is None and "" in stems and len(stems[""]) < 2:
+    if "" in stems and (val_root is None or test_fraction > 0):
         try:
-            split_stems(stems[""], source=Path(root) / "images")
+            _split(stems[""], val_root, val_fraction, test_fraction, seed, Path(root) / "images")
         except DataProblem as problem:
             survey.add_problem(problem, root)
+        except ConfigError as error:
+            report.findings.append(Finding("error", "split", str(error), "pass fractions in (0, 1)"))
     if "" in stems and "val_" in stems and set(stems[""]) & set(stems["val_"]):
         shared = sorted(set(stems[""]) & set(stems["val_"]))
         report.findings.append(
@@ -78,7 +83,15 @@ def inspect_folder(
             )
         )
     _fill(report, survey)
-    report.splits = _splits(survey, mask_files, val_fraction=val_fraction, seed=seed, root=Path(root))
+    report.splits = _splits(
+        survey,
+        mask_files,
+        val_root,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        root=root,
+    )
     fingerprint = report.fingerprint()
     if fingerprint is not None:
         try:
@@ -91,20 +104,48 @@ def inspect_folder(
     return report
 
 
+def _split(
+    stems: list[str],
+    val_root: Path | str | None,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    source: Path,
+) -> Split:
+    """The split ``folder_datasets`` makes of the dataset folder's stems."""
+    val_share = val_fraction if val_root is None else None
+    return split_with_test(
+        stems, val_fraction=val_share, test_fraction=test_fraction, seed=seed, source=source
+    )
+
+
 def _splits(
-    survey: Survey, mask_files: dict[str, dict[str, str]], *, val_fraction: float, seed: int, root: Path
+    survey: Survey,
+    mask_files: dict[str, dict[str, str]],
+    val_root: Path | str | None,
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    root: Path | str,
 ) -> dict[str, dict[str, Any]]:
-    """Images, foreground share and classes present in the training and validation parts."""
-    if "val_" in mask_files:
-        parts = {"train": list(mask_files.get("", {}).values()), "val": list(mask_files["val_"].values())}
-    elif len(mask_files.get("", {})) >= 2:
-        try:
-            train, val = split_stems(list(mask_files[""]), val_fraction=val_fraction, seed=seed, source=root)
-        except ConfigError:  # a bad val_fraction or seed is reported where the split is made
+    """Images, foreground share and classes present in the training, validation (and test) parts."""
+    own = mask_files.get("", {})
+    if val_root is not None and test_fraction == 0:
+        if "val_" not in mask_files:
             return {}
-        parts = {"train": [mask_files[""][s] for s in train], "val": [mask_files[""][s] for s in val]}
+        parts = {"train": list(own.values()), "val": list(mask_files["val_"].values())}
     else:
-        return {}
+        try:
+            split = _split(list(own), val_root, val_fraction, test_fraction, seed, Path(root) / "images")
+        except (DataProblem, ConfigError):  # reported where the split is checked (inspect_folder)
+            return {}
+        val = (
+            list(mask_files.get("val_", {}).values()) if val_root is not None else [own[s] for s in split.val]
+        )
+        parts = {"train": [own[s] for s in split.train], "val": val}
+        if split.test:
+            parts["test"] = [own[s] for s in split.test]
     splits = {}
     for name, masks in parts.items():
         decoded = [survey.per_mask[m] for m in masks if m in survey.per_mask]

@@ -53,3 +53,17 @@ def test_small_images_get_a_small_patch_and_depths_it_cannot_hold_are_refused(tm
     ):
         load_study_data(_spec(deep, path=str(root)))
     assert load_study_data(_spec(deep, path=str(root), patch_size=64)).plan.patch_size == 64
+
+
+def test_k_fold_data_is_fold_1_with_every_fold_beside_it() -> None:
+    spec = load_spec("unet-smoke")
+    data = spec.to_dict()
+    data.pop("source")
+    data["objective"] = {**data["objective"], "folds": 3}
+    folded = load_study_data(StudySpec.from_dict(data))
+    assert len(folded.folds) == 3 and folded.folds[0] == (folded.train, folded.val)
+    assert [len(val) for _, val in folded.folds] == [8, 8, 8]  # 16 + 8 images in three parts
+    assert folded.description.startswith(
+        "synthetic: 3-fold cross-validation over 24 train+val images (fold 1: 16 train + 8 val)"
+    )
+    assert load_study_data(spec).folds == ()

@@ -13,6 +13,7 @@ from search import run
 from search.checkpoints.keep import download, kept
 from search.execution.data import load_study_data
 from search.execution.testset import TEST_ATTR, load_test_set
+from search.report.cli import main as report_main
 from search.spec.schema import StudySpec
 from unet.checkpoint import load_checkpoint
 from unet.validation import evaluate
@@ -92,3 +93,47 @@ def test_a_test_folder_scores_the_winner_on_real_images(tmp_path: Path, capsys) 
     scores = optuna.load_study(study_name="dsb-tested", storage=url).user_attrs[TEST_ATTR]
     assert list(scores) == ["0"] and scores["0"]["images"] == 3
     assert 0 <= scores["0"]["test_dice"] <= 1 and "held-out test Dice" in out
+
+
+@pytest.mark.slow
+def test_a_test_fraction_is_held_out_scored_and_reported(tmp_path: Path, capsys) -> None:
+    stems = sorted(p.stem for p in (DSB / "images").iterdir())[:12]
+    root = dataset(tmp_path / "data", stems)
+    folder = {"path": str(root), "test_fraction": 0.25, "patch_size": 64}
+    path = study_file(
+        tmp_path,
+        "dsb-split",
+        data={"source": "folder", "folder": folder},
+        budget={"n_trials": 2, "max_epochs": 1},
+    )
+    url, out = search(tmp_path, path, capsys)
+    study = optuna.load_study(study_name="dsb-split", storage=url)
+    scores = study.user_attrs[TEST_ATTR]
+    best = study.best_trial
+    assert list(scores) == [str(best.number)] and scores[str(best.number)]["images"] == 3
+    assert f"held-out test Dice {scores[str(best.number)]['test_dice']:.4f} on 3 image(s)" in out
+    # Recorded with the study, and the three parts are disjoint: the test images trained or validated nothing.
+    spec = StudySpec.from_dict(study.user_attrs["spec"])
+    assert spec.data.folder is not None and spec.data.folder.test_fraction == 0.25
+    data = load_study_data(spec)
+    test = load_test_set(spec, data)
+    assert test is not None
+    held_out = set(test.stems)  # type: ignore[attr-defined]
+    assert len(held_out) == 3 and not held_out & set(data.train.stems + data.val.stems)  # type: ignore[union-attr]
+    assert sorted(held_out | set(data.train.stems) | set(data.val.stems)) == stems  # type: ignore[union-attr]
+    # The report shows the test score beside the validation score.
+    assert report_main(["--storage", url, "--out", str(tmp_path / "r"), "--study", "dsb-split"]) == 0
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert f"Held-out test Dice {scores[str(best.number)]['test_dice']:.4f}" in summary
+    assert "| test Dice |" in summary
+
+
+def test_a_folder_too_small_for_a_test_share_is_one_line(tmp_path: Path, capsys) -> None:
+    root = dataset(tmp_path / "two", sorted(p.stem for p in (DSB / "images").iterdir())[:2])
+    folder = {"path": str(root), "test_fraction": 0.3}
+    path = study_file(tmp_path, "two", data={"source": "folder", "folder": folder})
+    assert run.main(["--study", str(path), "--storage", f"sqlite:///{tmp_path / 's.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert "2 image(s) are too few for a training, validation and test part" in err
+    assert "lower test_fraction" in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "s.db").exists()

@@ -446,3 +446,68 @@ def test_test_data_is_part_of_the_fingerprint_only_when_set() -> None:
     data["test"] = {"top_k": 3}
     data["artifacts"] = {"path": "/elsewhere", "keep_top_k": 1}
     assert StudySpec.from_dict(data).fingerprint() == spec.fingerprint()
+
+
+def _folder(**settings: object) -> tuple[str, str]:
+    """The change that makes ``VALID`` a study on the dsb2018 folder with these folder settings."""
+    extra = "".join(f", {key}: {value}" for key, value in settings.items())
+    return ("source: synthetic", f"source: folder\n  folder: {{path: {DSB2018}{extra}}}")
+
+
+HELD_OUT_AND_FOLDS_ERRORS = [
+    (
+        "test-path-and-test-fraction",
+        [_folder(test_path=DSB2018 / "images", test_fraction=0.2)],
+        f"data.folder.test_path '{DSB2018 / 'images'}' and data.folder.test_fraction 0.2 both hold out test "
+        "data: keep one (remove test_path, or set test_fraction: 0)",
+    ),
+    (
+        "fractions-sum-to-1",
+        [_folder(val_fraction=0.5, test_fraction=0.5)],
+        "data.folder.val_fraction 0.5 + test_fraction 0.5 must be below 1",
+    ),
+    ("test-fraction-1", [_folder(test_fraction=1.0)], "data.folder.test_fraction"),
+    (
+        "folds-with-val-path",
+        [_folder(val_path=DSB2018), ("sampler:", "objective: {folds: 3}\nsampler:")],
+        f"objective.folds 3 cuts the images of data.folder.path into folds, but data.folder.val_path "
+        f"'{DSB2018}' is set: remove val_path, or set objective.folds: 1",
+    ),
+    ("folds-0", [("sampler:", "objective: {folds: 0}\nsampler:")], "objective.folds"),
+    (
+        "folds-more-than-synthetic-images",
+        [("sampler:", "objective: {folds: 13}\nsampler:")],
+        "objective.folds 13 needs at least 13 images (one per fold) but data.synthetic has n_train + "
+        "n_val = 12: raise n_train or lower objective.folds",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [row[1:] for row in HELD_OUT_AND_FOLDS_ERRORS],
+    ids=[row[0] for row in HELD_OUT_AND_FOLDS_ERRORS],
+)
+def test_held_out_test_share_and_folds_are_checked_with_one_line(
+    tmp_path: Path, changes: list[tuple[str, str]], expected: str
+) -> None:
+    if not DSB2018.is_dir():
+        pytest.skip(f"shared dataset missing: {DSB2018}")
+    test_bad_study_file_gives_one_line_naming_the_problem_and_the_file(tmp_path, changes, expected)
+
+
+def test_test_fraction_and_folds_are_part_of_the_fingerprint_only_when_set() -> None:
+    spec = load_spec("unet-smoke")
+    data = spec.to_dict()
+    data.pop("source")
+    data["objective"] = {**data["objective"], "folds": 1}
+    assert StudySpec.from_dict(data).fingerprint() == spec.fingerprint()
+    data["objective"]["folds"] = 2
+    assert StudySpec.from_dict(data).fingerprint() != spec.fingerprint()
+    if DSB2018.is_dir():
+        folder = {"source": "folder", "folder": {"path": str(DSB2018)}}
+        plain = StudySpec.from_dict({**data, "data": folder})
+        data["data"] = {"source": "folder", "folder": {"path": str(DSB2018), "test_fraction": 0.0}}
+        assert StudySpec.from_dict(data).fingerprint() == plain.fingerprint()
+        data["data"]["folder"]["test_fraction"] = 0.2
+        assert StudySpec.from_dict(data).fingerprint() != plain.fingerprint()
