@@ -136,15 +136,15 @@ def test_dashboard_and_report_during_a_running_sqlite_study(browser: Any, tmp_pa
 
     from search.report.cli import main as report
 
-    n_trials = 4
+    n_trials = 3  # the report reads the study after the first and the second, while the third runs
     spec = study_file(
         tmp_path,
         "unet-live",
         # Long enough (a few seconds a trial) that the dashboard's pages see trials running, however
         # fast the machine is; the plateau rule waits as long, so every trial runs to the end.
-        budget={"n_trials": n_trials, "timeout": None, "max_epochs": 25},
+        budget={"n_trials": n_trials, "timeout": None, "max_epochs": 10},
         pruning={
-            "plateau": {"warmup_epochs": 25, "patience": 3, "min_delta": 0.0, "divergence_factor": 5.0},
+            "plateau": {"warmup_epochs": 10, "patience": 3, "min_delta": 0.0, "divergence_factor": 5.0},
             "cross_trial": {"rule": "none", "warmup_epochs": 1, "min_trials": 1},
         },
     )
