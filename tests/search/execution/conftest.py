@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -13,38 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from session_support import kill_session
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def session_processes(sid: int) -> list[int]:
-    """Pids of the live processes of session ``sid`` (a process started with start_new_session)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-            pids.append(int(entry.name))
-    return pids
-
-
-def kill_session(sid: int) -> None:
-    """SIGKILL what is left of a session this test started (e.g. Ray agents a killed driver orphaned)."""
-    for pid in session_processes(sid):
-        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
-            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator:
     """``cli(*args)``: ``python -m search.run`` in a session of its own, all of which is killed after.
 
-    Its temporary files (Tune's folder, Ray's session) go to a folder of the test, removed afterwards:
-    a killed driver cannot remove them itself. (A short path: Ray's sockets live there.)
+    Its temporary files (Tune's folder, Ray's session) go to a folder of the test (``cli.tmpdir``),
+    removed afterwards. (A short path: Ray's sockets live there.)
     """
     scratch = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(scratch)}
@@ -63,6 +40,7 @@ def cli(tmp_path: Path) -> Iterator:
         started.append(proc)
         return proc
 
+    start.tmpdir = scratch  # type: ignore[attr-defined]
     yield start
     for proc in started:
         if proc.poll() is None:

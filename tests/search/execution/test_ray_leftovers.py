@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, session_processes
 from optuna.trial import TrialState
-from test_run import epochs_recorded, study_file, trials, wait_for
+from session_support import session_processes
+from test_run import REPO, epochs_recorded, study_file, trials, wait_for
 
 from search.execution.ray import leftovers
 from search.processes import process_start_time
@@ -71,6 +71,9 @@ def test_killed_driver_leaves_no_ray_process_and_is_resumed_by_the_same_command(
     assert second.returncode == 0, out
     assert "Traceback" not in out and "worker died" not in out.lower() and "raylet" not in out, out
     assert session_processes(first.pid) == []
+    # The dead run's folder went with its processes; the rerun's (Ray's logs) stays until the next run.
+    folders = [p.name for p in cli.tmpdir.glob(f"{leftovers.RAY_DIR_PREFIX}*")]
+    assert folders == [f"{leftovers.RAY_DIR_PREFIX}{second.pid}"]
     done = trials(url, "killed-driver")
     assert [t.state for t in done] == [TrialState.FAIL, TrialState.COMPLETE]  # nothing RUNNING, 1 counted
     lost, retry = done
