@@ -305,7 +305,7 @@ def test_store_unreachable_past_the_retry_window_exits_3_then_resumes(
     path = study_file(
         tmp_path,
         "outage",
-        budget={"n_trials": 1, "max_epochs": 40},
+        budget={"n_trials": 1, "max_epochs": 20},
         pruning={"plateau": {"warmup_epochs": 50, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}},
         execution={"max_retries": 1, "store_outage_s": window},
     )
@@ -342,7 +342,7 @@ def test_store_unreachable_past_the_retry_window_exits_3_then_resumes(
         assert lost.user_attrs["stop_epoch"] == max(epochs_of(url, lost._trial_id))
         assert retry.state == TrialState.COMPLETE and retry.user_attrs["retry_of"] == lost.number
         assert retry.params == lost.params
-        assert epochs_of(url, retry._trial_id) == sorted(retry.intermediate_values) == list(range(1, 41))
+        assert epochs_of(url, retry._trial_id) == sorted(retry.intermediate_values) == list(range(1, 21))
 
 
 def stored_rows(engine: sa.Engine, table: str) -> int:

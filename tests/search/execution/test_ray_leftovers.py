@@ -47,7 +47,7 @@ def test_killed_driver_leaves_no_ray_process_and_is_resumed_by_the_same_command(
     path = study_file(
         tmp_path,
         "killed-driver",
-        budget={"n_trials": 1, "max_epochs": 150},
+        budget={"n_trials": 1, "max_epochs": 60},
         pruning=LONG,
         execution={"max_retries": 1},
     )
