@@ -194,7 +194,8 @@ def run_trials(args: argparse.Namespace, run: StudyRun, progress: Progress) -> i
         run_study(run, backend="local", on_trial=progress.on_trial, on_epoch=on_epoch)
         return 0
     # Imported here: importing Ray takes seconds that local runs and --list should not pay.
-    from search.execution.ray.backend import ClusterError, RayRunError
+    from search.execution.ray.backend import RayRunError
+    from search.execution.ray.session import ClusterError
 
     try:
         run_study(

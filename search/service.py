@@ -76,7 +76,8 @@ def open_study_run(spec: StudySpec, url: str) -> StudyRun:
     data = load_study_data(spec)
     test = load_test_set(spec, data)  # checked before the store is touched, like the data
     checkpoints = checkpoint_policy(spec, url)
-    storage = open_storage(url)  # first: a read-only store is read-only whatever the artifacts' folder
+    # First: a read-only store is read-only whatever the artifacts' folder.
+    storage = open_storage(url, outage_window_s=spec.execution.store_outage_s)
     if checkpoints.location is not None and checkpoints.enabled:
         open_location(checkpoints.location)  # a location that cannot be used fails here, not in a trial
     study, created = open_study(storage, spec)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from search.pruning.cross_trial import CrossTrialRule, CrossTrialRuleName
 from search.pruning.plateau import PlateauRule
+from search.store.retry import OUTAGE_WINDOW_S
 
 
 class Section(BaseModel):
@@ -136,6 +137,9 @@ class Execution(Section):
     cpus_per_trial: float = Field(1, gt=0)  # CPU cores reserved per trial (Ray resources)
     gpus_per_trial: float = Field(0, ge=0)  # GPUs reserved per trial; fractions share a GPU
     max_retries: int = Field(1, ge=0)  # reruns of a trial whose worker was lost
+    # Seconds every store call retries a lost database connection before the run stops with exit status 3
+    # (the running trial is then retried on resume); a failover or restart shorter than this costs a retry.
+    store_outage_s: float = Field(OUTAGE_WINDOW_S, gt=0)
 
 
 class Artifacts(Section):

@@ -81,7 +81,7 @@ def _locked(engine: sa.Engine, lock: str, params: Mapping[str, object], unlock: 
             connection.close()
             raise
 
-    connection, result = call_with_retry(take, dialect=engine.dialect.name, what="take the claim lock")
+    connection, result = call_with_retry(take, engine=engine, what="take the claim lock")
     try:
         yield result
     finally:

@@ -54,7 +54,7 @@ from search.store import sqlite
 from search.store.errors import StoreError
 from search.store.location import redact_url
 from search.store.migrate import add_missing_columns
-from search.store.retry import RetryingRDBStorage
+from search.store.retry import OUTAGE_OPTION, OUTAGE_WINDOW_S, RetryingRDBStorage
 from unet.history import EPOCH_FIELDS, TEXT_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,9 @@ HEARTBEATS = sa.Table(
 )
 
 
-def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.RDBStorage:
+def open_storage(
+    url: str, *, read_only: bool = False, outage_window_s: float = OUTAGE_WINDOW_S
+) -> optuna.storages.RDBStorage:
     """Open (and create, if new) the study store at ``url``; or open an existing one ``read_only``.
 
     Creates Optuna's tables and ours when missing. SQLite files are switched to WAL journal mode and
@@ -120,6 +122,9 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.RDBSto
             ``postgresql+psycopg://user@host/db``.
         read_only: only read: create nothing, and open a SQLite file read-only (it may be on read-only
             media); for reports and dashboards.
+        outage_window_s: how long every store call retries a lost connection before it raises
+            ``StoreLostError`` (a study's ``execution.store_outage_s``); the engine carries it
+            (:func:`search.store.retry.outage_window`), also into the workers it is pickled to.
 
     Returns:
         The storage; ``storage.engine`` is the SQLAlchemy engine our own tables are reached through.
@@ -131,7 +136,10 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.RDBSto
             database or refuses the credentials.
     """
     parsed = _parse_url(url)
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    engine_kwargs: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "execution_options": {OUTAGE_OPTION: outage_window_s},
+    }
     is_sqlite = parsed.get_backend_name() == "sqlite"
     opened = parsed
     if is_sqlite:

@@ -92,7 +92,7 @@ class EpochStore:
             with self.engine.connect() as connection:
                 return query(connection)
 
-        return call_with_retry(read, dialect=self.engine.dialect.name, what="read the epoch table")
+        return call_with_retry(read, engine=self.engine, what="read the epoch table")
 
     def last_epoch(self, trial_id: int) -> int:
         """Return the highest epoch stored for a trial, or 0 when none is."""

@@ -14,12 +14,10 @@ like one host, and must not run workers of the same study.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import os
 import socket
 import threading
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -29,6 +27,7 @@ from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages._rdb import models as optuna_models
 from optuna.trial import TrialState
 
+from search.processes import process_start_time
 from search.store.engine import HEARTBEATS
 from search.store.errors import StoreLostError
 from search.store.retry import call_with_retry
@@ -38,8 +37,6 @@ from unet.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 _TRIALS = optuna_models.TrialModel.__table__
-# Process start times are compared to this many seconds: /proc counts in clock ticks (1/100 s).
-_START_TOLERANCE_S = 0.05
 
 
 def worker_identity() -> dict[str, Any]:
@@ -52,22 +49,6 @@ def worker_identity() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "started": process_start_time(pid)}
 
 
-def process_start_time(pid: int) -> float | None:
-    """Return when process ``pid`` started, in epoch seconds rounded to 1/100 s, or None if unknown."""
-    try:
-        return _start_time(_proc_stat_fields(pid))
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _proc_stat_fields(pid: int) -> list[str]:
-    """Fields 3 onwards of ``/proc/<pid>/stat`` (state first).
-
-    The command name (field 2) may hold spaces and parentheses, so the split starts after its last ")".
-    """
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
 def trial_is_running(engine: sa.Engine, trial_id: int) -> bool:
     """Whether the trial is still RUNNING in the store (not finished by its worker or a reaper)."""
     query = sa.select(_TRIALS.c.state).where(_TRIALS.c.trial_id == int(trial_id))
@@ -76,9 +57,7 @@ def trial_is_running(engine: sa.Engine, trial_id: int) -> bool:
         with engine.connect() as connection:
             return connection.execute(query).scalar()
 
-    return (
-        call_with_retry(read, dialect=engine.dialect.name, what="read a trial's state") == TrialState.RUNNING
-    )
+    return call_with_retry(read, engine=engine, what="read a trial's state") == TrialState.RUNNING
 
 
 def raise_if_taken(engine: sa.Engine, trial: optuna.Trial) -> None:
@@ -91,49 +70,6 @@ def raise_if_taken(engine: sa.Engine, trial: optuna.Trial) -> None:
         raise UpdateFinishedTrialError(
             f"trial {trial.number} was finished by another process (reaped as lost?) while it ran here"
         )
-
-
-def local_process_state(pid: int, recorded_start: object) -> str:
-    """Return "alive", "stopped", "process gone" or "pid reused by another process" for a pid here.
-
-    "stopped" is a process paused by a signal (SIGSTOP, a suspended container): alive, but silent.
-    """
-    if not Path("/proc/self/stat").exists():  # not Linux: existence is all that can be told
-        return "alive" if _pid_exists(pid) else "process gone"
-    try:
-        fields = _proc_stat_fields(pid)
-    except OSError:
-        return "process gone"
-    if fields[0] in ("Z", "X"):  # exited, not yet collected by its parent
-        return "process gone"
-    if isinstance(recorded_start, int | float):
-        started = process_start_time(pid)
-        if started is not None and abs(started - recorded_start) > _START_TOLERANCE_S:
-            return "pid reused by another process"
-    return "stopped" if fields[0] in ("T", "t") else "alive"
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _start_time(fields: list[str]) -> float:
-    # starttime is field 22 (index 19 here), in clock ticks since boot.
-    return round(_boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK"), 2)
-
-
-@functools.cache
-def _boot_time() -> int:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return int(line.split()[1])
-    raise ValueError("/proc/stat has no btime line")
 
 
 class Heartbeat:

@@ -23,9 +23,9 @@ from optuna.storages._rdb import models as optuna_models
 from optuna.trial import FrozenTrial, TrialState
 
 from search.outcome import StopDecision, record_stop
+from search.processes import local_process_state
 from search.store.engine import HEARTBEATS, StoreError
 from search.store.epochs import EpochStore
-from search.store.heartbeat import local_process_state
 from search.store.retry import call_with_retry
 from unet.errors import ConfigError
 
@@ -83,7 +83,7 @@ def reap_lost_trials(
         with storage.engine.connect() as connection:
             return {int(trial_id): beat for trial_id, beat in connection.execute(query).all()}
 
-    beats = call_with_retry(read_beats, dialect=storage.engine.dialect.name, what="read heartbeats")
+    beats = call_with_retry(read_beats, engine=storage.engine, what="read heartbeats")
     epochs = EpochStore(storage.engine)
     reaped = []
     for trial in running:

@@ -4,7 +4,8 @@ A failover, a server restart or a pooler recycling connections cuts the connecti
 ``pool_pre_ping`` replaces a dead connection when it is taken from the pool, but one cut while in use
 fails its statement. Such a failure, and a lock conflict between concurrent writers (an InnoDB deadlock,
 SQLite's "database is locked"), is retried here with exponential backoff: a short outage costs a retry
-of the write. A server unreachable for longer than :data:`OUTAGE_WINDOW_S` raises
+of the write. A server unreachable for longer than the retry window (:data:`OUTAGE_WINDOW_S` by default,
+a study's ``execution.store_outage_s``, carried by the engine: :func:`outage_window`) raises
 :class:`search.store.errors.StoreLostError`, which the service turns into one line and exit status 3;
 the running trial stays RUNNING and is reaped and retried when the study resumes.
 
@@ -35,8 +36,11 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Seconds a store call keeps retrying a lost connection before the service gives up with exit status 3.
+# Seconds a store call keeps retrying a lost connection before the service gives up with exit status 3
+# (the default of a study's execution.store_outage_s).
 OUTAGE_WINDOW_S = 30.0
+# The engine's execution option that carries its retry window (set by search.store.engine.open_storage).
+OUTAGE_OPTION = "unet_search_outage_window_s"
 # Tries of one write that met another writer's lock before the lock error is raised.
 LOCK_ATTEMPTS = 6
 _FIRST_DELAY_S, _MAX_DELAY_S = 0.05, 2.0
@@ -44,22 +48,29 @@ _FIRST_DELAY_S, _MAX_DELAY_S = 0.05, 2.0
 _LOCK_ERRORS = ("deadlock", "lock wait timeout", "database is locked", "could not serialize")
 
 
+def outage_window(engine: sa.Engine) -> float:
+    """Seconds a call on ``engine`` retries a lost connection (:data:`OUTAGE_OPTION`, else the default)."""
+    return float(engine.get_execution_options().get(OUTAGE_OPTION, OUTAGE_WINDOW_S))
+
+
 def call_with_retry(
-    call: Callable[[], T], *, dialect: str, what: str, before_retry: Callable[[], None] | None = None
+    call: Callable[[], T], *, engine: sa.Engine, what: str, before_retry: Callable[[], None] | None = None
 ) -> T:
     """Return ``call()``, retrying it while it fails for a lost connection or a lock conflict.
 
     Args:
         call: the store operation; it must be safe to run again after a failure.
-        dialect: the engine's dialect name (SQLite connections are never lost, only locked).
+        engine: the store's engine: its dialect (SQLite connections are never lost, only locked), its
+            retry window (:func:`outage_window`) and its URL, named in the error.
         what: what the call does, for the log and the message.
         before_retry: called before each retry, e.g. to drop a session left broken by the failure.
 
     Raises:
-        StoreLostError: connections kept failing for :data:`OUTAGE_WINDOW_S` seconds.
+        StoreLostError: connections kept failing for the engine's retry window.
         sqlalchemy.exc.SQLAlchemyError, StorageInternalError: any other error, or a lock on every attempt.
     """
-    deadline = time.monotonic() + OUTAGE_WINDOW_S
+    dialect, window = engine.dialect.name, outage_window(engine)
+    deadline = time.monotonic() + window
     for attempt in range(1, 1_000_000):
         try:
             return call()
@@ -69,9 +80,11 @@ def call_with_retry(
             if kind is None or (kind == "lock" and attempt >= LOCK_ATTEMPTS):
                 raise
             if kind == "connection" and time.monotonic() >= deadline:
+                shown = engine.url.render_as_string(hide_password=True)
                 raise StoreLostError(
-                    f"the study store stayed unreachable for {OUTAGE_WINDOW_S:.0f} s ({what}: {cause}): "
-                    f"check the database server, then resume; the running trial is retried then"
+                    f"the study store {shown} stayed unreachable for {window:g} s ({what}: {cause}): "
+                    f"check the database server, then run the same command again to resume; the "
+                    f"running trial is retried then"
                 ) from e
             delay = min(_MAX_DELAY_S, _FIRST_DELAY_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             logger.info("%s failed (%s: %s), retry %d in %.2f s", what, kind, cause, attempt, delay)
@@ -133,10 +146,7 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
                 raise
 
         return call_with_retry(
-            tell,
-            dialect=self.engine.dialect.name,
-            what="set_trial_state_values",
-            before_retry=self.remove_session,
+            tell, engine=self.engine, what="set_trial_state_values", before_retry=self.remove_session
         )
 
 
@@ -145,9 +155,7 @@ def _retrying(name: str) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def retried(self: RetryingRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        return call_with_retry(
-            lambda: method(self, *args, **kwargs), dialect=self.engine.dialect.name, what=name
-        )
+        return call_with_retry(lambda: method(self, *args, **kwargs), engine=self.engine, what=name)
 
     return retried
 

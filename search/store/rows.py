@@ -31,7 +31,7 @@ def upsert_row(engine: sa.Engine, table: sa.Table, row: Mapping[str, Any], key: 
         with engine.begin() as connection:
             connection.execute(statement)
 
-    call_with_retry(write, dialect=engine.dialect.name, what=f"write to {table.name}")
+    call_with_retry(write, engine=engine, what=f"write to {table.name}")
 
 
 def _upsert(dialect: str, table: sa.Table, row: Mapping[str, Any], key: Sequence[str]) -> sa.Executable:

@@ -136,6 +136,12 @@ def server_url() -> Callable[..., str]:
 
 
 @pytest.fixture
+def server_admin() -> Callable[[str], sa.Engine]:
+    """``server_admin(backend)``: an AUTOCOMMIT engine on that test server (users, databases, sessions)."""
+    return admin_engine
+
+
+@pytest.fixture
 def fresh_database(tmp_path: Path) -> Callable[[str], AbstractContextManager[str]]:
     """``with fresh_database(backend) as url:`` a new database without any table."""
     return lambda backend: _fresh_database(backend, tmp_path)

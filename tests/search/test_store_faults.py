@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -239,3 +240,124 @@ def test_connections_cut_during_trials_cost_at_most_a_retry(
                     assert list(epochs) == sorted(t.intermediate_values) == list(range(1, 13))
         finally:
             killer.dispose()
+
+
+@contextlib.contextmanager
+def scratch_login(admin: sa.Engine, backend: str, url: str) -> Iterator[str]:
+    """Yield ``url`` as the run should use it: on MariaDB, as a user of its own (that can be locked out)."""
+    if backend != "mariadb":
+        yield url
+        return
+    parsed = sa.make_url(url)
+    user, password = f"outage_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"))
+        connection.execute(sa.text(f"GRANT ALL ON {parsed.database}.* TO '{user}'@'%'"))
+    try:
+        yield parsed.set(username=user, password=password).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+
+
+@contextlib.contextmanager
+def outage(admin: sa.Engine, backend: str, url: str) -> Iterator[None]:
+    """Within the block the run's database refuses every connection, and the open ones are cut.
+
+    PostgreSQL: the database stops accepting connections; MariaDB: the run's user is locked. Restored on
+    leaving the block, whatever happened in it.
+    """
+    parsed = sa.make_url(url)
+    lock, unlock, who = {
+        "postgresql": (
+            f"ALTER DATABASE {parsed.database} ALLOW_CONNECTIONS false",
+            f"ALTER DATABASE {parsed.database} ALLOW_CONNECTIONS true",
+            "SELECT pid FROM pg_stat_activity WHERE datname = :name",
+        ),
+        "mariadb": (
+            f"ALTER USER '{parsed.username}'@'%' ACCOUNT LOCK",
+            f"ALTER USER '{parsed.username}'@'%' ACCOUNT UNLOCK",
+            "SELECT id FROM information_schema.PROCESSLIST WHERE user = :name",
+        ),
+    }[backend]
+    name = parsed.database if backend == "postgresql" else parsed.username
+    with admin.connect() as connection:
+        connection.execute(sa.text(lock))
+        try:
+            for other in connection.execute(sa.text(who), {"name": name}).scalars().all():
+                with contextlib.suppress(sa.exc.DBAPIError):  # it may have ended by itself meanwhile
+                    connection.execute(sa.text(CUT[backend].format(id=int(other))))
+            yield
+        finally:
+            connection.execute(sa.text(unlock))
+
+
+@pytest.mark.slow
+@pytest.mark.db
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_store_unreachable_past_the_retry_window_exits_3_then_resumes(
+    backend: str,
+    fresh_database: Callable[[str], AbstractContextManager[str]],
+    server_admin: Callable[[str], sa.Engine],
+    tmp_path: Path,
+) -> None:
+    window = 2  # execution.store_outage_s: the retry window, short for the test
+    path = study_file(
+        tmp_path,
+        "outage",
+        budget={"n_trials": 1, "max_epochs": 20},
+        pruning={"plateau": {"warmup_epochs": 50, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}},
+        execution={"max_retries": 1, "store_outage_s": window},
+    )
+    admin = server_admin(backend)
+    with fresh_database(backend) as database_url, scratch_login(admin, backend, database_url) as url:
+        command = ("--study", str(path), "--storage", url, "--backend", "local")
+        proc = run_cli(*command, cwd=tmp_path)
+        watcher = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+        wait_for(lambda: stored_rows(watcher, "unet_search_epochs") >= 2, what="the first epochs")
+        watcher.dispose()
+        with outage(admin, backend, url):
+            out, _ = proc.communicate(timeout=120)  # within the outage: it lasts until the run has ended
+
+        assert proc.returncode == EXIT_STORE_LOST, out
+        assert "Traceback" not in out and "WARNING" not in out, out
+        errors = [line for line in out.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, out
+        shown = sa.make_url(url).render_as_string(hide_password=True)
+        assert f"the study store {shown} stayed unreachable for {window} s" in errors[0]
+        assert "run the same command again to resume" in errors[0]
+        password = sa.make_url(url).password
+        assert password is None or str(password) not in out
+        # Nothing half-written: the trial is RUNNING, left for the reaper, its stored epochs are reported.
+        (cut,) = trials(url, "outage")
+        assert cut.state == TrialState.RUNNING
+        assert epochs_of(url, cut._trial_id) == sorted(cut.intermediate_values)
+
+        rerun = run_cli(*command, cwd=tmp_path)
+        out, _ = rerun.communicate(timeout=300)
+        assert rerun.returncode == 0, out
+        assert "Traceback" not in out and "error:" not in out, out
+        lost, retry = trials(url, "outage")  # exactly one retry, nothing RUNNING
+        assert lost.state == TrialState.FAIL and lost.user_attrs["stop_reason"] == "worker_lost"
+        assert lost.user_attrs["stop_epoch"] == max(epochs_of(url, lost._trial_id))
+        assert retry.state == TrialState.COMPLETE and retry.user_attrs["retry_of"] == lost.number
+        assert retry.params == lost.params
+        assert epochs_of(url, retry._trial_id) == sorted(retry.intermediate_values) == list(range(1, 21))
+
+
+def stored_rows(engine: sa.Engine, table: str) -> int:
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() or 0)
+    except sa.exc.DBAPIError:
+        return 0  # not created yet
+
+
+def epochs_of(url: str, trial_id: int) -> list[int]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            query = sa.text("SELECT epoch FROM unet_search_epochs WHERE trial_id = :id ORDER BY epoch")
+            return list(connection.execute(query, {"id": trial_id}).scalars())
+    finally:
+        engine.dispose()

@@ -11,19 +11,18 @@ it. Tune only schedules: resources per trial from the study's ``execution`` sect
 Faults: a worker process killed mid-trial, or its node lost, fails the trial as ``worker_lost`` and
 enqueues its retry; a driver that is interrupted (Ctrl-C, SIGTERM) marks its running trials
 ``interrupted`` before it exits; a driver that is killed leaves RUNNING trials whose heartbeats stop,
-which the next run reaps and retries.
+which the next run reaps and retries, and a local Ray whose leftovers (Ray's agents) are ended by a
+watchdog or the next run (:mod:`search.execution.ray.session`, :mod:`search.execution.ray.leftovers`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import optuna
 import ray
@@ -31,28 +30,12 @@ from ray import tune
 
 from search.execution.objective import TrialContext
 from search.execution.ray.searcher import OnTrial, StoreSearcher
+from search.execution.ray.session import ClusterError, ray_session
 from search.execution.ray.worker import WorkerJob, run_trial
 from search.execution.scheduling import reap_and_retry
-from search.execution.signals import sigterm_as_interrupt
 from search.execution.study import Counts, count_trials
-from search.store.location import redact_url
 
 logger = logging.getLogger(__name__)
-
-# Ray and Tune settings that only exist as environment variables, set for the duration of a run:
-# the legacy output engine (silent at verbose=0; the new one prints a banner even then), no SIGINT
-# handler of Tune's (Ctrl-C must raise KeyboardInterrupt, as SIGTERM does), no per-trial CSV/JSON/
-# TensorBoard files, and trials that keep the working directory they started in.
-_RAY_ENV = {
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_DISABLE_SIGINT_HANDLER": "1",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-    "RAY_CHDIR_TO_TRIAL_DIR": "0",
-}
-
-
-class ClusterError(ValueError):
-    """The Ray cluster cannot run the study: unreachable, or too small for one trial."""
 
 
 class RayRunError(RuntimeError):
@@ -100,16 +83,6 @@ def run_ray(
         KeyboardInterrupt: the run was interrupted (Ctrl-C, SIGTERM); the running trials are already
             marked ``interrupted`` and enqueued for the next run.
     """
-    reap_and_retry(study, ctx, grace_seconds=grace_seconds)
-    searcher = StoreSearcher(
-        study,
-        ctx,
-        n_trials=n_trials,
-        timeout=timeout,
-        grace_seconds=grace_seconds,
-        on_trial=on_trial,
-        on_epoch=ctx.on_epoch,
-    )
     job = WorkerJob(
         storage_url=ctx.storage.url,
         spec=ctx.spec,
@@ -117,7 +90,18 @@ def run_ray(
         report_epochs=ctx.on_epoch is not None,
         verbose=verbose,
     )
-    with _ray_session(address, verbose=verbose) as owned, _tune_dir() as tune_dir:
+    with ray_session(address, verbose=verbose) as session, _tune_dir(session.folder) as tune_dir:
+        # Reaped once Ray is up: the workers a killed run of ours left on this machine are ended by then.
+        reap_and_retry(study, ctx, grace_seconds=grace_seconds)
+        searcher = StoreSearcher(
+            study,
+            ctx,
+            n_trials=n_trials,
+            timeout=timeout,
+            grace_seconds=grace_seconds,
+            on_trial=on_trial,
+            on_epoch=ctx.on_epoch,
+        )
         resources = trial_resources(ctx.spec.execution.cpus_per_trial, ctx.spec.execution.gpus_per_trial)
         trainable = tune.with_resources(tune.with_parameters(run_trial, job=job), resources)
         tuner = tune.Tuner(
@@ -138,7 +122,7 @@ def run_ray(
         try:
             tuner.fit()
         except BaseException:
-            if owned:  # stop the workers first, so that none of them writes to a trial after it is marked
+            if session.owned:  # stop the workers first, so that none writes to a trial after it is marked
                 ray.shutdown()
             _abandon(searcher)
             raise
@@ -190,66 +174,12 @@ def trial_resources(cpus: float, gpus: float) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _ray_session(address: str | None, *, verbose: bool) -> Iterator[bool]:
-    """Connect to (or start) Ray for the block, with Ray's output quiet unless ``verbose``.
+def _tune_dir(parent: Path | None) -> Iterator[Path]:
+    """A temporary directory for Tune's experiment files, removed afterwards (nothing in it is ours).
 
-    Yields whether this call initialised Ray (and shuts it down at the end).
+    Inside the local Ray's folder when there is one, so that a killed driver's is removed with it.
     """
-    # ray.init also sets RAY_AUTH_MODE for this process: put that back too, with ours.
-    saved_env = {key: os.environ.get(key) for key in (*_RAY_ENV, "RAY_AUTH_MODE")}
-    os.environ.update(_RAY_ENV)
-    owned = not ray.is_initialized()
-    quiet = [logging.getLogger(name) for name in ("ray", "ray.tune")]
-    levels = [log.level for log in quiet]
-    try:
-        if owned:
-            _init(address, verbose=verbose)
-        if not verbose:
-            # Tune logs every lost worker as an ERROR with its traceback; the progress line says it.
-            for log in quiet:
-                log.setLevel(logging.CRITICAL)
-        # ray.init replaced the caller's SIGTERM handler with one that exits at once, which would leave
-        # the running trials RUNNING until the next run reaps them: put ours back.
-        with sigterm_as_interrupt():
-            yield owned
-    finally:
-        if owned and ray.is_initialized():
-            ray.shutdown()
-        for log, level in zip(quiet, levels, strict=True):
-            log.setLevel(level)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _init(address: str | None, *, verbose: bool) -> None:
-    """``ray.init`` a new local instance (``address`` None) or a connection to a cluster."""
-    kwargs: dict[str, Any] = {
-        "log_to_driver": verbose,
-        "logging_level": logging.INFO if verbose else logging.ERROR,
-        "include_dashboard": False,
-    }
-    if address is None:
-        # "local": a new instance even when a `ray start` cluster runs on this machine.
-        ray.init(address="local", **kwargs)
-        return
-    kwargs.pop("include_dashboard")
-    try:
-        ray.init(address=address, **kwargs)
-    except (ConnectionError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ClusterError(
-            f"cannot join the Ray cluster at {redact_url(address)!r}: {first}: check --address "
-            f"(`ray status` on the head node shows it), or leave it out to start Ray on this machine"
-        ) from e
-
-
-@contextlib.contextmanager
-def _tune_dir() -> Iterator[Path]:
-    """A temporary directory for Tune's experiment files, removed afterwards (nothing in it is ours)."""
-    path = Path(tempfile.mkdtemp(prefix="unet-search-tune-"))
+    path = Path(tempfile.mkdtemp(prefix="unet-search-tune-", dir=parent))
     try:
         yield path
     finally:

@@ -173,10 +173,11 @@ def _worker_state(job: WorkerJob) -> tuple[TrialContext, optuna.Study]:
     if not job.verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         logging.getLogger("unet").setLevel(logging.ERROR)
+    spec = job.spec
     storage = _storages.get(job.storage_url)
     if storage is None:
-        storage = _storages[job.storage_url] = open_storage(job.storage_url)
-    spec = job.spec
+        window = spec.execution.store_outage_s
+        storage = _storages[job.storage_url] = open_storage(job.storage_url, outage_window_s=window)
     data = _data.get(spec.fingerprint())
     if data is None:
         logger.info("loading the data of study %s in this worker", spec.name)

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-from test_ray_backend import LONG, kill_session
+from session_support import kill_session
+from test_ray_backend import LONG
 from test_run import REPO, study_file, trials, wait_for
 
 # Prints the alive nodes as {node id: resources} once there are two.

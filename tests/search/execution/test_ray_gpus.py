@@ -29,11 +29,11 @@ from pathlib import Path
 import pytest
 import torch
 from optuna.trial import TrialState
+from session_support import kill_session
 from test_ray_backend import (  # noqa: F401 (fixtures)
     LONG,
     in_process_worker,
     job_for,
-    kill_session,
     searcher_for,
 )
 from test_ray_cluster import free_port, port_open

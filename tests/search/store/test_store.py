@@ -24,9 +24,10 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
+from search.processes import process_start_time
 from search.store.engine import EPOCHS, HEARTBEATS, StoreError, open_storage
 from search.store.epochs import EPOCH_COLUMNS, EpochStore
-from search.store.heartbeat import Heartbeat, process_start_time, worker_identity
+from search.store.heartbeat import Heartbeat, worker_identity
 from search.store.location import default_storage_url, redact_url
 from search.store.reaper import reap_lost_trials
 from unet.errors import ConfigError
