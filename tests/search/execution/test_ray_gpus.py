@@ -171,7 +171,7 @@ def test_half_gpu_trials_pack_two_per_gpu_and_run_eight_at_once(tmp_path, four_g
         data=TINY,
         space=CALM,
         baselines=BASELINE,
-        budget={"n_trials": 8, "max_epochs": 40},
+        budget={"n_trials": 8, "max_epochs": 100},
         pruning=NO_PRUNING,
         execution={"concurrency": 8, "cpus_per_trial": 0.5, "gpus_per_trial": 0.5, "max_retries": 0},
     )
