@@ -75,7 +75,6 @@ def test_smac_runs_through_ask_tell_with_epochs_as_budget() -> None:
     assert run.complete >= 1  # Hyperband's top rung trains the full length
 
 
-@pytest.mark.skipif(not DSB.is_dir(), reason="needs ../shared/data/dsb2018-nuclei")
 def test_folder_task_samples_snaps_and_preprocesses(small_folder: Path) -> None:
     task = FolderTask(str(small_folder), short_side=24, size=16, n_configs=20)
     grid = task.grid()
@@ -110,7 +109,6 @@ def test_build_resumes_from_the_rows_an_interrupted_build_saved(tmp_path: Path) 
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not DSB.is_dir(), reason="needs ../shared/data/dsb2018-nuclei")
 def test_bench_data_option_builds_and_replays_a_folder_table(small_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
     argv = ["--quick", "--only", "efficiency", "--out", str(out), "--markdown", str(tmp_path / "B.md")]

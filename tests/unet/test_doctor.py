@@ -19,8 +19,6 @@ from unet.doctor import Report, inspect_folder, main
 def dsb2018() -> Path:
     """The shared real dataset: 59 RGBA microscopy PNGs of nine sizes, masks exactly {0, 255}."""
     root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dsb2018-nuclei"
-    if not root.is_dir():
-        pytest.skip(f"shared dataset missing: {root}")
     return root
 
 

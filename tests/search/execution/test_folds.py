@@ -141,8 +141,6 @@ def test_a_k_fold_search_keeps_fold_1s_model_and_reports_the_folds(tmp_path: Pat
 
 
 def test_more_folds_than_a_folders_images_is_one_line(tmp_path: Path, capsys) -> None:
-    if not DSB.is_dir():
-        pytest.skip(f"shared dataset missing: {DSB}")
     root = dataset(tmp_path / "few", sorted(p.stem for p in (DSB / "images").iterdir())[:3])
     folder = {"path": str(root), "test_fraction": 0.34, "patch_size": 64}
     path = study_file(tmp_path, "few", data={"source": "folder", "folder": folder}, objective={"folds": 3})

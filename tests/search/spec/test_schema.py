@@ -491,8 +491,6 @@ HELD_OUT_AND_FOLDS_ERRORS = [
 def test_held_out_test_share_and_folds_are_checked_with_one_line(
     tmp_path: Path, changes: list[tuple[str, str]], expected: str
 ) -> None:
-    if not DSB2018.is_dir():
-        pytest.skip(f"shared dataset missing: {DSB2018}")
     test_bad_study_file_gives_one_line_naming_the_problem_and_the_file(tmp_path, changes, expected)
 
 
