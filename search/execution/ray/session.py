@@ -112,10 +112,10 @@ def _lost_workers_logged(*, enabled: bool) -> Iterator[None]:
     of its own, through ``ray._private.worker.print_to_stdstream``, whatever ``log_to_driver`` says;
     that function is wrapped for the block. Other messages are printed as Ray prints them.
     """
-    if not enabled:
+    original: Callable[..., Any] | None = getattr(ray_worker, "print_to_stdstream", None)
+    if not enabled or original is None:  # None: a Ray release without it prints as it does
         yield
         return
-    original: Callable[..., Any] = ray_worker.print_to_stdstream
 
     def filtered(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         lines = [str(line) for line in data.get("lines", [])]
