@@ -43,7 +43,7 @@ class EfficiencySettings:
     folder_task: FolderTask | None = None  # the real-image task (None: only the synthetic one)
     folder_budget_trials: float = 40  # its replay budget, in full trials
     # Strategies too slow for every seed (SMAC's forest and acquisition search take seconds per trial).
-    seed_caps: dict[str, int] = field(default_factory=lambda: {"smac_bohb": 12})
+    seed_caps: dict[str, int] = field(default_factory=lambda: {"smac_bohb": 20})
 
     def seeds_for(self, strategy: str) -> int:
         return min(self.seeds, self.seed_caps.get(strategy, self.seeds))
