@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from bench.efficiency.power import describe_needs, live_needs
+
+# How the tuned defaults were chosen (variants replayed on tuning seeds): written by hand, shown as is.
+TUNING = Path(__file__).resolve().parent / "efficiency" / "tuning.md"
 
 GOALS = {"vs_random": 3.0, "vs_tpe_hyperband": 1.3, "false_prune_rate": 0.05}
 VERDICTS = {
@@ -91,7 +97,12 @@ def _efficiency(e: dict[str, Any]) -> str:
                 f"\n`{name}` vs `random`, compute-to-target speedup: live {_interval(v['live'])}, replay "
                 f"{_fmt(v['replay'])}: {VERDICTS[v['verdict']]}."
             )
+        needs = live_needs(e)
+        if needs is not None and live["vs_random"].get("ours", {}).get("verdict") == "inconclusive":
+            lines.append("\n" + describe_needs(needs))
         lines.append("")
+    if TUNING.is_file():
+        lines.append(TUNING.read_text())
     return "\n".join(lines)
 
 

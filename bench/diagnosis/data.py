@@ -53,11 +53,19 @@ def _dsb(normalization: str) -> Pair:
     train, val = folder_datasets(DSB, patch_size=4 * SIZE, normalization=normalization, augment=False, seed=0)
     out = []
     for d in (train, val):
-        items = [d[i] for i in range(min(len(d), 24))]
+        # Validation items are whole images (fit validates on whole images): cut their central patch.
+        items = [(_central(image), _central(mask)) for image, mask in (d[i] for i in range(min(len(d), 24)))]
         images = torch.nn.functional.avg_pool2d(torch.stack([image for image, _ in items]), 4)
         masks = torch.stack([mask[2::4, 2::4] for _, mask in items]).contiguous()
         out.append(SyntheticDataset(images, masks, num_classes=1))
     return out[0], out[1]
+
+
+def _central(t: torch.Tensor, size: int = 4 * SIZE) -> torch.Tensor:
+    """The central ``size x size`` patch of an image (C, H, W) or mask (H, W); a patch already is one."""
+    h, w = t.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return t[..., top : top + size, left : left + size]
 
 
 def _few(pair: Pair, n: int) -> Pair:

@@ -42,8 +42,8 @@ class EfficiencySettings:
     workers: int = 2  # processes for the table build and the live searches
     folder_task: FolderTask | None = None  # the real-image task (None: only the synthetic one)
     folder_budget_trials: float = 40  # its replay budget, in full trials
-    # Strategies too slow for every seed (SMAC's forest and acquisition search take seconds per trial).
-    seed_caps: dict[str, int] = field(default_factory=lambda: {"smac_bohb": 12})
+    # Strategies too slow for every seed (SMAC's forest and acquisition search: ~0.1 s a trial, 10 s a seed).
+    seed_caps: dict[str, int] = field(default_factory=lambda: {"smac_bohb": 20})
 
     def seeds_for(self, strategy: str) -> int:
         return min(self.seeds, self.seed_caps.get(strategy, self.seeds))

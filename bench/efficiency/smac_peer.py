@@ -26,7 +26,10 @@ from ConfigSpace import (
     UniformIntegerHyperparameter,
 )
 from smac import MultiFidelityFacade, Scenario
+from smac.model.random_forest import RandomForest
 from smac.runhistory.dataclasses import TrialInfo, TrialValue
+
+LEAF_CAP = 2**13  # the surrogate's leaf cap (see _forest): above any replay's number of trials
 
 DESCRIPTION = (
     "SMAC3 MultiFidelityFacade (BOHB-class: Hyperband, eta 3, + random-forest BO), its own ask/tell, "
@@ -79,11 +82,16 @@ class SmacSearch:
         self._smac = MultiFidelityFacade(
             scenario,
             target_function=_never_called,
+            model=_forest(scenario),
             overwrite=True,
             logging_level=False,
         )
+        self._asked = 0
 
     def ask(self) -> tuple[TrialInfo, dict[str, Any], int]:
+        self._asked += 1
+        if self._asked >= LEAF_CAP:
+            raise RuntimeError(f"the SMAC peer asked {self._asked} trials, more than its forest's leaf cap")
         # One thread: the replay's processes already use every core (the forest's trees are the same).
         with joblib.parallel_config(backend="sequential"):
             info = self._smac.ask()
@@ -97,6 +105,32 @@ class SmacSearch:
 
     def close(self) -> None:
         self._tmp.cleanup()
+
+
+def _forest(scenario: Scenario) -> RandomForest:
+    """SMAC's own surrogate (``MultiFidelityFacade.get_model``'s settings) with a leaf cap never reached.
+
+    SMAC's forest passes ``max_leaf_nodes=2**20`` to scikit-learn, whose best-first tree builder then
+    allocates room for 2**21 nodes per tree: 0.2 s a tree, 2 s a fit, most of a replay's time. A tree has at
+    most one leaf per training point, and the forest trains on fewer points than trials asked (each trains
+    at least one epoch; ``ask`` checks the count), so a cap of ``LEAF_CAP`` leaves builds the very same
+    trees with the same random draws (the builder is best-first either way), only without the allocation:
+    a replay gives the same result with and without the cap (checked with a fixed ``PYTHONHASHSEED``;
+    SMAC's proposals otherwise vary with the process's string hashing, run to run).
+    """
+    return RandomForest(
+        log_y=True,
+        n_trees=10,
+        bootstrapping=True,
+        ratio_features=1.0,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        max_depth=2**20,
+        max_leaf_nodes=LEAF_CAP,
+        configspace=scenario.configspace,
+        instance_features=scenario.instance_features,
+        seed=scenario.seed,
+    )
 
 
 def _never_called(config: Any, seed: int = 0, budget: float = 0.0) -> float:

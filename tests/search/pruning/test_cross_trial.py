@@ -36,4 +36,7 @@ def test_registry_builds_pruners() -> None:
 def test_rules_and_study_file_share_one_set_of_defaults() -> None:
     assert PlateauPruning().to_rule() == PlateauRule()
     assert CrossTrialPruning().to_rule() == CrossTrialRule()
-    assert (PlateauRule().warmup_epochs, PlateauRule().patience, CrossTrialRule().warmup_epochs) == (1, 2, 6)
+    assert (PlateauRule().warmup_epochs, PlateauRule().patience) == (1, 2)
+    assert CrossTrialRule() == CrossTrialRule(
+        rule="successive_halving", warmup_epochs=0, min_trials=0, reduction_factor=3
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from search.spec.schema import STUDIES_DIR, SpecError, StudySpec, list_studies, load_spec
+from search.spec.sections import Pruning, Sampler
 from search.spec.space import build_config
 from unet.fit import check_config
 
@@ -300,6 +301,14 @@ def test_shipped_study_loads_and_every_baseline_trains(name: str) -> None:
         check_config(config)
         assert config.epochs == spec.budget.max_epochs
     json.dumps(spec.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n != "unet-smoke"])
+def test_shipped_study_uses_the_tuned_defaults(name: str) -> None:
+    # The smoke study stops at once by design; the others run with what the benchmark tuned.
+    spec = load_spec(name)
+    assert spec.pruning == Pruning()
+    assert spec.sampler.name == Sampler().name
 
 
 def test_shipped_smoke_study_is_tiny() -> None:
