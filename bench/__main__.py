@@ -1,5 +1,6 @@
-"""Run every benchmark: ``python -m bench`` (the full run, under 15 minutes on a 2-core CPU) or
-``python -m bench --quick`` (CI: tiny sizes, keeps the scripts working, no thresholds).
+"""Run every benchmark: ``python -m bench`` (the full run: about 40 minutes on a loaded 2-core CPU, plus
+about 15 the first time, to build the efficiency tables) or ``python -m bench --quick`` (CI: tiny sizes,
+keeps the scripts working, no thresholds).
 
 Results go to ``OUT/results.json`` (everything, machine-readable) and one ``OUT/<section>.json`` per
 section; the markdown report goes to ``BENCHMARKS.md`` at the repository root for a full run of every
