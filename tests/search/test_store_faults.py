@@ -328,10 +328,14 @@ def test_store_unreachable_past_the_retry_window_exits_3_then_resumes(
         assert "run the same command again to resume" in errors[0]
         password = sa.make_url(url).password
         assert password is None or str(password) not in out
-        # Nothing half-written: the trial is RUNNING, left for the reaper, its stored epochs are reported.
+        # Nothing half-written: the trial is RUNNING, left for the reaper, with whole epoch rows 1..n. An
+        # epoch's row and its Optuna report are two writes, so the outage may fall between them: the last
+        # row may lack its report (seen on PostgreSQL in CI), never the other way round.
         (cut,) = trials(url, "outage")
         assert cut.state == TrialState.RUNNING
-        assert epochs_of(url, cut._trial_id) == sorted(cut.intermediate_values)
+        stored, reported = epochs_of(url, cut._trial_id), sorted(cut.intermediate_values)
+        assert stored == list(range(1, len(stored) + 1)) and len(stored) >= 2
+        assert reported == stored or reported == stored[:-1], (stored, reported)
 
         rerun = run_cli(*command, cwd=tmp_path)
         out, _ = rerun.communicate(timeout=300)
