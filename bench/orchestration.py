@@ -38,6 +38,7 @@ import torch
 
 from search.service import open_study_run, run_study
 from search.spec.schema import StudySpec, load_spec
+from search.store.location import StoreLocation
 
 GOAL_S = 0.3  # steady per-trial overhead of the Ray backend
 
@@ -59,7 +60,7 @@ def measure(backend: str, n_trials: int, directory: Path, *, reuse_actors: bool 
     """Run the tiny study on ``backend`` ("local" or "ray") and return its timings."""
     spec = tiny_spec(n_trials)
     url = f"sqlite:///{directory / f'{backend}-{reuse_actors}.db'}"
-    study_run = open_study_run(spec, url)
+    study_run = open_study_run(spec, StoreLocation.parse(url))
     # Optuna's datetimes are naive local time.
     called = dt.datetime.now()
     started = time.perf_counter()

@@ -35,7 +35,7 @@ from search.execution.signals import sigterm_as_interrupt
 from search.report.data import study_names
 from search.store.engine import StoreError, open_existing_storage
 from search.store.errors import StoreReadOnlyError
-from search.store.location import add_storage_option, redact_url, storage_url
+from search.store.location import StoreLocation, add_storage_option
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage_url(args.storage)
-    shown = redact_url(url)
     try:
+        location = StoreLocation.parse(args.storage)
+        shown = location.shown
         try:
-            storage = open_existing_storage(url, read_only=False)  # the dashboard can edit studies
+            storage = open_existing_storage(location, read_only=False)  # the dashboard can edit studies
         except StoreReadOnlyError:
-            storage = open_existing_storage(url)
+            storage = open_existing_storage(location)
             print(f"note: {shown} is read-only: the dashboard shows it but cannot change it", file=sys.stderr)
         page = "/dashboard"
         if args.study is not None:

@@ -41,7 +41,7 @@ from search.checkpoints.keep import download, kept
 from search.checkpoints.store import ArtifactsError
 from search.report.data import load_study_record
 from search.store.engine import StoreError, open_existing_storage
-from search.store.location import add_storage_option, redact_url, storage_url
+from search.store.location import StoreLocation, add_storage_option
 from unet.checkpoint import Checkpoint, load_checkpoint, write_atomic
 from unet.errors import UNetError
 
@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage_url(args.storage)
     try:
-        storage = open_existing_storage(url)
+        location = StoreLocation.parse(args.storage)
+        storage = open_existing_storage(location)
         record = load_study_record(storage, args.study)
         trial, entry = choose(record.trials, kept(storage, args.study), args.study, args.trial)
     except (StoreError, ExportError) as e:
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     source = {
         "study": args.study,
-        "storage": redact_url(url),
+        "storage": location.shown,
         "trial": trial.number,
         "trial_value": trial.value,
         "epoch": entry["epoch"],

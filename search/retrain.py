@@ -39,7 +39,7 @@ from search.report.data import load_study_record
 from search.spec.schema import SpecError, StudySpec
 from search.spec.space import build_config
 from search.store.engine import StoreError, open_existing_storage
-from search.store.location import add_storage_option, redact_url, storage_url
+from search.store.location import StoreLocation, add_storage_option
 from unet.checkpoint import dataset_normalization, write_atomic
 from unet.config import TrainConfig
 from unet.errors import UNetError
@@ -156,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage_url(args.storage)
     try:
-        record = load_study_record(open_existing_storage(url), args.study)
+        location = StoreLocation.parse(args.storage)
+        record = load_study_record(open_existing_storage(location), args.study)
         trial = pick_trial(record.trials, args.study, args.trial)
         threads, threads_note = choose_threads(trial, args.threads)
         torch.set_num_threads(threads)  # before the data is made: every torch op then runs as the trial's
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "config.yaml", lambda f: yaml.safe_dump(config.to_dict(), f, sort_keys=False))
-    source = _source(args.study, redact_url(url), trial, record.spec.get("source"))
+    source = _source(args.study, location.shown, trial, record.spec.get("source"))
     write_atomic(args.out / "source.yaml", lambda f: yaml.safe_dump(source, f, sort_keys=False))
     print(
         f"Retraining trial #{trial.number} of {args.study} ({_describe(trial)}) on {data.description}",

@@ -29,7 +29,7 @@ from search.service import BACKENDS, StudyRun, open_study_run, run_study
 from search.spec.schema import Overrides, SpecError, StudySpec, list_studies, load_spec
 from search.store.engine import StoreError, open_storage
 from search.store.errors import StoreLostError, StoreReadOnlyError
-from search.store.location import add_storage_option, redact_url, storage_url
+from search.store.location import StoreLocation, add_storage_option
 from unet.errors import UNetError
 
 # Ray's own variable for the cluster to join, read here only (the backend gets it as an argument).
@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
-    """The spec with the command-line overrides applied, and the storage URL."""
+def resolve(args: argparse.Namespace) -> tuple[StudySpec, StoreLocation]:
+    """The spec with the command-line overrides applied, and the store's location."""
     if args.n_trials is not None and args.n_trials < 1:
         raise SpecError(f"--n-trials must be >= 1 but got {args.n_trials}")
     if args.timeout is not None and not args.timeout > 0:
@@ -79,8 +79,7 @@ def resolve(args: argparse.Namespace) -> tuple[StudySpec, str]:
         name=args.name,
     )
     spec = load_spec(args.study, overrides=overrides)
-    url = storage_url(args.storage)
-    return spec, url
+    return spec, StoreLocation.parse(args.storage)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        spec, url = resolve(args)
-        shown = redact_url(url)
+        spec, location = resolve(args)
+        shown = location.shown
         if args.dry_run:
             return dry_run(spec, shown)
-        run = open_study_run(spec, url)
+        run = open_study_run(spec, location)
     except StoreReadOnlyError as e:
-        return finished_summary(spec, url, e)
+        return finished_summary(spec, location, e)
     except (SpecError, StoreError, StudyConflictError, UNetError, ArtifactsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -169,10 +168,10 @@ def run_and_summarise(args: argparse.Namespace, run: StudyRun, progress: Progres
     return status
 
 
-def finished_summary(spec: StudySpec, url: str, error: StoreReadOnlyError) -> int:
+def finished_summary(spec: StudySpec, location: StoreLocation, error: StoreReadOnlyError) -> int:
     """Print the summary of a study a read-only store already holds in full; else say why not (2)."""
     try:
-        study = optuna.load_study(study_name=spec.name, storage=open_storage(url, read_only=True))
+        study = optuna.load_study(study_name=spec.name, storage=open_storage(location, read_only=True))
     except (StoreError, KeyError):
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -180,7 +179,7 @@ def finished_summary(spec: StudySpec, url: str, error: StoreReadOnlyError) -> in
     if counts.finished < spec.budget.n_trials or counts.running:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    shown = redact_url(url)
+    shown = location.shown
     print(f"Study {spec.name}: finished, read from the read-only store {shown}", file=sys.stderr)
     print(summary(study, n_trials=spec.budget.n_trials, storage_display=shown))
     return 0

@@ -29,6 +29,7 @@ from search.outcome import TrialOutcome
 from search.spec.schema import StudySpec
 from search.store.engine import open_storage
 from search.store.epochs import EpochStore
+from search.store.location import StoreLocation
 from unet.history import EpochRecord
 
 # ray (the default): trials in parallel on a Ray cluster, or on a local Ray started for the run;
@@ -45,7 +46,8 @@ class StudyRun:
 
     spec: StudySpec  # the resolved spec, built once
     data: StudyData  # the datasets, loaded once in this process
-    storage: optuna.storages.RDBStorage  # the store, opened once from the run's URL
+    location: StoreLocation  # where the store is, parsed once; handed to the Ray workers as it is
+    storage: optuna.storages.RDBStorage  # the store, opened once from the location
     study: optuna.Study  # the study in the store
     created: bool  # whether this run created the study (else it resumes it)
     # Where the top trials keep their checkpoints (search.checkpoints): the study file's artifacts section
@@ -59,13 +61,13 @@ class StudyRun:
         return EpochStore(self.storage.engine)
 
 
-def open_study_run(spec: StudySpec, url: str) -> StudyRun:
-    """Load the data, open the store at ``url`` and create or resume the study.
+def open_study_run(spec: StudySpec, location: StoreLocation) -> StudyRun:
+    """Load the data, open the store at ``location`` and create or resume the study.
 
     Args:
         spec: the study, e.g. ``load_spec(name, overrides=...)``.
-        url: the store's URL as :func:`search.store.location.storage_url` gives it (SQLite paths
-            absolute, so Ray workers elsewhere open the same file).
+        location: the store, as :meth:`StoreLocation.parse` gives it (SQLite paths absolute, so Ray
+            workers elsewhere open the same file).
 
     Raises:
         DataError: the study's data folder is not usable (nothing is created in the store).
@@ -75,9 +77,9 @@ def open_study_run(spec: StudySpec, url: str) -> StudyRun:
     """
     data = load_study_data(spec)
     test = load_test_set(spec, data)  # checked before the store is touched, like the data
-    checkpoints = checkpoint_policy(spec, url)
+    checkpoints = checkpoint_policy(spec, location)
     # First: a read-only store is read-only whatever the artifacts' folder.
-    storage = open_storage(url, outage_window_s=spec.execution.store_outage_s)
+    storage = open_storage(location, outage_window_s=spec.execution.store_outage_s)
     if checkpoints.location is not None and checkpoints.enabled:
         open_location(checkpoints.location)  # a location that cannot be used fails here, not in a trial
     study, created = open_study(storage, spec)
@@ -85,6 +87,7 @@ def open_study_run(spec: StudySpec, url: str) -> StudyRun:
     return StudyRun(
         spec=spec,
         data=data,
+        location=location,
         storage=storage,
         study=study,
         created=created,
@@ -143,6 +146,7 @@ def run_study(
     return run_ray(
         run.study,
         ctx,
+        location=run.location,
         n_trials=n_trials,
         timeout=timeout,
         address=address,

@@ -80,6 +80,7 @@ def _search(job: tuple[HardTask, str, int, float, float]) -> LiveRun:
 
     from search.service import open_study_run, run_study
     from search.spec.schema import StudySpec
+    from search.store.location import StoreLocation
 
     task, strategy, seed, target, budget = job
     torch.set_num_threads(1)
@@ -107,7 +108,7 @@ def _search(job: tuple[HardTask, str, int, float, float]) -> LiveRun:
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
-        study_run = open_study_run(spec, f"sqlite:///{Path(tmp) / 'live.db'}")
+        study_run = open_study_run(spec, StoreLocation.parse(f"sqlite:///{Path(tmp) / 'live.db'}"))
         try:
             # The trial in progress when the budget runs out stays RUNNING, in a store that is thrown away.
             with contextlib.suppress(_BudgetSpent):

@@ -30,6 +30,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from search.checkpoints.store import resolve_location, study_folder, study_store
 from search.spec.schema import StudySpec
 from search.store.claims import claim_lock
+from search.store.location import StoreLocation
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,9 @@ class CheckpointPolicy:
         return self.location is not None and self.keep_top_k > 0
 
 
-def checkpoint_policy(spec: StudySpec, storage_url: str) -> CheckpointPolicy:
+def checkpoint_policy(spec: StudySpec, store: StoreLocation) -> CheckpointPolicy:
     """The study file's ``artifacts`` section applied to the store (see ``search.checkpoints.store``)."""
-    return CheckpointPolicy(resolve_location(spec.artifacts.path, storage_url), spec.artifacts.keep_top_k)
+    return CheckpointPolicy(resolve_location(spec.artifacts.path, store), spec.artifacts.keep_top_k)
 
 
 def describe_policy(policy: CheckpointPolicy, study_name: str) -> str:

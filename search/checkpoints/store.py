@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, BinaryIO
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
-from sqlalchemy.engine import make_url
+
+from search.store.location import StoreLocation
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -31,18 +32,18 @@ class ArtifactsError(ValueError):
     """The artifact location cannot be used; the message says why and what to do."""
 
 
-def default_location(storage_url: str) -> str | None:
+def default_location(store: StoreLocation) -> str | None:
     """``<db stem>-artifacts`` beside a SQLite database; None (no checkpoints) for a server store."""
-    url = make_url(storage_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+    db = store.sqlite_path
+    if db is None:
         return None
-    db = Path(url.database).expanduser().resolve()
+    db = db.expanduser().resolve()
     return str(db.with_name(f"{db.stem}-artifacts"))
 
 
-def resolve_location(path: str | None, storage_url: str) -> str | None:
+def resolve_location(path: str | None, store: StoreLocation) -> str | None:
     """The study file's ``artifacts.path``, or the default for the store (see the module docstring)."""
-    return path if path is not None else default_location(storage_url)
+    return path if path is not None else default_location(store)
 
 
 def open_location(location: str) -> ArtifactStore:

@@ -21,8 +21,8 @@ import sys
 from search.k8s.render import OVERLAYS, RenderError, render
 from search.k8s.store_wait import wait_for_store
 from search.spec.schema import SpecError
-from search.store.engine import StoreError
-from search.store.location import STORAGE_ENV, redact_url
+from search.store.errors import StoreError
+from search.store.location import STORAGE_ENV, StoreLocation
 from unet.errors import ConfigError
 
 
@@ -67,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.storage:
             raise ConfigError(f"no store URL: set ${STORAGE_ENV} (from the Secret) or give --storage")
-        attempts = wait_for_store(args.storage, timeout=args.timeout)
-        print(f"store {redact_url(args.storage)} reachable (attempt {attempts})", file=sys.stderr)
+        try:
+            location = StoreLocation.parse(args.storage)
+        except StoreError as e:
+            raise ConfigError(str(e)) from e  # a bad URL is bad input (2), an unreachable store is not (1)
+        attempts = wait_for_store(location, timeout=args.timeout)
+        print(f"store {location.shown} reachable (attempt {attempts})", file=sys.stderr)
         return 0
     except (ConfigError, SpecError) as e:
         print(f"error: {e}", file=sys.stderr)

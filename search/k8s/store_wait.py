@@ -8,30 +8,21 @@ import time
 
 import sqlalchemy as sa
 
-from search.store.engine import StoreError
-from search.store.location import redact_url
-from unet.errors import ConfigError
+from search.store.errors import StoreError
+from search.store.location import StoreLocation
 
 logger = logging.getLogger(__name__)
 
 
-def wait_for_store(url: str, *, timeout: float, interval: float = 2.0) -> int:
-    """Return once the store at ``url`` accepts a connection; the number of attempts it took.
+def wait_for_store(location: StoreLocation, *, timeout: float, interval: float = 2.0) -> int:
+    """Return once the store at ``location`` accepts a connection; the number of attempts it took.
 
     Raises:
-        ConfigError: ``url`` is not a usable SQLAlchemy URL.
         StoreError: the store stayed unreachable for ``timeout`` seconds. No message holds the password.
     """
-    shown = redact_url(url)
-    try:
-        parsed = sa.make_url(url)
-        connect_args = {"connect_timeout": 5} if parsed.get_backend_name() in ("postgresql", "mysql") else {}
-        engine = sa.create_engine(parsed, connect_args=connect_args, poolclass=sa.pool.NullPool)
-    except (sa.exc.ArgumentError, ValueError, ImportError) as e:
-        raise ConfigError(
-            f"storage URL {shown!r} is not a usable SQLAlchemy URL: write it like "
-            f"postgresql+psycopg://user:password@host:5432/db"
-        ) from e
+    shown, parsed = location.shown, location.url
+    connect_args = {"connect_timeout": 5} if location.backend in ("postgresql", "mysql") else {}
+    engine = sa.create_engine(parsed, connect_args=connect_args, poolclass=sa.pool.NullPool)
     deadline = time.monotonic() + timeout
     attempts = 0
     try:

@@ -21,7 +21,7 @@ from search.report.plots import PlotFile, write_comparison_plot, write_study_plo
 from search.report.summary import summary_markdown
 from search.report.tables import epochs_frame, trials_frame, write_csv
 from search.store.engine import StoreError, open_existing_storage
-from search.store.location import add_storage_option, redact_url, storage_url
+from search.store.location import StoreLocation, add_storage_option
 from unet.checkpoint import write_atomic
 
 
@@ -86,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = sorted(set(args.study))
-    url = storage_url(args.storage)
-    shown = redact_url(url)
     try:
-        storage = open_existing_storage(url)
+        location = StoreLocation.parse(args.storage)
+        shown = location.shown
+        storage = open_existing_storage(location)
         records = [load_study_record(storage, name) for name in names]
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -48,11 +48,11 @@ import optuna
 import sqlalchemy as sa
 from optuna.storages._rdb import models as optuna_models
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from search.store import sqlite
 from search.store.errors import StoreError
-from search.store.location import redact_url
+from search.store.location import StoreLocation
 from search.store.migrate import add_missing_columns
 from search.store.retry import OUTAGE_OPTION, OUTAGE_WINDOW_S, RetryingRDBStorage
 from unet.history import EPOCH_FIELDS, TEXT_FIELDS
@@ -61,13 +61,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Backends whose DBAPI driver the project installs, for the "use e.g." part of messages.
-RECOMMENDED_URLS = {
-    "sqlite": "sqlite:///path.db",
-    "postgresql": "postgresql+psycopg://user@host/db",
-    "mysql": "mysql+pymysql://user@host/db",
-}
-URL_EXAMPLE = "use e.g. sqlite:///path.db or postgresql+psycopg://user@host/db"
 # Fragments of the errors that concurrent first-time table creation raises; retried, not reported.
 _CREATION_RACE = ("already exists", "duplicate", "deadlock", "unique constraint", "database is locked")
 _CREATION_ATTEMPTS = 5
@@ -105,9 +98,9 @@ HEARTBEATS = sa.Table(
 
 
 def open_storage(
-    url: str, *, read_only: bool = False, outage_window_s: float = OUTAGE_WINDOW_S
+    location: StoreLocation | str, *, read_only: bool = False, outage_window_s: float = OUTAGE_WINDOW_S
 ) -> optuna.storages.RDBStorage:
-    """Open (and create, if new) the study store at ``url``; or open an existing one ``read_only``.
+    """Open (and create, if new) the study store at ``location``; or open an existing one ``read_only``.
 
     Creates Optuna's tables and ours when missing. SQLite files are switched to WAL journal mode and
     connections wait up to a minute for a lock, so that several local worker processes can share one
@@ -118,8 +111,8 @@ def open_storage(
     Optuna gives atomic upserts.
 
     Args:
-        url: a SQLAlchemy database URL, e.g. ``sqlite:///runs/unet-search.db`` or
-            ``postgresql+psycopg://user@host/db``.
+        location: where the store is (:meth:`StoreLocation.parse`); a string (a script's or a test's
+            URL, e.g. ``sqlite:///runs/unet-search.db``) is parsed with it here.
         read_only: only read: create nothing, and open a SQLite file read-only (it may be on read-only
             media); for reports and dashboards.
         outage_window_s: how long every store call retries a lost connection before it raises
@@ -131,11 +124,13 @@ def open_storage(
 
     Raises:
         StoreReadOnlyError: a SQLite store that is not writable, opened for writing.
-        StoreError: the URL is malformed or names an unknown or uninstalled driver, the SQLite
+        StoreError: a string URL is malformed or names an unknown or uninstalled driver, the SQLite
             directory (``read_only``: file) is missing, or the server cannot be reached, lacks the
             database or refuses the credentials.
     """
-    parsed = _parse_url(url)
+    if isinstance(location, str):
+        location = StoreLocation.parse(location)
+    parsed = location.url
     engine_kwargs: dict[str, Any] = {
         "pool_pre_ping": True,
         "execution_options": {OUTAGE_OPTION: outage_window_s},
@@ -183,8 +178,10 @@ def open_storage(
     return storage
 
 
-def open_existing_storage(url: str, *, read_only: bool = True) -> optuna.storages.RDBStorage:
-    """Open the store at ``url`` (read-only unless asked), refusing to create a new SQLite file.
+def open_existing_storage(
+    location: StoreLocation | str, *, read_only: bool = True
+) -> optuna.storages.RDBStorage:
+    """Open the store at ``location`` (read-only unless asked), refusing to create a new SQLite file.
 
     Reports, the retrain command and the dashboard only read a store that a search made: a mistyped
     SQLite path must say so instead of creating an empty database there. Read-only opening writes
@@ -194,44 +191,15 @@ def open_existing_storage(url: str, *, read_only: bool = True) -> optuna.storage
         StoreReadOnlyError: ``read_only`` is False and the SQLite store is not writable.
         StoreError: the SQLite file does not exist, or :func:`open_storage` fails.
     """
-    try:
-        parsed = make_url(url)
-    except (sa.exc.ArgumentError, ValueError, TypeError):
-        parsed = None  # open_storage words the error
-    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database:
-        path = Path(parsed.database)
-        if parsed.database != ":memory:" and not path.is_file():
-            raise StoreError(
-                f"no study store at {redact_url(url)!r}: run python -m search.run first, "
-                f"or pass --storage with the URL the search used"
-            )
-    return open_storage(url, read_only=read_only)
-
-
-def _parse_url(url: str) -> URL:
-    """Parse and check ``url``; ``mariadb`` URLs are turned into the equivalent ``mysql`` ones."""
-    shown = redact_url(url)
-    invalid = f"storage URL {shown!r} is not a valid SQLAlchemy URL: {URL_EXAMPLE}"
-    try:
-        parsed = make_url(url)
-        parsed.get_dialect().import_dbapi()
-    except (sa.exc.ArgumentError, ValueError, TypeError) as e:  # NoSuchModuleError is an ArgumentError
-        raise StoreError(invalid) from e
-    except ImportError as e:
-        backend = parsed.get_backend_name()
-        good = RECOMMENDED_URLS.get("mysql" if backend == "mariadb" else backend, URL_EXAMPLE)
+    if isinstance(location, str):
+        location = StoreLocation.parse(location)
+    path = location.sqlite_path
+    if path is not None and not path.is_file():
         raise StoreError(
-            f"storage URL {shown!r} needs the driver {parsed.get_driver_name()!r}, which is not "
-            f"installed: write the URL like {good}"
-        ) from e
-    if parsed.get_backend_name() == "mariadb":
-        parsed = parsed.set(drivername=f"mysql+{parsed.get_driver_name()}")
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise StoreError(
-            f"storage URL {shown!r} is an in-memory SQLite database, which worker processes cannot "
-            f"share: use a file, e.g. sqlite:///runs/unet-search.db"
+            f"no study store at {location.shown!r}: run python -m search.run first, "
+            f"or pass --storage with the URL the search used"
         )
-    return parsed
+    return open_storage(location, read_only=read_only)
 
 
 def _optuna_metadata(dialect_name: str) -> sa.MetaData:

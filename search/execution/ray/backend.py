@@ -34,6 +34,7 @@ from search.execution.ray.session import ClusterError, ray_session
 from search.execution.ray.worker import WorkerJob, run_trial
 from search.execution.scheduling import reap_and_retry
 from search.execution.study import Counts, count_trials
+from search.store.location import StoreLocation
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def run_ray(
     study: optuna.Study,
     ctx: TrialContext,
     *,
+    location: StoreLocation,
     n_trials: int,
     timeout: float | None = None,
     address: str | None = None,
@@ -59,9 +61,8 @@ def run_ray(
     Args:
         study: the study (:func:`search.execution.study.open_study`).
         ctx: the driver's context: spec, store, heartbeat interval, and ``on_epoch`` (when set, workers
-            report every epoch to it, e.g. for a live progress line). The workers open the store from
-            ``ctx.storage.url``: open it from :func:`search.store.location.storage_url`'s value, whose
-            SQLite paths are absolute.
+            report every epoch to it, e.g. for a live progress line).
+        location: where ``ctx.storage`` is; the workers get this value and open the store from it.
         n_trials: counted trials the study should end with (finished ones included).
         timeout: seconds after which no new trial starts.
         address: a Ray cluster to join (``ray.init(address=...)``); None starts a local Ray, with the
@@ -84,7 +85,7 @@ def run_ray(
             marked ``interrupted`` and enqueued for the next run.
     """
     job = WorkerJob(
-        storage_url=ctx.storage.url,
+        location=location,
         spec=ctx.spec,
         heartbeat_interval=ctx.heartbeat_interval,
         report_epochs=ctx.on_epoch is not None,

@@ -34,6 +34,7 @@ from search.execution.study import make_sampler
 from search.outcome import TrialOutcome
 from search.spec.schema import StudySpec
 from search.store.engine import open_storage
+from search.store.location import StoreLocation
 from search.store.reaper import fail_trial
 from unet.history import EpochRecord
 
@@ -55,21 +56,21 @@ TAKEN = "TAKEN"
 class WorkerJob:
     """What every trial of a run shares, sent once to the workers (it is not part of any Tune config).
 
-    The storage URL may hold a password: it travels inside this object, never in a Tune config, a trial
+    The store's URL may hold a password: it travels inside this object, never in a Tune config, a trial
     name or a log line.
     """
 
-    storage_url: str  # SQLAlchemy URL of the study store, SQLite paths made absolute
+    location: StoreLocation  # the study store, as the driver parsed it (SQLite paths absolute)
     spec: StudySpec  # the resolved spec, built once by the driver (unpickled here, not validated again)
     heartbeat_interval: float  # seconds between a running trial's heartbeats
     report_epochs: bool  # report every epoch to the driver (for a live progress line)
     verbose: bool  # keep Optuna's and the training library's info logs in the worker
 
 
-# Per worker process: the store by URL, the data by spec fingerprint, the study by URL and name.
-_storages: dict[str, optuna.storages.RDBStorage] = {}
+# Per worker process: the store by location, the data by spec fingerprint, the study by location and name.
+_storages: dict[StoreLocation, optuna.storages.RDBStorage] = {}
 _data: dict[str, StudyData] = {}
-_studies: dict[tuple[str, str], optuna.Study] = {}
+_studies: dict[tuple[StoreLocation, str], optuna.Study] = {}
 
 
 def run_trial(config: dict[str, Any], job: WorkerJob) -> None:
@@ -174,17 +175,17 @@ def _worker_state(job: WorkerJob) -> tuple[TrialContext, optuna.Study]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         logging.getLogger("unet").setLevel(logging.ERROR)
     spec = job.spec
-    storage = _storages.get(job.storage_url)
+    storage = _storages.get(job.location)
     if storage is None:
         window = spec.execution.store_outage_s
-        storage = _storages[job.storage_url] = open_storage(job.storage_url, outage_window_s=window)
+        storage = _storages[job.location] = open_storage(job.location, outage_window_s=window)
     data = _data.get(spec.fingerprint())
     if data is None:
         logger.info("loading the data of study %s in this worker", spec.name)
         data = _data[spec.fingerprint()] = load_study_data(spec)
-    study = _studies.get((job.storage_url, spec.name))
+    study = _studies.get((job.location, spec.name))
     if study is None:
-        study = _studies[(job.storage_url, spec.name)] = optuna.load_study(
+        study = _studies[(job.location, spec.name)] = optuna.load_study(
             study_name=spec.name, storage=storage, sampler=make_sampler(spec)
         )
     ctx = TrialContext(
@@ -193,6 +194,6 @@ def _worker_state(job: WorkerJob) -> tuple[TrialContext, optuna.Study]:
         data=data,
         heartbeat_interval=job.heartbeat_interval,
         on_epoch=_report_epoch if job.report_epochs else None,
-        checkpoints=checkpoint_policy(spec, job.storage_url),
+        checkpoints=checkpoint_policy(spec, job.location),
     )
     return ctx, study

@@ -26,6 +26,7 @@ from search.checkpoints.store import (
     study_store,
 )
 from search.store.engine import open_storage
+from search.store.location import StoreLocation
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ def test_the_dashboard_store_finds_any_studys_checkpoint(storage, tmp_path: Path
 )
 def test_default_location(tmp_path: Path, url: str, expected: str | None) -> None:
     want = expected.format(tmp=tmp_path) if expected else None
-    assert default_location(url.format(tmp=tmp_path)) == want
+    assert default_location(StoreLocation.parse(url.format(tmp=tmp_path))) == want
 
 
 def test_bad_locations_are_one_line(tmp_path: Path) -> None:

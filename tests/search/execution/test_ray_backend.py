@@ -36,6 +36,7 @@ from search.execution.study import count_trials, open_study
 from search.run import main
 from search.spec.schema import load_spec
 from search.store.engine import open_storage
+from search.store.location import StoreLocation
 
 # A study whose curves give every kind of end (checked against the local backend in the parity test):
 # trial 0 completes, 1, 4 and 5 stop on a plateau, 2 diverges, 3 falls below the median.
@@ -172,7 +173,11 @@ def in_process_worker(monkeypatch) -> list[dict]:
 
 def job_for(searcher: StoreSearcher, url: str) -> WorkerJob:
     return WorkerJob(
-        storage_url=url, spec=searcher.ctx.spec, heartbeat_interval=0.2, report_epochs=False, verbose=True
+        location=StoreLocation.parse(url),
+        spec=searcher.ctx.spec,
+        heartbeat_interval=0.2,
+        report_epochs=False,
+        verbose=True,
     )
 
 

@@ -1,10 +1,13 @@
-"""The store's URL: one normalised value per run, shown without its password."""
+"""The store's location: parsed once into one normalised value, shown without its password."""
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
-from search.store.location import absolute_sqlite_url, default_storage_url, redact_url, storage_url
+from search.store.errors import StoreError
+from search.store.location import StoreLocation, redact_url
 
 
 @pytest.mark.parametrize(
@@ -12,25 +15,46 @@ from search.store.location import absolute_sqlite_url, default_storage_url, reda
     [
         ("sqlite:///rel/s.db", "sqlite:///{cwd}/rel/s.db"),
         ("sqlite:////abs/s.db", "sqlite:////abs/s.db"),
-        ("sqlite:///:memory:", "sqlite:///:memory:"),
         ("postgresql+psycopg://u:p%40ss@h/db", "postgresql+psycopg://u:p%40ss@h/db"),
-        ("not a url", "not a url"),
+        ("mariadb+pymysql://root@h/db", "mysql+pymysql://root@h/db"),  # the dialect with atomic upserts
     ],
 )
-def test_absolute_sqlite_url(tmp_path, monkeypatch, url, expected):
+def test_parse_normalises_once(tmp_path, monkeypatch, url, expected):
     monkeypatch.chdir(tmp_path)
-    assert absolute_sqlite_url(url) == expected.format(cwd=tmp_path)
+    location = StoreLocation.parse(url)
+    assert location.secret_url() == expected.format(cwd=tmp_path)
+    assert StoreLocation.parse(location.secret_url()) == location  # parsing the rendered URL changes nothing
+    assert pickle.loads(pickle.dumps(location)) == location  # as the Ray workers get it
 
 
-def test_storage_url_is_the_one_normalised_value(tmp_path, monkeypatch):
+def test_default_is_the_sqlite_file_in_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert (
-        storage_url(None) == default_storage_url(tmp_path) == f"sqlite:///{tmp_path.resolve()}/unet-search.db"
-    )
-    assert storage_url("sqlite:///a.db") == f"sqlite:///{tmp_path}/a.db"
-    assert storage_url(storage_url("sqlite:///a.db")) == storage_url("sqlite:///a.db")
+    location = StoreLocation.parse(None)
+    assert location.sqlite_path == tmp_path.resolve() / "unet-search.db"
+    runs = StoreLocation.parse(None, directory=tmp_path / "runs")
+    assert runs.sqlite_path == tmp_path.resolve() / "runs" / "unet-search.db"
+    assert StoreLocation.parse("postgresql+psycopg://u@h/db").sqlite_path is None
 
 
-def test_redact_url_hides_the_password_even_when_malformed():
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("notaurl", "is not a valid SQLAlchemy URL"),
+        ("nosuchdb://x", "is not a valid SQLAlchemy URL"),
+        ("sqlite:///:memory:", "in-memory SQLite database"),
+        ("sqlite://", "in-memory SQLite database"),
+        ("postgresql+nosuchdriver://u:s3cret@h/db", "is not a valid SQLAlchemy URL"),
+    ],
+)
+def test_bad_urls_fail_in_parse_with_one_line(url, message):
+    with pytest.raises(StoreError, match=message) as raised:
+        StoreLocation.parse(url)
+    assert len(str(raised.value).splitlines()) == 1 and "s3cret" not in str(raised.value)
+
+
+def test_the_password_is_never_shown():
+    location = StoreLocation.parse("postgresql+psycopg://u:secret@h/db")
+    assert location.shown == str(location) == "postgresql+psycopg://u:***@h/db"
+    assert "secret" not in repr(location)
     assert redact_url("postgresql+psycopg://u:secret@h/db") == "postgresql+psycopg://u:***@h/db"
     assert "secret" not in redact_url("postgresql+psycopg://u:secret@h:notaport/db")

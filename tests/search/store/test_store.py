@@ -28,7 +28,7 @@ from search.processes import process_start_time
 from search.store.engine import EPOCHS, HEARTBEATS, StoreError, open_storage
 from search.store.epochs import EPOCH_COLUMNS, EpochStore
 from search.store.heartbeat import Heartbeat, worker_identity
-from search.store.location import default_storage_url, redact_url
+from search.store.location import StoreLocation, redact_url
 from search.store.reaper import reap_lost_trials
 from unet.errors import ConfigError
 from unet.history import EPOCH_FIELDS
@@ -68,7 +68,8 @@ def wait_for(condition: Callable[[], bool], *, what: str, timeout_s: float = 20.
 
 def test_default_storage_url_is_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert default_storage_url(Path("runs")) == f"sqlite:///{tmp_path.resolve()}/runs/unet-search.db"
+    location = StoreLocation.parse(None, directory=Path("runs"))
+    assert location.secret_url() == f"sqlite:///{tmp_path.resolve()}/runs/unet-search.db"
 
 
 @pytest.mark.parametrize(
@@ -205,7 +206,7 @@ def test_open_creates_our_tables(storage: optuna.storages.RDBStorage, storage_ur
 
 
 def test_sqlite_store_uses_wal(tmp_path: Path) -> None:
-    url = default_storage_url(tmp_path)
+    url = StoreLocation.parse(None, directory=tmp_path).secret_url()
     open_storage(url).engine.dispose()
     with sqlite3.connect(tmp_path / "unet-search.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -296,7 +297,7 @@ def test_read_epochs_of_unknown_study_is_empty(storage: optuna.storages.RDBStora
     ],
 )
 def test_bad_epoch_record(record: dict[str, float], message: str, tmp_path: Path) -> None:
-    storage = open_storage(default_storage_url(tmp_path))
+    storage = open_storage(StoreLocation.parse(None, directory=tmp_path))
     with pytest.raises(StoreError, match=message):
         EpochStore(storage.engine).record_epoch("s", 1, 0, record)
 
@@ -327,7 +328,7 @@ def test_heartbeat_registers_worker_and_beats(storage: optuna.storages.RDBStorag
 
 
 def test_failed_beat_is_logged_and_beating_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    storage = open_storage(default_storage_url(tmp_path))
+    storage = open_storage(StoreLocation.parse(None, directory=tmp_path))
     trial = optuna.create_study(storage=storage, study_name="flaky").ask()
     heartbeat = Heartbeat(storage, "flaky", trial._trial_id, interval=0.05)
     with heartbeat:
@@ -349,7 +350,7 @@ def test_failed_beat_is_logged_and_beating_goes_on(tmp_path: Path, caplog: pytes
 
 @pytest.mark.parametrize("interval", [0, -1.0, float("nan")])
 def test_heartbeat_interval_must_be_positive(interval: float, tmp_path: Path) -> None:
-    storage = open_storage(default_storage_url(tmp_path))
+    storage = open_storage(StoreLocation.parse(None, directory=tmp_path))
     with pytest.raises(ConfigError, match="interval must be > 0"):
         Heartbeat(storage, "s", 1, interval=interval)
 
@@ -414,7 +415,7 @@ def test_live_local_worker_is_never_reaped(storage: optuna.storages.RDBStorage) 
 
 
 def test_reused_pid_is_reaped(tmp_path: Path) -> None:
-    storage = open_storage(default_storage_url(tmp_path))
+    storage = open_storage(StoreLocation.parse(None, directory=tmp_path))
     study = optuna.create_study(storage=storage, study_name="reused")
     trial = study.ask()
     # Our own pid, but recorded with a start time it never had: the pid now belongs to another process.
@@ -498,7 +499,7 @@ def test_trial_finished_during_reap_is_left_alone(storage: optuna.storages.RDBSt
 
 
 def test_reap_unknown_study(tmp_path: Path) -> None:
-    storage = open_storage(default_storage_url(tmp_path))
+    storage = open_storage(StoreLocation.parse(None, directory=tmp_path))
     with pytest.raises(StoreError, match="no study named 'nope'"):
         reap_lost_trials(storage, "nope")
 
@@ -532,7 +533,7 @@ for _ in range(n_trials):
 
 def test_four_local_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     """Four local worker processes on one SQLite study with no storage error."""
-    url = default_storage_url(tmp_path)
+    url = StoreLocation.parse(None, directory=tmp_path).secret_url()
     storage = open_storage(url)
     optuna.create_study(storage=storage, study_name="shared")
     workers = [run_python(HAMMER_WORKER, url, "shared", "6") for _ in range(4)]
