@@ -208,6 +208,8 @@ def smoke_study(device: torch.device, s: Sizes, workdir: Path) -> dict[str, Any]
     """4 trials through ``python -m search.run --backend ray`` with ``gpus_per_trial: 0.25``."""
     import optuna
 
+    from search.outcome import GPU_FALLBACK, GPU_IDS
+
     spec = yaml.safe_load((REPO / "studies" / "unet-smoke.yaml").read_text())
     spec["name"] = "device-check"
     spec["data"]["synthetic"] |= {"size": s.size, "n_train": 4 * s.batch, "n_val": s.batch}
@@ -230,8 +232,8 @@ def smoke_study(device: torch.device, s: Sizes, workdir: Path) -> dict[str, Any]
         "exit_status": returncode,
         "seconds": round(time.perf_counter() - started, 1),
         "states": [t.state.name for t in trials],
-        "gpu_ids": [t.user_attrs.get("gpu_ids") for t in trials],
-        "gpu_fallback": [t.user_attrs.get("gpu_fallback") for t in trials],
+        "gpu_ids": [t.user_attrs.get(GPU_IDS) for t in trials],
+        "gpu_fallback": [t.user_attrs.get(GPU_FALLBACK) for t in trials],
         "output_tail": output[-1500:] if returncode else None,
     }
 

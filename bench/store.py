@@ -37,6 +37,7 @@ from optuna.trial import TrialState
 from bench.store_bulk import add_finished_trials, delete_study, end_workers_and_drop, epoch_record
 from bench.store_load import budget_run
 from search.execution.study import count_trials
+from search.outcome import BEST_EPOCH, DIAGNOSIS, DIAGNOSIS_SUMMARY, TRAIN_IMAGES
 from search.store.claims import claim_lock
 from search.store.engine import open_storage
 from search.store.epochs import EpochStore
@@ -68,16 +69,16 @@ def service_trial(storage: optuna.storages.RDBStorage, study: optuna.Study, epoc
         study.sampler = optuna.samplers.RandomSampler()
         trial = study.ask()
     _suggest(trial)
-    trial.set_user_attr("train_images", 64)
+    trial.set_user_attr(TRAIN_IMAGES, 64)
     store = EpochStore(storage.engine)
     # An hour between beats: only the beats on entry and exit happen, as in a trial shorter than that.
     with Heartbeat(storage, study.study_name, trial._trial_id, interval=3600):
         for epoch in range(1, epochs + 1):
             store.record_epoch(study.study_name, trial._trial_id, trial.number, epoch_record(epoch))
             trial.report(0.5, epoch)
-    trial.set_user_attr("best_epoch", epochs)
-    trial.set_user_attr("diagnosis", "healthy")
-    trial.set_user_attr("diagnosis_summary", "benchmark trial")
+    trial.set_user_attr(BEST_EPOCH, epochs)
+    trial.set_user_attr(DIAGNOSIS, "healthy")
+    trial.set_user_attr(DIAGNOSIS_SUMMARY, "benchmark trial")
     study.tell(trial, 0.5)
 
 

@@ -17,6 +17,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
+from search.outcome import BEST_EPOCH, DIAGNOSIS, TRAIN_IMAGES
 from search.store.engine import EPOCHS, HEARTBEATS
 from unet.history import EPOCH_FIELDS
 
@@ -176,7 +177,7 @@ def _insert_children(
                     "recorded_at": now,
                 }
             )
-        for key, attr in (("best_epoch", epochs), ("diagnosis", "healthy"), ("train_images", 64)):
+        for key, attr in ((BEST_EPOCH, epochs), (DIAGNOSIS, "healthy"), (TRAIN_IMAGES, 64)):
             rows[models.TrialUserAttributeModel.__table__].append(
                 {"trial_id": trial_id, "key": key, "value_json": json.dumps(attr)}
             )

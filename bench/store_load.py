@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 from bench.store_bulk import end_workers_and_drop, epoch_record
 from search.execution.study import count_trials, enqueue_retry
+from search.outcome import DIAGNOSIS, WorkerIdentity, record_worker, retry_of, stop_reason
 from search.store.claims import claim_lock
 from search.store.engine import open_storage
 from search.store.epochs import EpochStore
@@ -51,8 +52,9 @@ def _add_lost_trials(study: optuna.Study, lost: int) -> list[int]:
     for _ in range(lost):
         trial = study.ask()
         trial.suggest_float("learning_rate", 1e-5, 1e-1, log=True)
-        for key, value in {"host": socket.gethostname(), "pid": _dead_pid(), "started": None}.items():
-            trial.set_user_attr(f"worker_{key}", value)
+        record_worker(
+            trial.set_user_attr, WorkerIdentity(host=socket.gethostname(), pid=_dead_pid(), started=None)
+        )
         numbers.append(trial.number)
     return numbers
 
@@ -91,7 +93,7 @@ def _worker(url: str, name: str, n_trials: int, epochs: int, barrier: Any, resul
                     for epoch in range(1, epochs + 1):
                         store.record_epoch(name, trial._trial_id, trial.number, epoch_record(epoch))
                         trial.report(0.5, epoch)
-                trial.set_user_attr("diagnosis", "healthy")
+                trial.set_user_attr(DIAGNOSIS, "healthy")
                 study.tell(trial, 0.5)
                 seconds.append(time.perf_counter() - begun)
             except Exception as e:  # counted, never hidden
@@ -153,10 +155,10 @@ def _check(
     left = [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     if left:
         errors.append(f"trials left RUNNING or WAITING: {left}")
-    retries = Counter(t.user_attrs.get("retry_of") for t in trials if "retry_of" in t.user_attrs)
+    retries = Counter(origin for t in trials if (origin := retry_of(t)) is not None)
     for number in lost_numbers:
         trial = trials[number]
-        if trial.state != TrialState.FAIL or trial.user_attrs.get("stop_reason") != "worker_lost":
+        if trial.state != TrialState.FAIL or stop_reason(trial) != "worker_lost":
             errors.append(f"lost trial {number} is {trial.state.name}, not failed as worker_lost")
         if retries[number] != 1:
             errors.append(f"lost trial {number} retried {retries[number]} times, expected once")

@@ -1,6 +1,7 @@
 """Export a trial's kept checkpoint as a model folder: ``python -m search.export --study NAME --out DIR``.
 
-Takes the best COMPLETE trial (or ``--trial N``) and its checkpoint kept during the search
+Takes the study's winner (``search.ranking``, the rule every command shares; or ``--trial N``) and its
+checkpoint kept during the search
 (``search.checkpoints``: the top ``artifacts.keep_top_k`` trials keep one), and writes:
 
 - ``DIR/model.pt``: the checkpoint as saved (``unet.checkpoint``: best-epoch weights, config, data plan,
@@ -22,7 +23,6 @@ import argparse
 import contextlib
 import importlib.util
 import logging
-import math
 import shutil
 import sys
 import tempfile
@@ -35,10 +35,11 @@ import optuna
 import torch
 import yaml
 from optuna.artifacts.exceptions import ArtifactNotFound
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from search.checkpoints.keep import download, kept
 from search.checkpoints.store import ArtifactsError
+from search.ranking import best_trial
 from search.report.data import load_study_record
 from search.store.engine import StoreError, open_existing_storage
 from search.store.location import StoreLocation, add_storage_option
@@ -66,10 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 def choose(
     trials: tuple[FrozenTrial, ...], index: list[dict[str, Any]], study: str, number: int | None
 ) -> tuple[FrozenTrial, dict[str, Any]]:
-    """The trial to export (the best COMPLETE one, or ``number``) and its kept checkpoint.
+    """The trial to export (the study's winner, :func:`search.ranking.best_trial`, or ``number``) and its
+    kept checkpoint.
 
     Raises:
-        ExportError: no such trial, no completed trial, or the trial keeps no checkpoint.
+        ExportError: no such trial, no trained trial, or the trial keeps no checkpoint (the message names
+            the best trial that keeps one, and how to rebuild this one).
     """
     by_number = {t.number: t for t in trials}
     if number is not None:
@@ -80,22 +83,19 @@ def choose(
                 f"or leave --trial out for the best"
             )
     else:
-        scored = [
-            t
-            for t in trials
-            if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
-        ]
-        if not scored:
+        best = best_trial(trials)
+        if best is None:
             raise ExportError(
-                f"study {study!r} has no completed trial yet: run python -m search.run --study {study} first"
+                f"study {study!r} has no trained trial yet: run python -m search.run --study {study} first"
             )
-        trial = max(scored, key=lambda t: (t.value, -t.number))
+        trial = best
     entry = next((e for e in index if e["trial"] == trial.number), None)
     if entry is None:
         have = ", ".join(f"#{e['trial']}" for e in index) or "none"
+        kept_best = f", or export the best kept one with --trial {index[0]['trial']}" if index else ""
         raise ExportError(
             f"trial #{trial.number} of {study!r} has no kept checkpoint (kept: {have}): rebuild it with "
-            f"python -m search.retrain --study {study} --trial {trial.number} --out DIR"
+            f"python -m search.retrain --study {study} --trial {trial.number} --out DIR{kept_best}"
         )
     return trial, entry
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,8 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from search.execution.data import StudyData, load_study_data
-from search.execution.objective import THREADS_ATTR
-from search.outcome import STOP_REASON
+from search.outcome import cpu_threads, recorded_best_epoch
+from search.ranking import best_trial
 from search.report.data import load_study_record
 from search.spec.schema import SpecError, StudySpec
 from search.spec.space import build_config
@@ -75,7 +74,7 @@ def choose_threads(trial: FrozenTrial, requested: int | None) -> tuple[int, str]
     Raises:
         RetrainError: ``requested`` is not a positive count.
     """
-    recorded = trial.user_attrs.get(THREADS_ATTR)
+    recorded = cpu_threads(trial)
     if requested is not None:
         if requested < 1:
             raise RetrainError(f"--threads must be >= 1 but got {requested}")
@@ -99,12 +98,7 @@ def _threads(n: int) -> str:
 
 
 def pick_trial(trials: tuple[FrozenTrial, ...], study: str, number: int | None = None) -> FrozenTrial:
-    """The trial with the best epoch (highest val Dice, lowest number among equals), or trial ``number``.
-
-    Every trial that trained is a candidate, not only COMPLETE ones: a trial stopped on a plateau after
-    its peak (or as underperforming) keeps the Dice of its best epoch, which is what the search measured.
-    Trials stopped as diverged are left out (their configuration does not train stably), and so are failed
-    ones (cut by a fault, not judged).
+    """The study's winner (:func:`search.ranking.best_trial`, the rule every command shares), or ``number``.
 
     Raises:
         RetrainError: no trial has trained, or trial ``number`` does not exist or has no parameters.
@@ -117,23 +111,13 @@ def pick_trial(trials: tuple[FrozenTrial, ...], study: str, number: int | None =
                 f"{[t.number for t in trials if t.params]} or leave --trial out for the best"
             )
         return chosen
-    scored = [(score, t) for t in trials if (score := best_epoch_dice(t)) is not None]
-    if not scored:
+    best = best_trial(trials)
+    if best is None:
         raise RetrainError(
             f"study {study!r} has no trained trial yet: run python -m search.run --study {study} first, "
             f"or pick a trial with --trial N"
         )
-    return max(scored, key=lambda pair: (pair[0], -pair[1].number))[1]
-
-
-def best_epoch_dice(trial: FrozenTrial) -> float | None:
-    """The val Dice of the trial's best epoch, or None when it is no candidate (see ``pick_trial``)."""
-    if trial.state == TrialState.COMPLETE:
-        return trial.value if trial.value is not None and math.isfinite(trial.value) else None
-    if trial.state != TrialState.PRUNED or trial.user_attrs.get(STOP_REASON) == "diverged":
-        return None
-    finite = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
-    return max(finite, default=None)
+    return best
 
 
 def study_spec(spec_data: dict[str, Any], study: str, *, data_path: Path | None) -> StudySpec:
@@ -224,7 +208,7 @@ def _source(study: str, storage: str, trial: FrozenTrial, spec_source: Any) -> d
         "trial": trial.number,
         "trial_state": trial.state.name,
         "trial_value": trial.value if trial.state == TrialState.COMPLETE else None,
-        "trial_best_epoch": trial.user_attrs.get("best_epoch"),
+        "trial_best_epoch": recorded_best_epoch(trial),
         "params": dict(trial.params),
     }
 

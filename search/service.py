@@ -25,7 +25,7 @@ from search.execution.local import run_local
 from search.execution.objective import TrialContext
 from search.execution.study import Counts, open_study
 from search.execution.testset import load_test_set
-from search.outcome import TrialOutcome
+from search.outcome import DATA_PLAN, TrialOutcome
 from search.spec.schema import StudySpec
 from search.store.engine import open_storage
 from search.store.epochs import EpochStore
@@ -83,7 +83,7 @@ def open_study_run(spec: StudySpec, location: StoreLocation) -> StudyRun:
     if checkpoints.location is not None and checkpoints.enabled:
         open_location(checkpoints.location)  # a location that cannot be used fails here, not in a trial
     study, created = open_study(storage, spec)
-    study.set_user_attr("data_plan", data.plan.to_dict())  # the patch size and why, with the study
+    study.set_user_attr(DATA_PLAN, data.plan.to_dict())  # the patch size and why, with the study
     return StudyRun(
         spec=spec,
         data=data,

@@ -4,10 +4,12 @@ A COMPLETE trial that ranks among the study's ``keep_top_k`` best uploads its ch
 before it is told; the checkpoint that falls out of the top k is removed. PRUNED and FAILED trials keep
 none. What is kept is recorded twice:
 
-- the study's user attribute ``checkpoints`` (``INDEX_ATTR``): the kept checkpoints, best first, each
-  ``{"trial", "artifact_id", "location", "epoch", "value"}``; it always names every file there is;
-- the trial's user attribute ``checkpoint`` (``TRIAL_ATTR``): ``{"artifact_id", "location", "epoch"}`` as
-  uploaded (a finished trial cannot be changed, so it stays after an eviction: the index says what is kept).
+- the study's user attribute ``checkpoints`` (``search.outcome.CHECKPOINTS``): the kept checkpoints,
+  best first, each ``{"trial", "artifact_id", "location", "epoch", "value"}``; it always names every
+  file there is;
+- the trial's user attribute ``checkpoint`` (``search.outcome.CHECKPOINT``): ``{"artifact_id",
+  "location", "epoch"}`` as uploaded (a finished trial cannot be changed, so it stays after an eviction:
+  the index says what is kept).
 
 Optuna also lists every upload in the trial's system attributes (``artifacts:<id>``: what the dashboard
 shows). A worker that died between its upload and the index update leaves a file the index does not name;
@@ -28,14 +30,14 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta, upload_ar
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from search.checkpoints.store import resolve_location, study_folder, study_store
+from search.outcome import CHECKPOINT, CHECKPOINTS, checkpoint_index, kept_checkpoint
+from search.ranking import rank_key
 from search.spec.schema import StudySpec
 from search.store.claims import claim_lock
 from search.store.location import StoreLocation
 
 logger = logging.getLogger(__name__)
 
-INDEX_ATTR = "checkpoints"
-TRIAL_ATTR = "checkpoint"
 FILE_NAME = "model.pt"
 
 
@@ -68,7 +70,7 @@ def describe_policy(policy: CheckpointPolicy, study_name: str) -> str:
 def kept(storage: optuna.storages.BaseStorage, study_name: str) -> list[dict[str, Any]]:
     """The study's kept checkpoints, best first (the index)."""
     study_id = storage.get_study_id_from_name(study_name)
-    return list(storage.get_study_user_attrs(study_id).get(INDEX_ATTR, []))
+    return checkpoint_index(storage.get_study_user_attrs(study_id))
 
 
 def keep_checkpoint(
@@ -101,8 +103,8 @@ def keep_checkpoint(
     }
     # The index is read, changed and written under the study's lock: workers finish trials concurrently.
     with claim_lock(storage.engine, study_name):
-        index = list(storage.get_study_user_attrs(study_id).get(INDEX_ATTR, []))
-        ranked = sorted([*index, entry], key=lambda e: (-e["value"], e["trial"]))
+        index = checkpoint_index(storage.get_study_user_attrs(study_id))
+        ranked = sorted([*index, entry], key=lambda e: rank_key(e["value"], e["trial"]))
         if not any(e is entry for e in ranked[: policy.keep_top_k]):
             return None
         with tempfile.TemporaryDirectory() as tmp:
@@ -113,8 +115,8 @@ def keep_checkpoint(
                 file_path=str(path),
                 study_or_trial=trial,
             )
-        trial.set_user_attr(TRIAL_ATTR, {k: entry[k] for k in ("artifact_id", "location", "epoch")})
-        storage.set_study_user_attr(study_id, INDEX_ATTR, ranked[: policy.keep_top_k])
+        trial.set_user_attr(CHECKPOINT, {k: entry[k] for k in ("artifact_id", "location", "epoch")})
+        storage.set_study_user_attr(study_id, CHECKPOINTS, ranked[: policy.keep_top_k])
     for evicted in ranked[policy.keep_top_k :]:
         logger.info(
             "trial %d's checkpoint falls out of the top %d: removed", evicted["trial"], policy.keep_top_k
@@ -126,10 +128,10 @@ def keep_checkpoint(
 def sweep_orphans(storage: optuna.storages.BaseStorage, study_name: str) -> list[str]:
     """Remove the study's uploaded checkpoints that the index does not name; returns their ids."""
     study_id = storage.get_study_id_from_name(study_name)
-    named = {e["artifact_id"] for e in storage.get_study_user_attrs(study_id).get(INDEX_ATTR, [])}
+    named = {e["artifact_id"] for e in checkpoint_index(storage.get_study_user_attrs(study_id))}
     removed = []
     for trial in storage.get_all_trials(study_id, deepcopy=False):
-        location = trial.user_attrs.get(TRIAL_ATTR, {}).get("location")
+        location = kept_checkpoint(trial).get("location")
         for meta in get_all_artifact_meta(trial, storage=storage):
             if meta.filename != FILE_NAME or meta.artifact_id in named:
                 continue

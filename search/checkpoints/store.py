@@ -8,7 +8,7 @@ MySQL) keeps none, since its workers may share no folder: name one (a shared fol
 Every study's files are under ``<location>/<study name>/<artifact id>``, so deleting a study's folder (or
 prefix) removes all its checkpoints, and no other study's. Optuna knows the artifacts by id only; the
 ``StudyPrefixed`` wrapper adds the study's prefix and ``DashboardArtifacts`` finds it again for the
-dashboard from the study index (``search.checkpoints.keep.INDEX_ATTR``).
+dashboard from the study index (``search.outcome.CHECKPOINTS``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
+from search.outcome import checkpoint_index
 from search.store.location import StoreLocation
 
 if TYPE_CHECKING:
@@ -117,11 +118,8 @@ class DashboardArtifacts:
         self.storage = storage
 
     def _find(self, artifact_id: str) -> ArtifactStore:
-        # Imported here: keep imports this module (the index's attribute name lives there).
-        from search.checkpoints.keep import INDEX_ATTR
-
         for summary in self.storage.get_all_studies():
-            for entry in summary.user_attrs.get(INDEX_ATTR, []):
+            for entry in checkpoint_index(summary):
                 if entry.get("artifact_id") == artifact_id:
                     return study_store(entry["location"], summary.study_name)
         raise ArtifactNotFound(f"artifact {artifact_id} is not a kept checkpoint of any study")

@@ -7,6 +7,6 @@ settings; :mod:`search.diagnosis.study` turns a study's diagnoses into its singl
 from __future__ import annotations
 
 from search.diagnosis.diagnose import diagnose
-from search.diagnosis.labels import CAUSES, DIAGNOSES, MEANINGS, Diagnosis
+from search.diagnosis.labels import CAUSES, DIAGNOSES, Diagnosis
 
-__all__ = ["CAUSES", "DIAGNOSES", "MEANINGS", "Diagnosis", "diagnose"]
+__all__ = ["CAUSES", "DIAGNOSES", "Diagnosis", "diagnose"]

@@ -9,27 +9,11 @@ from typing import Any
 from search.outcome import DIAGNOSES as OUTCOME_DIAGNOSES
 from search.outcome import HEALTHY, UNCLEAR
 
-# The labels come from the one outcome vocabulary (search.outcome.DIAGNOSES), in the order the causes are
-# checked (the first clear one wins; see search.diagnosis.diagnose), then "healthy" (nothing wrong) and
-# "unclear" (the evidence does not decide between the two causes it names).
+# The labels come from the one outcome vocabulary (search.outcome.DIAGNOSIS_LABELS, with their phrases and
+# meanings), in the order the causes are checked (the first clear one wins; see search.diagnosis.diagnose),
+# then "healthy" (nothing wrong) and "unclear" (the evidence does not decide between the two causes).
 DIAGNOSES: tuple[str, ...] = tuple(OUTCOME_DIAGNOSES)
 CAUSES: tuple[str, ...] = tuple(label for label in DIAGNOSES if label not in (HEALTHY, UNCLEAR))
-
-# What each label means, for reports and the README.
-MEANINGS: dict[str, str] = {
-    "diverged": "a loss became NaN/inf or rose far above its start",
-    "input_scale": "unnormalised inputs (e.g. 0..255) into a model without normalisation layers",
-    "vanishing_gradients": "the first layer's gradients are vanishingly small next to the last layer's",
-    "stalled": "the training loss barely moved (learning rate too low, dead units)",
-    "no_signal": "validation Dice never rose above chance: masks may not match the images",
-    "background_only": "the model predicts (almost) no foreground (class imbalance)",
-    "foreground_flood": "the model predicts far more foreground than there is",
-    "unstable": "loss jumps or gradient spikes from one epoch to the next",
-    "overfitting": "fits the training images, validation gets worse",
-    "underfitting": "learns, but fits the training images poorly too (capacity, depth, learning rate)",
-    "healthy": "nothing wrong seen",
-    "unclear": "the evidence does not decide between two causes",
-}
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,13 @@ from search.execution.data import StudyData
 from search.execution.folds import FoldScores, run_other_folds
 from search.outcome import (
     BEST_EPOCH,
+    CHECKPOINT_ERROR,
+    CPU_THREADS,
     DIAGNOSIS,
     DIAGNOSIS_CANDIDATES,
     DIAGNOSIS_CHANGES,
     DIAGNOSIS_SUMMARY,
+    TRAIN_IMAGES,
     StopDecision,
     TrialOutcome,
     record_stop,
@@ -50,9 +53,6 @@ from unet.fit import FitResult, fit
 from unet.history import EpochRecord
 
 logger = logging.getLogger(__name__)
-
-# The trial's user attribute holding the CPU threads it trained with (torch.get_num_threads()).
-THREADS_ATTR = "cpu_threads"
 
 
 @dataclass
@@ -97,10 +97,10 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
     """
     spec, data = ctx.spec, ctx.data
     params = suggest_params(trial, spec.space)
-    trial.set_user_attr("train_images", len(data.train))  # images per epoch, for the compute in reports
+    trial.set_user_attr(TRAIN_IMAGES, len(data.train))  # images per epoch, for the compute in reports
     # CPU sums split over another number of threads differ in their last digits, and training amplifies
     # that: search.retrain uses this count to repeat the trial exactly.
-    trial.set_user_attr(THREADS_ATTR, torch.get_num_threads())
+    trial.set_user_attr(CPU_THREADS, torch.get_num_threads())
     history: list[EpochRecord] = []
     stopper = make_stopper(spec)
     settings: dict[str, Any] = dict(params)  # every setting once the config is built, for the diagnosis
@@ -220,7 +220,7 @@ def _keep_checkpoint(
     except (OSError, ArtifactsError) as e:
         # The trial's result stands without its weights (they can be retrained): say so, do not fail it.
         logger.warning("trial %d: its checkpoint could not be kept: %s", trial.number, e)
-        trial.set_user_attr("checkpoint_error", str(e)[:300])
+        trial.set_user_attr(CHECKPOINT_ERROR, str(e)[:300])
 
 
 def _stopped(trial: optuna.Trial, decision: StopDecision) -> TrialOutcome:

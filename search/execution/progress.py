@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections import Counter
@@ -13,7 +12,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.execution.study import Counts, count_trials
-from search.outcome import BEST_EPOCH, DIAGNOSIS, FOLD_VAL_DICE, STOP_REASON, TrialOutcome
+from search.outcome import FOLD_VAL_DICE, TrialOutcome, diagnosis, stop_reason, stored_test_scores
+from search.ranking import best_epoch, best_trial, rank_trials, trial_score
 from unet.history import EpochRecord
 
 
@@ -93,8 +93,8 @@ class Progress:
         elapsed = self.clock() - self.started
         estimate = self.remaining_seconds(counts)
         remaining = "?" if estimate is None else format_duration(estimate)
-        best = _best(self.study)
-        best_text = f"best Dice {best.value:.4f} (#{best.number})" if best else "best Dice -"
+        best = best_trial(self.study.get_trials(deepcopy=False))
+        best_text = f"best Dice {trial_score(best) or 0.0:.4f} (#{best.number})" if best else "best Dice -"
         return (
             f"[{counts.finished}/{self.n_trials}] {counts.complete} complete, {counts.pruned} pruned, "
             f"{counts.failed} failed | {best_text} | {format_duration(elapsed)} elapsed, ~{remaining} left | "
@@ -117,12 +117,6 @@ def _epochs_trained(trials: list[FrozenTrial]) -> int:
     return sum(len(t.intermediate_values) for t in trials)
 
 
-def _best(study: optuna.Study) -> FrozenTrial | None:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    scored = [t for t in complete if t.value is not None and math.isfinite(t.value)]
-    return max(scored, key=lambda t: (t.value, -t.number), default=None)
-
-
 def summary(study: optuna.Study, *, n_trials: int, storage_display: str, top: int = 5) -> str:
     """The end-of-run text: best trial, top trials, stop reasons and diagnoses, where things are.
 
@@ -138,45 +132,48 @@ def summary(study: optuna.Study, *, n_trials: int, storage_display: str, top: in
         + (f", {counts.retryable} lost or interrupted and retried" if counts.retryable else "")
         + ")",
     ]
-    best = _best(study)
-    if best is None:
-        lines.append("No trial completed yet.")
+    ranked = rank_trials(trials)  # the winner first, by the rule every command shares (search.ranking)
+    if not ranked:
+        lines.append("No trial has trained yet.")
     else:
-        folds = best.user_attrs.get(FOLD_VAL_DICE)
+        best = ranked[0]
+        value = trial_score(best) or 0.0
+        epoch = best_epoch(best)
+        folds = best.user_attrs.get(FOLD_VAL_DICE) if best.state == TrialState.COMPLETE else None
         if folds:
             lines.append(
-                f"Best trial #{best.number}: val Dice {best.value:.4f}, the mean of {len(folds)} folds "
-                f"({', '.join(f'{v:.4f}' for v in folds)}; fold 1's best epoch "
-                f"{best.user_attrs.get(BEST_EPOCH, '?')})"
+                f"Best trial #{best.number}: val Dice {value:.4f}, the mean of {len(folds)} folds "
+                f"({', '.join(f'{v:.4f}' for v in folds)}; fold 1's best epoch {epoch or '?'})"
             )
         else:
-            lines.append(
-                f"Best trial #{best.number}: val Dice {best.value:.4f} at epoch "
-                f"{best.user_attrs.get(BEST_EPOCH, '?')}"
+            state = (
+                ""
+                if best.state == TrialState.COMPLETE
+                else f" ({best.state.name.lower()}: {stop_reason(best)})"
             )
-        tested = study.user_attrs.get("test_scores", {})
+            lines.append(f"Best trial #{best.number}: val Dice {value:.4f} at epoch {epoch or '?'}{state}")
+        tested = stored_test_scores(study)
         if str(best.number) in tested:
             score = tested[str(best.number)]
             lines.append(
                 f"    held-out test Dice {score['test_dice']:.4f} on {score['images']} image(s) "
-                f"(val - test = {best.value - score['test_dice']:+.4f})"
+                f"(val - test = {value - score['test_dice']:+.4f})"
             )
         lines += [f"    {k} = {_fmt(v)}" for k, v in best.params.items()]
-        ranked = sorted(
-            (t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-            key=lambda t: (-(t.value or 0.0), t.number),  # every value is set (filtered above)
-        )[:top]
-        lines.append(f"Top {len(ranked)}:")
-        for t in ranked:
+        lines.append(f"Top {len(ranked[:top])}:")
+        for t in ranked[:top]:
             params = ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
             test = tested.get(str(t.number))
             test_text = f" (test {test['test_dice']:.4f})" if test else ""
-            diagnosis = t.user_attrs.get(DIAGNOSIS, "-")
-            lines.append(f"    #{t.number:<4} {t.value:.4f}{test_text}  {params}  [{diagnosis}]")
-    reasons = Counter(t.user_attrs[STOP_REASON] for t in trials if STOP_REASON in t.user_attrs)
+            pruned = "" if t.state == TrialState.COMPLETE else f" {t.state.name.lower()}"
+            label = diagnosis(t) or "-"
+            lines.append(
+                f"    #{t.number:<4} {trial_score(t) or 0.0:.4f}{test_text}  {params}  [{label}]{pruned}"
+            )
+    reasons = Counter(r for t in trials if (r := stop_reason(t)) is not None)
     if reasons:
         lines.append("Stopped early: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
-    diagnoses = Counter(t.user_attrs[DIAGNOSIS] for t in trials if DIAGNOSIS in t.user_attrs)
+    diagnoses = Counter(d for t in trials if (d := diagnosis(t)) is not None)
     if diagnoses:
         lines.append("Diagnoses: " + ", ".join(f"{n} {d}" for d, n in sorted(diagnoses.items())))
     lines += [

@@ -17,7 +17,19 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.outcome import is_retryable
+from search.outcome import (
+    BASELINE,
+    FIXED_PARAMS,
+    SPEC,
+    SPEC_FINGERPRINT,
+    SPEC_SOURCE,
+    is_retryable,
+    retries,
+    retry_attrs,
+    retry_of,
+    spec_fingerprint,
+    stored_spec,
+)
 from search.spec.schema import StudySpec
 from search.store.claims import claim_lock
 
@@ -99,11 +111,11 @@ def _create_or_load(storage: optuna.storages.BaseStorage, spec: StudySpec) -> tu
         return study, False
     # Only the creator gets here (the name is unique in the store), so baselines are enqueued once.
     _set_metric_names(study)
-    study.set_user_attr("spec", spec.to_dict())
-    study.set_user_attr("spec_fingerprint", spec.fingerprint())
-    study.set_user_attr("spec_source", str(spec.source) if spec.source else "")
+    study.set_user_attr(SPEC, spec.to_dict())
+    study.set_user_attr(SPEC_FINGERPRINT, spec.fingerprint())
+    study.set_user_attr(SPEC_SOURCE, str(spec.source) if spec.source else "")
     for params in spec.baselines:
-        study.enqueue_trial(dict(params), user_attrs={"baseline": True}, skip_if_exists=True)
+        study.enqueue_trial(dict(params), user_attrs={BASELINE: True}, skip_if_exists=True)
     return study, True
 
 
@@ -115,14 +127,14 @@ def _set_metric_names(study: optuna.Study) -> None:
 
 
 def _check_same_spec(study: optuna.Study, spec: StudySpec) -> None:
-    stored = study.user_attrs.get("spec_fingerprint")
+    stored = spec_fingerprint(study)
     if stored is None:
         raise StudyConflictError(
             f"study {spec.name!r} exists in this store but was not made by unet-search: "
             f"choose another name in the study file or another --storage"
         )
     if stored != spec.fingerprint():
-        changed = _changed_sections(study.user_attrs.get("spec", {}), spec.to_dict())
+        changed = _changed_sections(stored_spec(study), spec.to_dict())
         raise StudyConflictError(
             f"study {spec.name!r} in this store was made from a different study file ({changed} changed): "
             f"give the study a new name (--name NAME), use another --storage, or delete the old one with "
@@ -167,13 +179,15 @@ def enqueue_retry(study: optuna.Study, trial: FrozenTrial, *, max_retries: int) 
     Returns:
         Whether a retry was enqueued.
     """
-    retries = int(trial.user_attrs.get("retry", 0))
+    done = retries(trial)
     # A trial lost before it drew its parameters (e.g. while it waited for a Ray worker) still has those
     # it was enqueued with (a baseline, a retry); a sampled one has none: the next trial samples anew.
-    params = trial.params or trial.system_attrs.get("fixed_params", {})
-    if retries >= max_retries or not params:
-        logger.info("trial %d is not retried (%d of %d retries used)", trial.number, retries, max_retries)
+    params = trial.params or trial.system_attrs.get(FIXED_PARAMS, {})
+    if done >= max_retries or not params:
+        logger.info("trial %d is not retried (%d of %d retries used)", trial.number, done, max_retries)
         return False
-    origin = trial.user_attrs.get("retry_of", trial.number)
-    study.enqueue_trial(dict(params), user_attrs={"retry_of": origin, "retry": retries + 1})
+    origin = retry_of(trial)
+    study.enqueue_trial(
+        dict(params), user_attrs=retry_attrs(trial.number if origin is None else origin, done + 1)
+    )
     return True

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from search.checkpoints.keep import download, kept
 from search.execution.data import StudyData
+from search.outcome import TEST_SCORES, stored_test_scores
 from search.spec.schema import StudySpec
 from search.spec.sections import FolderData
 from unet.checkpoint import load_checkpoint
@@ -38,8 +39,6 @@ from unet.errors import DataError
 from unet.validation import evaluate
 
 logger = logging.getLogger(__name__)
-
-TEST_ATTR = "test_scores"
 
 
 def load_test_set(spec: StudySpec, data: StudyData) -> Dataset | None:
@@ -127,7 +126,7 @@ def score_on_test(
         Every test score of the study, by trial number (as a string: JSON keys).
     """
     study_id = storage.get_study_id_from_name(study_name)
-    scores: dict[str, dict[str, Any]] = dict(storage.get_study_user_attrs(study_id).get(TEST_ATTR, {}))
+    scores = stored_test_scores(storage.get_study_user_attrs(study_id))
     for entry in kept(storage, study_name)[:top_k]:
         key = str(entry["trial"])
         if key in scores and scores[key].get("artifact_id") == entry["artifact_id"]:
@@ -147,5 +146,5 @@ def score_on_test(
             "artifact_id": entry["artifact_id"],
         }
         logger.info("trial %s: test Dice %.4f (val %.4f)", key, result.dice, entry["value"])
-    storage.set_study_user_attr(study_id, TEST_ATTR, scores)
+    storage.set_study_user_attr(study_id, TEST_SCORES, scores)
     return scores

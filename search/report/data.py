@@ -16,6 +16,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial
 
+from search.outcome import stored_spec, stored_test_scores, train_images
 from search.store.engine import StoreError
 from search.store.epochs import EpochStore
 
@@ -57,9 +58,9 @@ class StudyRecord:
         Trials record it themselves (user attr ``train_images``); for older trials of synthetic studies
         the spec's ``n_train`` is the same number.
         """
-        recorded = trial.user_attrs.get("train_images")
-        if isinstance(recorded, int | float) and not isinstance(recorded, bool):
-            return int(recorded)
+        recorded = train_images(trial)
+        if recorded is not None:
+            return recorded
         data = self.spec.get("data") or {}
         if data.get("source") == "synthetic":
             n_train = (data.get("synthetic") or {}).get("n_train")
@@ -87,7 +88,6 @@ def load_study_record(storage: optuna.storages.RDBStorage, name: str) -> StudyRe
         ) from e
     trials = tuple(sorted(storage.get_all_trials(study_id, deepcopy=False), key=lambda t: t.number))
     attrs = storage.get_study_user_attrs(study_id)
-    spec = attrs.get("spec") or {}
     epochs = EpochStore(storage.engine).read_epochs(name)
     # Read after the trials: rows of trials begun in between are not part of this snapshot.
     known = {trial._trial_id for trial in trials}
@@ -97,6 +97,6 @@ def load_study_record(storage: optuna.storages.RDBStorage, name: str) -> StudyRe
         name=name,
         trials=trials,
         epochs=epochs,
-        spec=dict(spec),
-        test_scores=dict(attrs.get("test_scores") or {}),
+        spec=stored_spec(attrs),
+        test_scores=stored_test_scores(attrs),
     )

@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from search.diagnosis import MEANINGS
+from search.outcome import DIAGNOSIS_MEANINGS
+from search.ranking import rank_trials
 from search.report import markdown as md
 from search.report.data import StudyRecord
 from search.report.findings import MIN_CONTRAST, MIN_GROUP, MIN_SHARE, Finding
@@ -67,7 +68,7 @@ def _comparison(
     body = []
     for record in records:
         rows = trials[trials["study"] == record.name]
-        best = _best_row(rows)
+        best = _best_row(record, rows)
         states = rows["state"].value_counts()
         body.append(
             [
@@ -111,7 +112,7 @@ def _study_section(
 
 
 def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str) -> list[str]:
-    best = _best_row(rows)
+    best = _best_row(record, rows)
     if best is None:
         return ["### Best configuration", "", "No trial has trained yet.", ""]
     params = record.param_names
@@ -147,7 +148,7 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
         f"--study {record.name} --storage {storage_display} --out runs/{record.name}-best`",
         "",
     ]
-    ranked = _ranked(rows)
+    ranked = _ranked(record, rows)
     test = record.test_scores
     k = int((record.spec.get("objective") or {}).get("folds") or 1)
     val_header = f"val Dice (complete: mean of {k} folds)" if k > 1 else "val Dice"
@@ -193,7 +194,7 @@ def _causes_section(record: StudyRecord, rows: pd.DataFrame) -> list[str]:
     for label in sorted(counts.index, key=lambda d: (-int(counts[d]), str(d))):
         numbers = sorted(int(n) for n in diagnosed.loc[diagnosed["diagnosis"] == label, "number"])
         shown = ", ".join(f"#{n}" for n in numbers[:8]) + (", ..." if len(numbers) > 8 else "")
-        body.append([str(label), str(int(counts[label])), MEANINGS.get(str(label), ""), shown])
+        body.append([str(label), str(int(counts[label])), DIAGNOSIS_MEANINGS.get(str(label), ""), shown])
     lines += md.table(["diagnosis", "trials", "meaning", "trial numbers"], body)
     return [*lines, ""]
 
@@ -252,21 +253,15 @@ def _plots_section(plots: list[PlotFile], out_dir: Path) -> list[str]:
     return lines
 
 
-def _ranked(rows: pd.DataFrame) -> pd.DataFrame:
-    """Every trial that trained, by its best epoch's val Dice (lowest number among equals).
-
-    As ``search.retrain.pick_trial`` picks: COMPLETE trials, and PRUNED ones unless they diverged (a
-    plateau stop after the peak keeps its best epoch); failed and running trials are not ranked.
-    """
-    trained = (rows["state"] == "COMPLETE") | (
-        (rows["state"] == "PRUNED") & (rows["stop_reason"] != "diverged")
-    )
-    candidates = rows[trained & rows["peak_val_dice"].notna()]
-    return candidates.sort_values(["peak_val_dice", "number"], ascending=[False, True])
+def _ranked(record: StudyRecord, rows: pd.DataFrame) -> pd.DataFrame:
+    """The study's rows of the trials :func:`search.ranking.rank_trials` ranks, in its order (best first)."""
+    order = {trial.number: place for place, trial in enumerate(rank_trials(record.trials))}
+    candidates = rows[rows["number"].isin(order)]
+    return candidates.iloc[candidates["number"].map(order).argsort()]
 
 
-def _best_row(rows: pd.DataFrame) -> pd.Series | None:
-    ranked = _ranked(rows)
+def _best_row(record: StudyRecord, rows: pd.DataFrame) -> pd.Series | None:
+    ranked = _ranked(record, rows)
     return None if ranked.empty else ranked.iloc[0]
 
 

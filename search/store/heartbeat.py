@@ -14,12 +14,12 @@ like one host, and must not run workers of the same study.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import socket
 import threading
 from types import TracebackType
-from typing import Any
 
 import optuna
 import sqlalchemy as sa
@@ -27,6 +27,7 @@ from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages._rdb import models as optuna_models
 from optuna.trial import TrialState
 
+from search.outcome import WorkerIdentity, record_worker
 from search.processes import process_start_time
 from search.store.engine import HEARTBEATS
 from search.store.errors import StoreLostError
@@ -39,14 +40,14 @@ logger = logging.getLogger(__name__)
 _TRIALS = optuna_models.TrialModel.__table__
 
 
-def worker_identity() -> dict[str, Any]:
+def worker_identity() -> WorkerIdentity:
     """Return this process's identity: ``host`` name, ``pid`` and ``started`` (start time, epoch seconds).
 
     ``started`` tells a live worker from an unrelated process that got the same pid later; it is None
     where ``/proc`` is missing (not Linux), and pid reuse then goes unnoticed.
     """
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "started": process_start_time(pid)}
+    return WorkerIdentity(host=socket.gethostname(), pid=pid, started=process_start_time(pid))
 
 
 def trial_is_running(engine: sa.Engine, trial_id: int) -> bool:
@@ -107,14 +108,13 @@ class Heartbeat:
         self.interval = float(interval)
         self.beats = 0  # beats written so far, for logs and tests
         self.lost = False  # another process finished the trial: nothing more is written for it
-        self._identity: dict[str, Any] = {}
+        self._identity = WorkerIdentity(None, None, None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Heartbeat:
         self._identity = worker_identity()
-        for key, value in self._identity.items():
-            self.storage.set_trial_user_attr(self.trial_id, f"worker_{key}", value)
+        record_worker(functools.partial(self.storage.set_trial_user_attr, self.trial_id), self._identity)
         self._beat()
         self._stop.clear()
         self._thread = threading.Thread(
@@ -166,8 +166,8 @@ class Heartbeat:
             return
         values = {
             "study_name": self.study_name,
-            "host": self._identity["host"],
-            "pid": self._identity["pid"],
+            "host": self._identity.host,
+            "pid": self._identity.pid,
             "beat_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
         }
         upsert_row(self.storage.engine, HEARTBEATS, {"trial_id": self.trial_id, **values}, ("trial_id",))

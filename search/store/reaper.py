@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from optuna.storages._rdb import models as optuna_models
 from optuna.trial import FrozenTrial, TrialState
 
-from search.outcome import StopDecision, record_stop
+from search.outcome import StopDecision, record_stop, trial_worker
 from search.processes import local_process_state
 from search.store.engine import HEARTBEATS, StoreError
 from search.store.epochs import EpochStore
@@ -93,9 +93,10 @@ def reap_lost_trials(
         cause = _lost_cause(trial, silent_s, beat is not None, grace_seconds)
         if cause is None:
             continue
+        worker = trial_worker(trial)
         detail = {
-            "host": trial.user_attrs.get("worker_host"),
-            "pid": trial.user_attrs.get("worker_pid"),
+            "host": worker.host,
+            "pid": worker.pid,
             "cause": cause,
             "last_beat_age_s": round(silent_s, 1) if beat is not None else None,
         }
@@ -107,10 +108,10 @@ def reap_lost_trials(
 
 def _lost_cause(trial: FrozenTrial, silent_s: float, has_beat: bool, grace_seconds: float) -> str | None:
     """Why the trial's worker counts as lost, or None while it may still be alive."""
-    host, pid = trial.user_attrs.get("worker_host"), trial.user_attrs.get("worker_pid")
+    worker = trial_worker(trial)
     stopped = False
-    if host == socket.gethostname() and isinstance(pid, int):
-        state = local_process_state(pid, trial.user_attrs.get("worker_started"))
+    if worker.host == socket.gethostname() and worker.pid is not None:
+        state = local_process_state(worker.pid, worker.started)
         if state not in ("alive", "stopped"):
             return state
         stopped = state == "stopped"

@@ -19,7 +19,7 @@ import yaml
 from optuna.trial import TrialState
 from test_run import DSB, study_file
 
-from search import run
+from search import ranking, run
 from search.checkpoints.keep import kept
 from search.execution.data import load_study_data
 from search.export import main
@@ -41,7 +41,9 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def best_trial(url: str, name: str) -> optuna.trial.FrozenTrial:
-    return optuna.load_study(study_name=name, storage=url).best_trial
+    winner = ranking.best_trial(optuna.load_study(study_name=name, storage=url).trials)
+    assert winner is not None
+    return winner
 
 
 def export(url: str, name: str, out: Path, *extra: str) -> None:

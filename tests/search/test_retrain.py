@@ -14,7 +14,8 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from test_report import SMALL, craft_study
 
 from search import run
-from search.retrain import RetrainError, best_epoch_dice, main, pick_trial
+from search.ranking import trial_score
+from search.retrain import RetrainError, main, pick_trial
 from search.store.engine import open_storage
 
 
@@ -159,6 +160,6 @@ def test_the_winner_is_the_best_epoch_of_any_trained_trial() -> None:
     for number, trial in enumerate(trials):
         trial.number = number
     assert pick_trial(tuple(trials), "s").number == 1
-    assert best_epoch_dice(trials[1]) == 0.7 and best_epoch_dice(trials[2]) is None
+    assert trial_score(trials[1]) == 0.7 and trial_score(trials[2]) is None
     with pytest.raises(RetrainError, match="no trained trial yet"):
         pick_trial(tuple(trials[2:]), "s")

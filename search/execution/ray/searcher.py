@@ -25,7 +25,7 @@ from search.execution.objective import TrialContext
 from search.execution.ray.worker import EPOCH_KIND, RESULT_KIND, SKIPPED, START_FAILED, TAKEN
 from search.execution.scheduling import POLL_SECONDS, claim_next, reap_and_retry, retry_interrupted
 from search.execution.study import Counts, count_trials, enqueue_retry
-from search.outcome import TrialOutcome
+from search.outcome import TrialOutcome, ray_node, trial_worker
 from search.store.heartbeat import Heartbeat
 from search.store.reaper import fail_trial
 from unet.history import EPOCH_FIELDS, EpochRecord
@@ -148,7 +148,7 @@ class StoreSearcher(Searcher):
     def _lost(self, trial: optuna.Trial, start_error: str | None) -> TrialOutcome | None:
         """Fail a trial whose worker Tune lost (or that could not start) and enqueue its retry."""
         frozen = self.ctx.storage.get_trial(trial._trial_id)
-        never_started = start_error is not None or "ray_node_id" not in frozen.user_attrs
+        never_started = start_error is not None or ray_node(frozen) is None
         if never_started:
             self._start_failures += 1
             if self._start_failures >= MAX_START_FAILURES:
@@ -163,10 +163,11 @@ class StoreSearcher(Searcher):
         if frozen.state != TrialState.RUNNING:
             return None  # already reaped by reap_and_retry, which enqueued the retry
         cause = f"could not start: {start_error}" if start_error else "Ray lost its worker process or node"
+        worker = trial_worker(frozen)
         detail = {
-            "host": frozen.user_attrs.get("worker_host"),
-            "pid": frozen.user_attrs.get("worker_pid"),
-            "ray_node_id": frozen.user_attrs.get("ray_node_id"),
+            "host": worker.host,
+            "pid": worker.pid,
+            "ray_node_id": ray_node(frozen),
             "cause": cause,
         }
         last_epoch = self.ctx.epochs.last_epoch(trial._trial_id)

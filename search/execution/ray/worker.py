@@ -31,7 +31,7 @@ from search.execution.data import StudyData, load_study_data
 from search.execution.objective import TrialContext, execute_trial
 from search.execution.scheduling import tell, tell_interrupted
 from search.execution.study import make_sampler
-from search.outcome import TrialOutcome
+from search.outcome import CUDA_VISIBLE_DEVICES, GPU_FALLBACK, GPU_IDS, RAY_NODE_ID, TrialOutcome
 from search.spec.schema import StudySpec
 from search.store.engine import open_storage
 from search.store.location import StoreLocation
@@ -98,7 +98,7 @@ def run_trial(config: dict[str, Any], job: WorkerJob) -> None:
     study.sampler = make_sampler(ctx.spec, salt=int(config["salt"]))
     trial = optuna.trial.Trial(study, trial_id)
     try:
-        trial.set_user_attr("ray_node_id", ray.get_runtime_context().get_node_id())
+        trial.set_user_attr(RAY_NODE_ID, ray.get_runtime_context().get_node_id())
         record_gpus(trial)
         outcome = execute_trial(ctx, trial)
         tell(study, trial, outcome)
@@ -128,15 +128,15 @@ def record_gpus(trial: optuna.Trial) -> None:
     CUDA, or a CPU build of torch), the trial trains on the CPU, and says so.
     """
     gpu_ids = [str(i) for i in ray.get_gpu_ids()]
-    trial.set_user_attr("gpu_ids", gpu_ids)
-    trial.set_user_attr("cuda_visible_devices", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    trial.set_user_attr(GPU_IDS, gpu_ids)
+    trial.set_user_attr(CUDA_VISIBLE_DEVICES, os.environ.get("CUDA_VISIBLE_DEVICES"))
     if gpu_ids and not torch.cuda.is_available():
         logger.warning(
             "trial %d: Ray assigned GPU(s) %s but torch sees no CUDA device: training on the CPU",
             trial.number,
             ",".join(gpu_ids),
         )
-        trial.set_user_attr("gpu_fallback", "cpu: torch sees no CUDA device")
+        trial.set_user_attr(GPU_FALLBACK, "cpu: torch sees no CUDA device")
 
 
 def _report(

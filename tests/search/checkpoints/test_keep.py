@@ -10,8 +10,6 @@ import pytest
 from optuna.artifacts import upload_artifact
 
 from search.checkpoints.keep import (
-    INDEX_ATTR,
-    TRIAL_ATTR,
     CheckpointPolicy,
     download,
     keep_checkpoint,
@@ -25,6 +23,7 @@ from search.checkpoints.store import (
     open_location,
     study_store,
 )
+from search.outcome import CHECKPOINT, CHECKPOINTS
 from search.store.engine import open_storage
 from search.store.location import StoreLocation
 
@@ -69,7 +68,7 @@ def test_only_the_top_k_keep_a_checkpoint(storage, tmp_path: Path) -> None:
     assert sweep_orphans(storage, "s") == []
     # Each trial says what it uploaded; the kept one downloads intact.
     trial = study.trials[4]
-    assert trial.user_attrs[TRIAL_ATTR] == {
+    assert trial.user_attrs[CHECKPOINT] == {
         "artifact_id": index[0]["artifact_id"],
         "location": str(location),
         "epoch": 3,
@@ -90,7 +89,7 @@ def test_no_location_or_k_zero_keeps_nothing(storage, tmp_path: Path) -> None:
     study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
     assert finish(study, storage, CheckpointPolicy(None, keep_top_k=3), 0.9)[1] is None
     assert finish(study, storage, CheckpointPolicy(str(tmp_path / "a"), keep_top_k=0), 0.9)[1] is None
-    assert INDEX_ATTR not in study.user_attrs and not (tmp_path / "a").exists()
+    assert CHECKPOINTS not in study.user_attrs and not (tmp_path / "a").exists()
 
 
 def test_a_file_the_index_does_not_name_is_swept(storage, tmp_path: Path) -> None:

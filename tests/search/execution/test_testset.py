@@ -12,7 +12,8 @@ from test_run import DSB, study_file
 from search import run
 from search.checkpoints.keep import download, kept
 from search.execution.data import load_study_data
-from search.execution.testset import TEST_ATTR, load_test_set
+from search.execution.testset import load_test_set
+from search.outcome import stored_test_scores
 from search.report.cli import main as report_main
 from search.spec.schema import StudySpec
 from unet.checkpoint import load_checkpoint
@@ -30,7 +31,7 @@ def test_the_best_trials_are_scored_on_synthetic_test_images(tmp_path: Path, cap
     path = study_file(tmp_path, "tested", data=data, test={"top_k": 2})
     url, out = search(tmp_path, path, capsys)
     study = optuna.load_study(study_name="tested", storage=url)
-    scores = study.user_attrs[TEST_ATTR]
+    scores = stored_test_scores(study)
     index = kept(study._storage, "tested")
     assert sorted(scores) == sorted(str(e["trial"]) for e in index[:2])
     best = study.best_trial
@@ -90,7 +91,7 @@ def test_a_test_folder_scores_the_winner_on_real_images(tmp_path: Path, capsys) 
         budget={"n_trials": 1, "max_epochs": 1},
     )
     url, out = search(tmp_path, path, capsys)
-    scores = optuna.load_study(study_name="dsb-tested", storage=url).user_attrs[TEST_ATTR]
+    scores = optuna.load_study(study_name="dsb-tested", storage=url).user_attrs["test_scores"]
     assert list(scores) == ["0"] and scores["0"]["images"] == 3
     assert 0 <= scores["0"]["test_dice"] <= 1 and "held-out test Dice" in out
 
@@ -108,7 +109,7 @@ def test_a_test_fraction_is_held_out_scored_and_reported(tmp_path: Path, capsys)
     )
     url, out = search(tmp_path, path, capsys)
     study = optuna.load_study(study_name="dsb-split", storage=url)
-    scores = study.user_attrs[TEST_ATTR]
+    scores = stored_test_scores(study)
     best = study.best_trial
     assert list(scores) == [str(best.number)] and scores[str(best.number)]["images"] == 3
     assert f"held-out test Dice {scores[str(best.number)]['test_dice']:.4f} on 3 image(s)" in out

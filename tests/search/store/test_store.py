@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
+from search.outcome import WorkerIdentity, trial_worker
 from search.processes import process_start_time
 from search.store.engine import EPOCHS, HEARTBEATS, StoreError, open_storage
 from search.store.epochs import EPOCH_COLUMNS, EpochStore
@@ -324,7 +325,7 @@ def test_heartbeat_registers_worker_and_beats(storage: optuna.storages.RDBStorag
     assert f"heartbeat-trial-{trial._trial_id}" not in {thread.name for thread in threading.enumerate()}
     identity = worker_identity()
     attrs = storage.get_trial_user_attrs(trial._trial_id)
-    assert {key: attrs[f"worker_{key}"] for key in identity} == identity
+    assert trial_worker(attrs) == identity
 
 
 def test_failed_beat_is_logged_and_beating_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -451,7 +452,7 @@ def test_silent_remote_worker_is_reaped_after_grace(
     study = optuna.create_study(storage=storage, study_name="remote")
     trial = study.ask()
     if with_heartbeat:
-        remote = {"host": "gpu-node-7.example", "pid": 4242, "started": 1.0}
+        remote = WorkerIdentity(host="gpu-node-7.example", pid=4242, started=1.0)
         monkeypatch.setattr("search.store.heartbeat.worker_identity", lambda: remote)
         with Heartbeat(storage, "remote", trial._trial_id, interval=60):
             pass
