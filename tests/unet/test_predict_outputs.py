@@ -3,8 +3,8 @@
 Issue 22: ``--out`` equal to ``--masks`` overwrote the true masks and printed Dice 1.0 (case 1); a mask of
 the wrong size failed only after the earlier masks were written (case 11); ``--out`` a file, under a file,
 read-only or on a full disk, and ``--device foo``, gave tracebacks (case 9); a full disk part way through
-left a mix of two runs' files (case 8). Read-only and full disks are simulated at the ``os`` level (the
-tests run as root, for whom a read-only mode bit means nothing).
+left a mix of two runs' files (case 8). Read-only and full disks are simulated at the ``os`` level
+(``fail_writes_under`` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -113,27 +113,6 @@ def test_an_unreadable_image_is_found_before_any_mask_is_written(
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
-def _fail_writes_under(monkeypatch: pytest.MonkeyPatch, folder: Path, code: int) -> None:
-    """Make creating files and folders under ``folder`` fail with ``code`` (a read-only or full disk)."""
-    real_open, real_mkdir = os.open, os.mkdir
-
-    def refused(path: object) -> bool:
-        return Path(os.fsdecode(path)).resolve().is_relative_to(folder.resolve())  # type: ignore[arg-type]
-
-    def fake_open(path: object, flags: int, *args: object, **kwargs: object) -> int:
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and refused(path):
-            raise OSError(code, os.strerror(code), os.fsdecode(path))  # type: ignore[arg-type]
-        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
-
-    def fake_mkdir(path: object, *args: object, **kwargs: object) -> None:
-        if refused(path):
-            raise OSError(code, os.strerror(code), os.fsdecode(path))  # type: ignore[arg-type]
-        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "open", fake_open)
-    monkeypatch.setattr(os, "mkdir", fake_mkdir)
-
-
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -147,7 +126,7 @@ def _fail_writes_under(monkeypatch: pytest.MonkeyPatch, folder: Path, code: int)
 def test_a_bad_destination_or_device_is_one_line_exit_2_and_nothing_written(
     data: Path,
     tmp_path_factory: pytest.TempPathFactory,
-    monkeypatch: pytest.MonkeyPatch,
+    fail_writes_under: Callable[[Path, int], None],
     capsys: pytest.CaptureFixture[str],
     case: str,
     message: str,
@@ -161,9 +140,9 @@ def test_a_bad_destination_or_device_is_one_line_exit_2_and_nothing_written(
         (place / "file").write_text("keep me")
         out = place / "file" / "out"
     elif case == "read-only":
-        _fail_writes_under(monkeypatch, place, errno.EROFS)
+        fail_writes_under(place, errno.EROFS)
     elif case == "full":
-        _fail_writes_under(monkeypatch, place, errno.ENOSPC)
+        fail_writes_under(place, errno.ENOSPC)
     else:
         extra = ["--device", "foo"]
     before = _snapshot(place)
