@@ -105,7 +105,9 @@ class StudySpec(Section):
     only checks the structure.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # study name in the store; equals the file's stem
+    # study name in the store; equals the file's stem. An identifier (never '.', '..' or a path): it names
+    # the study's checkpoint folder under artifacts.path.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""  # one line shown by list_studies
     data: DataSpec = DataSpec()  # the data every trial trains and validates on
     objective: Objective = Objective()  # what a trial is scored by
