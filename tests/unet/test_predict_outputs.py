@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from unet.checkpoint import save_checkpoint
 from unet.config import ModelConfig, TrainConfig
@@ -210,3 +211,38 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+class _Planted:
+    """A pickle that would create ``marker`` when unpickled by ``pickle.load``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def test_held_a_crafted_pickle_never_executes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Held in issue 22: checkpoints are read with torch.load(weights_only=True).
+    marker = tmp_path / "executed"
+    crafted = tmp_path / "model.pt"
+    torch.save({"format": "unet-search checkpoint", "version": 1, "payload": _Planted(marker)}, crafted)
+    out = tmp_path / "out"
+    assert predict_main(["--model", str(crafted), "--images", str(DSB / "images"), "--out", str(out)]) == 2
+    _one_line_error(capsys, f"{crafted}: cannot be read as a checkpoint")
+    assert not marker.exists() and not out.exists()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2000), (2000, 5)])
+def test_held_tiny_and_huge_images_predict_at_their_size(
+    data: Path, tmp_path_factory: pytest.TempPathFactory, size: tuple[int, int]
+) -> None:
+    # Held in issue 22 (found with 1 px and 4000 px images); one long side keeps the test fast.
+    images = tmp_path_factory.mktemp("odd") / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(images / "odd.png"), rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+    out = images.parent / "out"
+    assert _predict(data, out, images=images, masks=False) == 0
+    assert cv2.imread(str(out / "odd.png"), cv2.IMREAD_UNCHANGED).shape == size

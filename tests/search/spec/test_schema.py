@@ -537,3 +537,18 @@ def test_study_names_are_identifiers_whichever_way_they_enter(tmp_path: Path, na
 @pytest.mark.parametrize("name", ["unet-smoke", "smoke_on_dsb", "v1.2", "A9"])
 def test_ordinary_study_names_stay_accepted(name: str) -> None:
     assert load_spec("unet-smoke").with_overrides(name=name).name == name
+
+
+def test_held_a_study_file_cannot_run_code(tmp_path: Path) -> None:
+    # Held in issue 22: study files are read with a SafeLoader, so a python tag is an error, not a call.
+    marker = tmp_path / "executed"
+    path = write_study(
+        tmp_path,
+        (
+            "description: a valid",
+            f"x: !!python/object/apply:os.system ['touch {marker}']\ndescription: a valid",
+        ),
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(path))
+    assert "\n" not in str(caught.value) and not marker.exists()
