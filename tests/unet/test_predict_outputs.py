@@ -121,7 +121,7 @@ def test_an_unreadable_image_is_found_before_any_mask_is_written(
         ("under-a-file", "a file: choose a path under a folder"),
         ("read-only", "cannot be written (Read-only file system): choose a folder you can write to"),
         ("full", "cannot be written (No space left on device): free some space"),
-        ("bad-device", "--device foo is not a device: use cpu, cuda or cuda:N"),
+        ("bad-device", "device 'foo' is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ],
 )
 def test_a_bad_destination_or_device_is_one_line_exit_2_and_nothing_written(

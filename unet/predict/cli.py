@@ -36,6 +36,7 @@ from unet.data.files import files_by_stem
 from unet.data.images import read_image, read_mask
 from unet.data.masks import decode_mask
 from unet.data.problems import DataProblem
+from unet.device import resolve_device
 from unet.errors import DataError, UNetError
 from unet.inference import DEFAULT_OVERLAP, load_model, predict_logits
 from unet.metrics import SegmentationMetrics
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", type=Path, help="folder of true masks (same stems): score Dice and IoU")
     p.add_argument("--tta", action="store_true", help="average over flips (4x the compute)")
     p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP, help="tile overlap, in [0, 1)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -62,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        device = _device(args.device)
-        model = load_model(args.model, device=device)
+        model = load_model(args.model, device=resolve_device(args.device))
         images = _listed(args.images, "--images")
         masks = _masks_for(images, args.masks) if args.masks is not None else None
         _check_inputs(images, masks, model)
@@ -102,23 +102,6 @@ def main(argv: list[str] | None = None) -> int:
             f"per image in {args.out / SCORES_NAME}"
         )
     return 0
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise DataError(f"--device {name} is not a device: use cpu, cuda or cuda:N") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"--device {name} was asked for but CUDA is not available: use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise DataError(
-            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s): "
-            f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
-        )
-    if device.type not in ("cpu", "cuda"):
-        raise DataError(f"--device {name} is not a device: use cpu, cuda or cuda:N")
-    return device
 
 
 def _owned(path: Path) -> bool:
