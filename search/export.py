@@ -14,7 +14,10 @@ checkpoint kept during the search
 - ``DIR/config.yaml`` (the training config) and ``DIR/source.yaml`` (study, trial, value, epoch, params).
 
 A trial without a kept checkpoint (outside the top k, pruned, or from a store without an artifact
-location) is refused with the retrain command that rebuilds it. Exit status: 0 done, 2 bad input.
+location) is refused with the retrain command that rebuilds it. ``--out`` is checked before anything is
+written (``unet.outputs``: not a file, nothing but these files in an existing folder, writable) and the
+files are staged in a temporary sibling that then replaces it whole, so a failure part way (a full disk,
+an unreadable checkpoint) leaves ``--out`` as it was. Exit status: 0 done, 2 bad input.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import argparse
 import contextlib
 import importlib.util
 import logging
-import shutil
 import sys
 import tempfile
 import warnings
@@ -45,8 +47,12 @@ from search.store.engine import StoreError, open_existing_storage
 from search.store.location import StoreLocation, add_storage_option
 from unet.checkpoint import Checkpoint, load_checkpoint, write_atomic
 from unet.errors import UNetError
+from unet.outputs import check_out, staged, write_failed
 
 logger = logging.getLogger(__name__)
+
+# What an export folder holds: an existing --out may hold these only (it is replaced whole).
+OUTPUT_NAMES = frozenset({"model.pt", "model.ts", "model.onnx", "config.yaml", "source.yaml"})
 
 
 class ExportError(ValueError):
@@ -158,12 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         storage = open_existing_storage(location)
         record = load_study_record(storage, args.study)
         trial, entry = choose(record.trials, kept(storage, args.study), args.study, args.trial)
-    except (StoreError, ExportError) as e:
+        check_out(args.out, owned=lambda p: p.is_file() and p.name in OUTPUT_NAMES)
+    except (StoreError, ExportError, UNetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
     try:
-        checkpoint = _fetch(entry, args.study, args.out / "model.pt")
+        with staged(args.out) as folder:
+            note = _export(folder.path, args.study, location.shown, trial, entry)
     except (ArtifactNotFound, ArtifactsError, UNetError) as e:
         print(
             f"error: the checkpoint of trial #{trial.number} cannot be read ({e}): rebuild it with "
@@ -171,14 +178,27 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    export_torchscript(checkpoint, args.out / "model.ts")
-    note = export_onnx(checkpoint, args.out / "model.onnx")
-    write_atomic(
-        args.out / "config.yaml", lambda f: yaml.safe_dump(checkpoint.config.to_dict(), f, sort_keys=False)
-    )
+    except OSError as e:
+        print(f"error: {write_failed(args.out, e)}", file=sys.stderr)
+        return 2
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    value = f"val Dice {trial.value:.4f} " if trial.value is not None else ""
+    print(f"trial #{trial.number} ({value}at epoch {entry['epoch']}) exported to {args.out}")
+    return 0
+
+
+def _export(out: Path, study: str, storage: str, trial: FrozenTrial, entry: dict[str, Any]) -> str | None:
+    """Write the model folder's files into ``out`` (the staged folder); the note on ONNX, if any."""
+    download(entry, study, out / "model.pt")
+    checkpoint = load_checkpoint(out / "model.pt")
+    export_torchscript(checkpoint, out / "model.ts")
+    note = export_onnx(checkpoint, out / "model.onnx")
+    config = checkpoint.config.to_dict()
+    write_atomic(out / "config.yaml", lambda f: yaml.safe_dump(config, f, sort_keys=False))
     source = {
-        "study": args.study,
-        "storage": location.shown,
+        "study": study,
+        "storage": storage,
         "trial": trial.number,
         "trial_value": trial.value,
         "epoch": entry["epoch"],
@@ -187,23 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         "normalization": checkpoint.normalization,
         "params": dict(trial.params),
     }
-    write_atomic(args.out / "source.yaml", lambda f: yaml.safe_dump(source, f, sort_keys=False))
-    if note:
-        print(f"note: {note}", file=sys.stderr)
-    value = f"val Dice {trial.value:.4f} " if trial.value is not None else ""
-    print(f"trial #{trial.number} ({value}at epoch {entry['epoch']}) exported to {args.out}")
-    return 0
-
-
-def _fetch(entry: dict[str, Any], study: str, path: Path) -> Checkpoint:
-    """Download the kept checkpoint to ``path`` (atomically) and load it."""
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        target = Path(tmp) / path.name
-        download(entry, study, target)
-        checkpoint = load_checkpoint(target)
-        shutil.move(str(target), path)
-    checkpoint.path = path
-    return checkpoint
+    write_atomic(out / "source.yaml", lambda f: yaml.safe_dump(source, f, sort_keys=False))
+    return note
 
 
 if __name__ == "__main__":

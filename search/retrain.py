@@ -6,7 +6,10 @@ trains through ``unet.fit``, so that a search ends in a model and ``unet/`` stil
 studies. Writes, like ``python -m unet.train``: ``DIR/model.pt`` (the best epoch's weights with the config,
 the data plan and the normalisation: ``unet.checkpoint``), ``DIR/last.pt`` (the last epoch's),
 ``DIR/config.yaml`` (the resolved settings), ``DIR/metrics.csv`` (one row per epoch, rewritten after each),
-plus ``DIR/source.yaml`` saying which study and trial the configuration came from.
+plus ``DIR/source.yaml`` saying which study and trial the configuration came from. ``--out`` is checked
+before training (``unet.outputs``: not a file, nothing but these files in an existing folder, writable);
+the run is written into a temporary sibling that replaces ``--out`` when it ends (also when it diverged or
+was interrupted), so an error part way (a full disk) leaves ``--out`` as it was.
 
 On CPU the retrained run repeats the trial's metrics exactly when it runs with as many threads as the
 trial did (float sums split over another number of threads differ in their last digits, and training
@@ -43,7 +46,11 @@ from unet.checkpoint import dataset_normalization, write_atomic
 from unet.config import TrainConfig
 from unet.errors import UNetError
 from unet.history import EpochRecord
+from unet.outputs import StagedFolder, check_out, staged, write_failed
 from unet.run_folder import train_to_folder
+
+# What a run folder holds: an existing --out may hold these only (it is replaced whole).
+OUTPUT_NAMES = frozenset({"model.pt", "last.pt", "config.yaml", "metrics.csv", "source.yaml"})
 
 
 class RetrainError(ValueError):
@@ -149,23 +156,36 @@ def main(argv: list[str] | None = None) -> int:
         spec = study_spec(record.spec, args.study, data_path=args.data)
         data = load_study_data(spec)
         config = build_config(spec, trial.params, in_channels=data.in_channels, num_classes=data.num_classes)
+        check_out(args.out, owned=lambda p: p.is_file() and p.name in OUTPUT_NAMES)
     except (StoreError, RetrainError, SpecError, UNetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / "config.yaml", lambda f: yaml.safe_dump(config.to_dict(), f, sort_keys=False))
-    source = _source(args.study, location.shown, trial, record.spec.get("source"))
-    write_atomic(args.out / "source.yaml", lambda f: yaml.safe_dump(source, f, sort_keys=False))
     print(
         f"Retraining trial #{trial.number} of {args.study} ({_describe(trial)}) on {data.description}",
         file=sys.stderr,
     )
     print(f"Using {threads_note}", file=sys.stderr)
-    return _train(config, data, args.out, quiet=args.quiet)
+    source = _source(args.study, location.shown, trial, record.spec.get("source"))
+    try:
+        with staged(args.out) as folder:
+            write_atomic(
+                folder.path / "config.yaml", lambda f: yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+            )
+            write_atomic(folder.path / "source.yaml", lambda f: yaml.safe_dump(source, f, sort_keys=False))
+            return _train(config, data, folder, quiet=args.quiet)
+    except OSError as e:
+        print(f"error: {write_failed(args.out, e)}", file=sys.stderr)
+        return 2
 
 
-def _train(config: TrainConfig, data: StudyData, out: Path, *, quiet: bool) -> int:
-    """Train, writing metrics.csv after every epoch and the checkpoint at the end; the exit status."""
+def _train(config: TrainConfig, data: StudyData, folder: StagedFolder, *, quiet: bool) -> int:
+    """Train into the staged run folder; the exit status.
+
+    ``metrics.csv`` is written after every epoch and the checkpoints at the end. The folder replaces
+    ``--out`` when the run ends, also when it diverged or was interrupted (its finished epochs are kept);
+    an error discards it, leaving ``--out`` as it was.
+    """
+    out = folder.out
     bar = tqdm(total=config.epochs, unit="epoch", disable=quiet, file=sys.stderr)
 
     def on_epoch(record: EpochRecord) -> None:
@@ -174,7 +194,7 @@ def _train(config: TrainConfig, data: StudyData, out: Path, *, quiet: bool) -> i
 
     try:
         result = train_to_folder(
-            out,
+            folder.path,
             config,
             data.train,
             data.val,
@@ -183,9 +203,11 @@ def _train(config: TrainConfig, data: StudyData, out: Path, *, quiet: bool) -> i
             on_epoch=on_epoch,
         )
     except KeyboardInterrupt:
+        folder.commit()
         print(f"\ninterrupted: {bar.n} epoch(s) kept in {out / 'metrics.csv'}", file=sys.stderr)
         return 130
     except UNetError as e:
+        folder.discard()
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

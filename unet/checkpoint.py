@@ -35,6 +35,7 @@ from unet.data.plan import DataPlan
 from unet.errors import CheckpointError, UNetError
 from unet.history import EPOCH_FIELDS, EpochRecord
 from unet.model import build_model
+from unet.outputs import file_mode
 
 if TYPE_CHECKING:  # fit's validation imports inference, which imports this module
     from unet.fit import FitResult
@@ -60,9 +61,14 @@ class Checkpoint:
 
 
 def write_atomic(path: Path, write: Callable[[Any], None], *, binary: bool = False) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    """Write through a temporary file in the same folder, then rename: readers never see half a file.
+
+    The file gets the mode the umask gives (``unet.outputs.file_mode``), not ``mkstemp``'s private 0600:
+    masks, scores and models are for others to read too.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
             write(f)
         os.replace(tmp, path)

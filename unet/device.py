@@ -35,7 +35,10 @@ def resolve_device(name: str) -> torch.device:
         )
     if name == "cuda":
         return torch.device("cuda", torch.cuda.current_device())
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"device {name!r} is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(
             f"device {name!r} was asked for but this process sees {torch.cuda.device_count()} CUDA "

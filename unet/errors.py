@@ -17,3 +17,7 @@ class DataError(UNetError):
 
 class CheckpointError(UNetError):
     """A checkpoint file is missing, unreadable, or was not written by this library."""
+
+
+class OutputError(UNetError):
+    """An output folder cannot be written: a file, an input, foreign files in it, no permission or space."""

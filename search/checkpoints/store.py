@@ -13,6 +13,7 @@ dashboard from the study index (``search.outcome.CHECKPOINTS``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 
 S3_SCHEME = "s3://"
+ARTIFACT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # Optuna's ids are UUIDs
 
 
 class ArtifactsError(ValueError):
@@ -79,10 +81,24 @@ def open_location(location: str) -> ArtifactStore:
 
 
 def study_store(location: str, study_name: str) -> ArtifactStore:
-    """The store for one study's checkpoints: keys under ``<study name>/``."""
+    """The store for one study's checkpoints: keys under ``<study name>/``, ids checked (``checked_id``)."""
     if not location.startswith(S3_SCHEME):
         (Path(location) / study_name).mkdir(parents=True, exist_ok=True)
-    return _Prefixed(open_location(location), study_name)
+    return _Prefixed(open_location(location), study_name, check_ids=True)
+
+
+def checked_id(artifact_id: str) -> str:
+    """An artifact id as Optuna makes them (a UUID): one key part, so it stays in its study's folder.
+
+    Raises:
+        ArtifactsError: anything else (a path such as ``../other-study/<id>``: a tampered index).
+    """
+    if not isinstance(artifact_id, str) or not ARTIFACT_ID.fullmatch(artifact_id):
+        raise ArtifactsError(
+            f"artifact id {artifact_id!r} is not one Optuna makes (letters, digits and '-'): the study's "
+            f"checkpoint index was changed by hand; it names no checkpoint of this study"
+        )
+    return artifact_id
 
 
 def study_folder(location: str, study_name: str) -> str:
@@ -93,18 +109,22 @@ def study_folder(location: str, study_name: str) -> str:
 class _Prefixed:
     """An artifact store whose keys are ``prefix/<artifact id>`` in another store."""
 
-    def __init__(self, inner: ArtifactStore, prefix: str) -> None:
+    def __init__(self, inner: ArtifactStore, prefix: str, *, check_ids: bool = False) -> None:
         self.inner = inner
         self.prefix = prefix
+        self.check_ids = check_ids  # a study's store: ids must be Optuna's (``checked_id``)
+
+    def _key(self, artifact_id: str) -> str:
+        return f"{self.prefix}/{checked_id(artifact_id) if self.check_ids else artifact_id}"
 
     def open_reader(self, artifact_id: str) -> BinaryIO:
-        return self.inner.open_reader(f"{self.prefix}/{artifact_id}")
+        return self.inner.open_reader(self._key(artifact_id))
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
-        self.inner.write(f"{self.prefix}/{artifact_id}", content_body)
+        self.inner.write(self._key(artifact_id), content_body)
 
     def remove(self, artifact_id: str) -> None:
-        self.inner.remove(f"{self.prefix}/{artifact_id}")
+        self.inner.remove(self._key(artifact_id))
 
 
 class DashboardArtifacts:

@@ -48,7 +48,7 @@ def inspect_study_data(spec: StudySpec) -> Report | None:
         Path(folder.path),
         val_root=folder.val_path,
         num_classes=folder.num_classes,
-        val_fraction=folder.val_fraction,
+        val_fraction=spec.split_val_fraction(),
         test_fraction=folder.test_fraction,
         seed=folder.seed,
         patch_size=folder.patch_size,
@@ -106,7 +106,7 @@ def load_study_data(spec: StudySpec) -> StudyData:
         train, val = folder_datasets(
             Path(f.path),
             val_root=f.val_path,
-            val_fraction=f.val_fraction,
+            val_fraction=spec.split_val_fraction(),
             test_fraction=f.test_fraction,
             seed=f.seed,
             patch_size=plan.patch_size,

@@ -79,7 +79,7 @@ def _folder_test_set(spec: StudySpec, data: StudyData) -> Dataset:
             folder.path,
             test_fraction=folder.test_fraction,
             val_root=folder.val_path,
-            val_fraction=folder.val_fraction,
+            val_fraction=spec.split_val_fraction(),
             seed=folder.seed,
         )
     else:

@@ -134,7 +134,12 @@ def _data_problem(spec: StudySpec) -> str | None:
             f"{folder.test_fraction:g} both hold out test data: keep one (remove test_path, or set "
             "test_fraction: 0)"
         )
-    if folder.val_path is None and folder.val_fraction + folder.test_fraction >= 1:
+    # Under objective.folds val_fraction does not apply (StudySpec.split_val_fraction): not counted here.
+    if (
+        folder.val_path is None
+        and spec.objective.folds == 1
+        and folder.val_fraction + folder.test_fraction >= 1
+    ):
         return (
             f"data.folder.val_fraction {folder.val_fraction:g} + test_fraction {folder.test_fraction:g} "
             "must be below 1 (no image would be left to train on): lower one of them"

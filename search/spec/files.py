@@ -113,7 +113,10 @@ def describe_validation_error(error: ValidationError, root: type[BaseModel]) -> 
     if kind == "union_tag_not_found":
         return f"{path}.type is missing: set type to float, int or categorical"
     if kind == "string_pattern_mismatch":
-        return f"{path} may only use letters, digits, '_', '.' and '-' but got {_short(value)}"
+        return (
+            f"{path} must start with a letter or digit and use only letters, digits, '_', '.' and '-' "
+            f"but got {_short(value)}"
+        )
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:
         limit = next(iter(ctx.values()))

@@ -45,6 +45,8 @@ STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
 # Fixed settings that change where and how fast a trial runs, not what it learns: left out of the fingerprint
 # so that a study started on one machine can be continued on another.
 RUNTIME_SETTINGS = ("device", "num_workers", "channels_last", "compile", "cpus")
+# The split's validation share under objective.folds (StudySpec.split_val_fraction): one image, pooled back.
+POOLED_VAL_FRACTION = 1e-9
 
 __all__ = ["STUDIES_DIR", "Overrides", "SpecError", "StudySpec", "list_studies", "load_spec"]
 
@@ -105,7 +107,9 @@ class StudySpec(Section):
     only checks the structure.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # study name in the store; equals the file's stem
+    # study name in the store; equals the file's stem. An identifier (never '.', '..' or a path): it names
+    # the study's checkpoint folder under artifacts.path.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""  # one line shown by list_studies
     data: DataSpec = DataSpec()  # the data every trial trains and validates on
     objective: Objective = Objective()  # what a trial is scored by
@@ -121,6 +125,18 @@ class StudySpec(Section):
     test: TestScoring = TestScoring()  # which trials are scored on the held-out test data
     _source: Path | None = PrivateAttr(None)
     _origin: str = PrivateAttr("study spec")
+
+    def split_val_fraction(self) -> float:
+        """The validation share the split of a folder source takes.
+
+        ``data.folder.val_fraction``; under ``objective.folds`` (k >= 2) it does not apply, since the
+        training and validation images are one pool cut into folds: the split then takes the smallest
+        share (one image, pooled back), so that it never counts against ``test_fraction``. The pool, and
+        so the folds, and the test part are the same whatever the share (``unet.data.split_with_test``).
+        """
+        folder = self.data.folder
+        assert folder is not None  # asked for folder sources only, which have the section
+        return POOLED_VAL_FRACTION if self.objective.folds > 1 else folder.val_fraction
 
     @property
     def source(self) -> Path | None:

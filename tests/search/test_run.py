@@ -303,7 +303,7 @@ def test_the_same_study_file_runs_on_other_data_under_another_name(tmp_path, cap
     assert study.user_attrs["spec"]["data"]["folder"]["path"] == str(DSB)
     assert len(trials(url, "unet-smoke")) == 1  # the synthetic study is untouched
     assert main([*base, "--name", "bad name"]) == 2
-    assert "name may only use letters" in capsys.readouterr().err
+    assert "name must start with a letter or digit" in capsys.readouterr().err
 
 
 def test_every_study_names_its_objective(tmp_path):
@@ -313,3 +313,14 @@ def test_every_study_names_its_objective(tmp_path):
     assert study.metric_names == ["val_dice"]
     assert "value" not in study.trials_dataframe().columns
     assert "value_val_dice" in study.trials_dataframe().columns
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_a_name_that_is_a_path_is_refused_before_any_trial(tmp_path, capsys, name):
+    # Issue 22 case 10: '--name ..' ran, then crashed after the first complete trial (left RUNNING).
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["--study", "unet-smoke", "--storage", url, "--backend", "local", "--n-trials", "1"]
+    assert main([*args, "--name", name]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: name must start with a letter or digit") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from unet.checkpoint import load_checkpoint, save_checkpoint, save_run
+from unet.checkpoint import load_checkpoint, save_checkpoint, save_run, write_atomic
 from unet.config import ModelConfig, TrainConfig
 from unet.data import synthetic_datasets
 from unet.data.plan import make_plan, masks_fingerprint
@@ -120,3 +123,24 @@ def test_missing_corrupt_and_foreign_files_fail_in_one_line(tmp_path: Path, run:
         with pytest.raises(CheckpointError, match=message) as caught:
             load_checkpoint(path)
         assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.fixture
+def umask_of() -> Iterator[Callable[[int], None]]:
+    """Set the process's umask for one test, and put the old one back."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_write_atomic_gives_files_the_mode_of_the_umask(
+    tmp_path: Path, umask_of: Callable[[int], None], mask: int, mode: int
+) -> None:
+    # Issue 22 case 12: masks, scores.csv and exported models were 0600 whatever the umask.
+    umask_of(mask)
+    path = tmp_path / "scores.csv"
+    write_atomic(path, lambda f: f.write("image,dice\n"))
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert path.read_text() == "image,dice\n" and [p.name for p in tmp_path.iterdir()] == ["scores.csv"]

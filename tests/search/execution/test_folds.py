@@ -21,10 +21,11 @@ from search.execution import folds as folds_module
 from search.execution.data import load_study_data
 from search.execution.objective import TrialContext, execute_trial
 from search.execution.study import open_study
+from search.execution.testset import load_test_set
 from search.outcome import BEST_EPOCH, FOLD_BEST_EPOCHS, FOLD_VAL_DICE, STOP_DETAIL, STOP_MESSAGE
 from search.report.cli import main as report_main
 from search.retrain import main as retrain_main
-from search.spec.schema import StudySpec
+from search.spec.schema import StudySpec, load_spec
 from search.spec.space import build_config
 from search.store.engine import open_storage
 from unet.checkpoint import load_checkpoint
@@ -148,3 +149,21 @@ def test_more_folds_than_a_folders_images_is_one_line(tmp_path: Path, capsys) ->
     err = capsys.readouterr().err
     assert "2 image(s) are too few for 3 folds" in err and "objective.folds to at most 2" in err
     assert err.strip().count("\n") == 0
+
+
+def test_val_fraction_does_not_count_against_the_test_share_under_folds(tmp_path: Path) -> None:
+    # Issue 22 case 13: folds 2 with test_fraction 0.85 was refused with "no image would be left to train
+    # on" (val_fraction 0.2 + 0.85 >= 1), while val_fraction does not apply under folds.
+    root = dataset(tmp_path / "ten", sorted(p.stem for p in (DSB / "images").iterdir())[:10])
+    folder = {"path": str(root), "test_fraction": 0.85, "patch_size": 64}
+    path = study_file(
+        tmp_path, "mostly-test", data={"source": "folder", "folder": folder}, objective={"folds": 2}
+    )
+    spec = load_spec(str(path))
+    assert spec.data.folder is not None and spec.data.folder.val_fraction == 0.2  # the default, unused
+    data = load_study_data(spec)
+    test = load_test_set(spec, data)
+    assert test is not None and len(test) == 8  # round(10 * 0.85)
+    pool = {stem for _, val in data.folds for stem in val.stems}
+    assert len(data.folds) == 2 and len(pool) == 2 and pool.isdisjoint(test.stems)
+    assert all(set(train.stems) == pool - set(val.stems) for train, val in data.folds)

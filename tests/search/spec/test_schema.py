@@ -177,7 +177,7 @@ BAD_FILES = [
         [("budget: {", "objective: {direction: minimize}\nbudget: {")],
         "unknown objective.direction 'minimize'",
     ),
-    ("bad-study-name", [("name: unet-test", "name: unet test")], "name may only use letters, digits"),
+    ("bad-study-name", [("name: unet-test", "name: unet test")], "name must start with a letter or digit"),
     (
         "name-not-file-name",
         [("name: unet-test", "name: unet-other")],
@@ -518,3 +518,37 @@ def test_test_fraction_and_folds_are_part_of_the_fingerprint_only_when_set() -> 
         assert StudySpec.from_dict(data).fingerprint() == plain.fingerprint()
         data["data"]["folder"]["test_fraction"] = 0.2
         assert StudySpec.from_dict(data).fingerprint() != plain.fingerprint()
+
+
+@pytest.mark.parametrize("name", [".", "..", ".hidden", "a/b", "a\\b", "../other", "-flag", ""])
+def test_study_names_are_identifiers_whichever_way_they_enter(tmp_path: Path, name: str) -> None:
+    # Issue 22 case 10: '--name ..' was accepted and crashed after the first trial (its checkpoints under
+    # '<artifacts>/..'), '--name .' put them in the artifacts root that every study shares.
+    with pytest.raises(SpecError) as caught:
+        load_spec("unet-smoke").with_overrides(name=name)
+    message = str(caught.value)
+    assert message.startswith("name must start with a letter or digit and use only letters, digits, '_', '.'")
+    assert "\n" not in message
+    path = write_study(tmp_path, ("name: unet-test", f"name: {json.dumps(name)}"))
+    with pytest.raises(SpecError, match=r"^name must start with a letter or digit"):
+        load_spec(str(path))
+
+
+@pytest.mark.parametrize("name", ["unet-smoke", "smoke_on_dsb", "v1.2", "A9"])
+def test_ordinary_study_names_stay_accepted(name: str) -> None:
+    assert load_spec("unet-smoke").with_overrides(name=name).name == name
+
+
+def test_held_a_study_file_cannot_run_code(tmp_path: Path) -> None:
+    # Held in issue 22: study files are read with a SafeLoader, so a python tag is an error, not a call.
+    marker = tmp_path / "executed"
+    path = write_study(
+        tmp_path,
+        (
+            "description: a valid",
+            f"x: !!python/object/apply:os.system ['touch {marker}']\ndescription: a valid",
+        ),
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(path))
+    assert "\n" not in str(caught.value) and not marker.exists()
