@@ -69,8 +69,7 @@ def choose(
     """The trial to export (the best COMPLETE one, or ``number``) and its kept checkpoint.
 
     Raises:
-        ExportError: no such trial, no completed trial, a trial that did not complete, or the trial keeps no
-            checkpoint.
+        ExportError: no such trial, no completed trial, or the trial keeps no checkpoint.
     """
     by_number = {t.number: t for t in trials}
     if number is not None:
@@ -91,12 +90,9 @@ def choose(
                 f"study {study!r} has no completed trial yet: run python -m search.run --study {study} first"
             )
         trial = max(scored, key=lambda t: (t.value, -t.number))
-    if trial.state != TrialState.COMPLETE:
-        raise ExportError(
-            f"trial #{trial.number} of {study!r} is {trial.state.name}, not COMPLETE: only a completed trial "
-            f"has a model to export (leave --trial out for the best)"
-        )
-    entry = next((e for e in index if e["trial"] == trial.number), None)
+    # Only a COMPLETE trial has a model (a kill between the index and the tell can leave a FAILED one there).
+    complete = trial.state == TrialState.COMPLETE
+    entry = next((e for e in index if e["trial"] == trial.number), None) if complete else None
     if entry is None:
         have = ", ".join(f"#{e['trial']}" for e in index) or "none"
         raise ExportError(

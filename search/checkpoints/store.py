@@ -55,7 +55,9 @@ def default_location(storage_url: str) -> str | None:
 
 def store_default_location(storage: optuna.storages.BaseStorage) -> str | None:
     """:func:`default_location` of an opened store (also of a SQLite file opened read-only)."""
-    engine = getattr(storage, "engine", None)
+    # optuna.load_study(storage=URL) wraps the RDBStorage in a cache that does not pass ``engine`` on.
+    backend = getattr(storage, "_backend", storage)
+    engine = getattr(backend, "engine", None)
     if engine is None:
         return None
     url = engine.url
