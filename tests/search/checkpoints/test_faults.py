@@ -120,6 +120,7 @@ def copy_store(backend: str, tmp_path: Path, server_admin) -> Iterator:
             c.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_copied_store_and_folder_work_on_their_own(storage_url, tmp_path, capsys, copy_store) -> None:
     url, name = storage_url, "copied"
@@ -176,6 +177,7 @@ def test_a_store_with_absolute_locations_is_still_read(tmp_path, capsys) -> None
 # Case 3 ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_corrupt_or_missing_kept_checkpoint_is_skipped_by_test_scoring(
     storage_url, tmp_path, capsys, caplog
@@ -230,6 +232,50 @@ def test_files_no_trial_recorded_are_swept(storage_url, tmp_path, capsys) -> Non
     assert_index_is_the_files(url, name, folder)
 
 
+KILLED_DURING_THE_UPLOAD = """
+import os, shutil, signal, sys
+from search import run
+from search.store.retry import RetryingRDBStorage
+if sys.argv[1] == "during-the-write":
+    def copy(source, target, *args):
+        target.write(source.read(1000))
+        target.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    shutil.copyfileobj = copy
+else:  # the file is written, Optuna has not recorded it yet
+    record = RetryingRDBStorage.set_trial_system_attr
+    def killed(self, trial_id, key, value):
+        if key.startswith("artifacts:"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        record(self, trial_id, key, value)
+    RetryingRDBStorage.set_trial_system_attr = killed
+sys.exit(run.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("moment", ["during-the-write", "before-optuna-records-it"])
+def test_a_kill_during_an_upload_leaves_no_file_behind(storage_url, tmp_path, capsys, moment) -> None:
+    url, name = storage_url, "cut"
+    study = tiny(tmp_path, name, url, budget={"n_trials": 1}, execution={"max_retries": 1})
+    args = ["--study", str(study), "--storage", url, "--backend", "local"]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_DURING_THE_UPLOAD, moment, *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    folder = root_of(url, tmp_path) / name
+    assert len(files(folder)) == 1 and stored_index(url, name) == []  # what the kill left
+    status, _, err = search(url, study, capsys)
+    assert status == 0, err
+    assert len(assert_index_is_the_files(url, name, folder)) == 1  # the retry's
+
+
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (root only), unmounted afterwards."""
@@ -270,6 +316,7 @@ def test_a_disk_full_during_the_search_leaves_no_partial_file(
 # Case 5 ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_artifacts_folder_deleted_during_a_search(
     storage_url, tmp_path, capsys, caplog, monkeypatch
@@ -319,6 +366,7 @@ sys.exit(run.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_trial_killed_before_its_tell_keeps_no_checkpoint(storage_url, tmp_path, capsys) -> None:
     url, name = storage_url, "told"
