@@ -37,7 +37,7 @@ import optuna
 import torch
 import yaml
 from optuna.artifacts.exceptions import ArtifactNotFound
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from search.checkpoints.keep import download, kept
 from search.checkpoints.store import ArtifactsError
@@ -95,7 +95,9 @@ def choose(
                 f"study {study!r} has no trained trial yet: run python -m search.run --study {study} first"
             )
         trial = best
-    entry = next((e for e in index if e["trial"] == trial.number), None)
+    # Only a COMPLETE trial has a model (a kill between the index and the tell can leave a FAILED one there).
+    complete = trial.state == TrialState.COMPLETE
+    entry = next((e for e in index if e["trial"] == trial.number), None) if complete else None
     if entry is None:
         have = ", ".join(f"#{e['trial']}" for e in index) or "none"
         kept_best = f", or export the best kept one with --trial {index[0]['trial']}" if index else ""

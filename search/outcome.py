@@ -41,7 +41,7 @@ FOLD_BEST_EPOCHS = "fold_best_epochs"  # objective.folds: the epochs of those va
 # How it trained:
 TRAIN_IMAGES = "train_images"  # images per epoch, for the compute in reports
 CPU_THREADS = "cpu_threads"  # torch's intra-op threads, so that search.retrain reproduces the numbers
-CHECKPOINT = "checkpoint"  # the kept checkpoint: {"artifact_id", "location", "epoch"} (search.checkpoints)
+CHECKPOINT = "checkpoint"  # the kept checkpoint: {"artifact_id", "epoch"} (search.checkpoints)
 CHECKPOINT_ERROR = "checkpoint_error"  # why its checkpoint could not be kept (the first 300 characters)
 # Where it ran (search.store.heartbeat; the Ray worker):
 WORKER_HOST = "worker_host"  # host name of the worker process
@@ -93,9 +93,10 @@ SPEC_SOURCE = "spec_source"  # the study file's path ("" for a spec built in cod
 DATA_PLAN = "data_plan"  # the patch size and why (unet.data.plan), as plain data
 TEST_SCORES = "test_scores"  # held-out test scores by trial number (str), search.execution.testset
 CHECKPOINTS = "checkpoints"  # the kept checkpoints' index, best first (search.checkpoints.keep)
+CHECKPOINTS_ROOT = "checkpoints_root"  # the artifact root the index is relative to; null: the store's default
 
 STUDY_ATTRS: frozenset[str] = frozenset(
-    {SPEC, SPEC_FINGERPRINT, SPEC_SOURCE, DATA_PLAN, TEST_SCORES, CHECKPOINTS}
+    {SPEC, SPEC_FINGERPRINT, SPEC_SOURCE, DATA_PLAN, TEST_SCORES, CHECKPOINTS, CHECKPOINTS_ROOT}
 )
 
 # Optuna's own system attribute of an enqueued trial: the parameters it was enqueued with.
@@ -262,7 +263,7 @@ def cpu_threads(source: Attributed) -> int | None:
 
 
 def kept_checkpoint(source: Attributed) -> dict[str, Any]:
-    """The trial's kept checkpoint (:data:`CHECKPOINT`: artifact_id, location, epoch); empty when none."""
+    """The trial's kept checkpoint (:data:`CHECKPOINT`: artifact_id, epoch); empty when none."""
     entry = _attrs(source).get(CHECKPOINT)
     return dict(entry) if isinstance(entry, Mapping) else {}
 

@@ -18,7 +18,7 @@ import optuna
 import sqlalchemy as sa
 from optuna.exceptions import StorageInternalError
 
-from search.checkpoints.keep import describe_policy, sweep_orphans
+from search.checkpoints.keep import Reconciled, describe_policy, reconcile
 from search.checkpoints.store import ArtifactsError
 from search.execution.data import depth_choices, inspect_study_data, load_study_data, plan_study_data
 from search.execution.progress import Progress, summary
@@ -146,7 +146,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_and_summarise(args: argparse.Namespace, run: StudyRun, progress: Progress, shown: str) -> int:
-    """Run the trials, then print the summary; returns the exit status (130: interrupted)."""
+    """Run the trials, then print the summary; returns the exit status (130: interrupted).
+
+    The checkpoint index is reconciled with its files before the trials and after them (before the test
+    scoring reads it): what was missing, left unfinished or swept is said in one line each.
+    """
+    spec = run.spec
+    if run.checkpoints.enabled:
+        print_reconciled(reconcile(run.storage, spec.name, run.checkpoints), spec.name)
     try:
         with sigterm_as_interrupt():
             status = run_trials(args, run, progress)
@@ -154,18 +161,42 @@ def run_and_summarise(args: argparse.Namespace, run: StudyRun, progress: Progres
         running = "the running trial is" if args.backend == "local" else "running trials are"
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
-    spec = run.spec
+    if run.checkpoints.enabled:
+        print_reconciled(reconcile(run.storage, spec.name, run.checkpoints), spec.name)
     if run.test is not None and status == 0:
         if run.checkpoints.enabled:
             score_on_test(run.storage, spec.name, run.test, top_k=spec.test.top_k)
         else:
             print("Test data: not scored, since no checkpoint is kept (see artifacts)", file=sys.stderr)
-    if run.checkpoints.enabled:
-        swept = sweep_orphans(run.storage, spec.name)
-        if swept:
-            print(f"Removed {len(swept)} checkpoint(s) of lost workers that no trial keeps", file=sys.stderr)
     print(summary(run.study, n_trials=spec.budget.n_trials, storage_display=shown))
     return status
+
+
+def print_reconciled(done: Reconciled, study: str) -> None:
+    """One line for each kind of change the checkpoint reconciliation made (nothing when none)."""
+    if done.missing:
+        print(
+            f"warning: the kept checkpoint(s) of trial(s) {_numbers(done.missing)} are missing from "
+            f"{done.folder} (deleted?): dropped from the index; rebuild one with "
+            f"python -m search.retrain --study {study} --trial N --out DIR",
+            file=sys.stderr,
+        )
+    if done.unfinished:
+        print(
+            f"Checkpoints: trial(s) {_numbers(done.unfinished)} did not complete (a worker was lost before "
+            f"its result was stored): their checkpoints are removed",
+            file=sys.stderr,
+        )
+    if done.swept:
+        print(
+            f"Checkpoints: removed {len(done.swept)} file(s) from {done.folder} that no kept trial names "
+            f"(partial, empty or unrecorded uploads of a full disk or a lost worker)",
+            file=sys.stderr,
+        )
+
+
+def _numbers(trials: tuple[int, ...]) -> str:
+    return ", ".join(f"#{n}" for n in trials)
 
 
 def finished_summary(spec: StudySpec, location: StoreLocation, error: StoreReadOnlyError) -> int:

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial
 from torch.utils.data import Dataset
 
 from search.checkpoints.keep import CheckpointPolicy, checkpoint_policy
-from search.checkpoints.store import open_location
+from search.checkpoints.store import probe_location
 from search.execution.data import StudyData, load_study_data
 from search.execution.local import run_local
 from search.execution.objective import TrialContext
@@ -73,7 +73,7 @@ def open_study_run(spec: StudySpec, location: StoreLocation) -> StudyRun:
         DataError: the study's data folder is not usable (nothing is created in the store).
         StoreError: the store cannot be opened.
         StudyConflictError: the store holds a study of that name made from a different study file.
-        ArtifactsError: the study's artifacts location cannot be used.
+        ArtifactsError: the study's artifacts location cannot be created or written.
     """
     data = load_study_data(spec)
     test = load_test_set(spec, data)  # checked before the store is touched, like the data
@@ -81,7 +81,8 @@ def open_study_run(spec: StudySpec, location: StoreLocation) -> StudyRun:
     # First: a read-only store is read-only whatever the artifacts' folder.
     storage = open_storage(location, outage_window_s=spec.execution.store_outage_s)
     if checkpoints.location is not None and checkpoints.enabled:
-        open_location(checkpoints.location)  # a location that cannot be used fails here, not in a trial
+        # A location that cannot be used (missing, read-only, full) fails here, not in a trial.
+        probe_location(checkpoints.location)
     study, created = open_study(storage, spec)
     study.set_user_attr(DATA_PLAN, data.plan.to_dict())  # the patch size and why, with the study
     return StudyRun(

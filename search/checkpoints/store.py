@@ -9,11 +9,20 @@ Every study's files are under ``<location>/<study name>/<artifact id>``, so dele
 prefix) removes all its checkpoints, and no other study's. Optuna knows the artifacts by id only; the
 ``StudyPrefixed`` wrapper adds the study's prefix and ``DashboardArtifacts`` finds it again for the
 dashboard from the study index (``search.outcome.CHECKPOINTS``).
+
+A folder's files appear whole or not at all (written under a temporary name, renamed into place, removed
+when the write fails), and ``probe_location`` writes and removes a file at start-up: a read-only or full
+folder is refused before any trial (as root, ``os.access`` says yes to a read-only mount).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import shutil
+import urllib.parse
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -29,6 +38,10 @@ if TYPE_CHECKING:
 
 S3_SCHEME = "s3://"
 ARTIFACT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # Optuna's ids are UUIDs
+# The name a folder store gives a file while it is written (renamed to the artifact id when whole).
+PARTIAL_SUFFIX = ".partial"
+# Bytes the start-up probe writes: a folder with less room fails there rather than in a trial.
+PROBE_BYTES = 4096
 
 
 class ArtifactsError(ValueError):
@@ -42,6 +55,20 @@ def default_location(store: StoreLocation) -> str | None:
         return None
     db = db.expanduser().resolve()
     return str(db.with_name(f"{db.stem}-artifacts"))
+
+
+def store_default_location(storage: optuna.storages.BaseStorage) -> str | None:
+    """:func:`default_location` of an opened store (also of a SQLite file opened read-only)."""
+    # optuna.load_study(storage=URL) wraps the RDBStorage in a cache that does not pass ``engine`` on.
+    backend = getattr(storage, "_backend", storage)
+    engine = getattr(backend, "engine", None)
+    if engine is None:
+        return None
+    url = engine.url
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database.startswith("file:"):  # read-only: file:PATH?mode=ro
+        url = url.set(database=urllib.parse.unquote(database[len("file:") :]), query={})
+    return default_location(StoreLocation.parse(url.render_as_string(hide_password=False)))
 
 
 def resolve_location(path: str | None, store: StoreLocation) -> str | None:
@@ -77,7 +104,45 @@ def open_location(location: str) -> ArtifactStore:
         raise ArtifactsError(
             f"artifacts.path {location!r} cannot be created ({e.strerror}): choose a writable folder"
         ) from e
-    return FileSystemArtifactStore(folder)
+    return _Folder(folder)
+
+
+def probe_location(location: str) -> None:
+    """Open ``location`` and, for a folder, write and remove a small file in it.
+
+    Raises:
+        ArtifactsError: the location cannot be opened, or the folder cannot be written (read-only, full).
+    """
+    open_location(location)
+    if location.startswith(S3_SCHEME):
+        return  # a bucket's permissions show at the first upload, which warns and loses only that file
+    probe = Path(location) / f".probe-{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+    try:
+        _write_probe(probe)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        raise ArtifactsError(
+            f"the checkpoint folder {location!r} cannot be written ({e.strerror or e}): make it writable "
+            f"or free space, or set artifacts.path in the study file to another folder "
+            f"(artifacts.keep_top_k: 0 keeps none)"
+        ) from e
+    probe.unlink()
+
+
+def _write_probe(path: Path) -> None:
+    with open(path, "wb") as f:
+        f.write(b"\0" * PROBE_BYTES)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def study_files(location: str, study_name: str) -> list[Path] | None:
+    """The files in one study's folder (None for an S3 location, whose keys are not listed)."""
+    if location.startswith(S3_SCHEME):
+        return None
+    folder = Path(location) / study_name
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
 def study_store(location: str, study_name: str) -> ArtifactStore:
@@ -104,6 +169,36 @@ def checked_id(artifact_id: str) -> str:
 def study_folder(location: str, study_name: str) -> str:
     """Where one study's checkpoints are: the folder (or S3 prefix) to remove with the study."""
     return f"{location.rstrip('/')}/{study_name}"
+
+
+class _Folder:
+    """Optuna's folder store whose files appear whole: written as ``<id>.partial``, then renamed."""
+
+    def __init__(self, folder: Path) -> None:
+        self.inner = FileSystemArtifactStore(folder)
+        self.folder = folder
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self.inner.open_reader(artifact_id)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        target = self.folder / artifact_id
+        if os.path.commonpath([self.folder.resolve(), target.resolve()]) != str(self.folder.resolve()):
+            raise ValueError(f"Invalid artifact_id: {artifact_id}")
+        partial = target.with_name(target.name + PARTIAL_SUFFIX)
+        try:
+            with open(partial, "wb") as f:
+                shutil.copyfileobj(content_body, f)
+                f.flush()
+                os.fsync(f.fileno())
+            partial.replace(target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise
+
+    def remove(self, artifact_id: str) -> None:
+        self.inner.remove(artifact_id)
 
 
 class _Prefixed:
@@ -138,9 +233,14 @@ class DashboardArtifacts:
         self.storage = storage
 
     def _find(self, artifact_id: str) -> ArtifactStore:
+        # Imported here: keep imports this module (the index and where its entries are live there).
+        from search.checkpoints.keep import kept
+
         for summary in self.storage.get_all_studies():
-            for entry in checkpoint_index(summary):
-                if entry.get("artifact_id") == artifact_id:
+            if not any(e.get("artifact_id") == artifact_id for e in checkpoint_index(summary)):
+                continue
+            for entry in kept(self.storage, summary.study_name):
+                if entry["artifact_id"] == artifact_id and entry["location"] is not None:
                     return study_store(entry["location"], summary.study_name)
         raise ArtifactNotFound(f"artifact {artifact_id} is not a kept checkpoint of any study")
 

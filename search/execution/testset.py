@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+from optuna.artifacts.exceptions import ArtifactNotFound
 from torch.utils.data import Dataset
 
 from search.checkpoints.keep import download, kept
@@ -35,7 +36,7 @@ from unet.checkpoint import load_checkpoint
 from unet.data import synthetic_datasets
 from unet.data.files import Pair, paired_files
 from unet.data.heldout import held_out_dataset, held_out_pairs
-from unet.errors import DataError
+from unet.errors import DataError, UNetError
 from unet.validation import evaluate
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ def score_on_test(
 ) -> dict[str, dict[str, Any]]:
     """Score the best ``top_k`` kept checkpoints on ``test`` (those not scored yet) and store the scores.
 
+    A checkpoint that is missing or cannot be read is skipped with a warning.
+
     Returns:
         Every test score of the study, by trial number (as a string: JSON keys).
     """
@@ -133,8 +136,21 @@ def score_on_test(
             continue  # scored once: a resumed run does not score it again
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.pt"
-            download(entry, study_name, path)
-            checkpoint = load_checkpoint(path)
+            try:
+                download(entry, study_name, path)
+                checkpoint = load_checkpoint(path)
+            except (ArtifactNotFound, UNetError, OSError) as e:
+                # One unreadable checkpoint costs its score, not the others' or the run's summary.
+                logger.warning(
+                    "trial %s's kept checkpoint %s cannot be read (%s): skipped; rebuild it with "
+                    "python -m search.retrain --study %s --trial %s --out DIR",
+                    key,
+                    f"{entry['location']}/{study_name}/{entry['artifact_id']}",
+                    _one_line(e).replace(str(path), "it"),
+                    study_name,
+                    key,
+                )
+                continue
         with torch.inference_mode():
             result = evaluate(checkpoint.model, test, num_classes=checkpoint.config.model.num_classes)
         scores[key] = {
@@ -148,3 +164,7 @@ def score_on_test(
         logger.info("trial %s: test Dice %.4f (val %.4f)", key, result.dice, entry["value"])
     storage.set_study_user_attr(study_id, TEST_SCORES, scores)
     return scores
+
+
+def _one_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

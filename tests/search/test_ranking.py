@@ -52,9 +52,8 @@ def study_url(tmp_path: Path) -> str:
     for state, dice, reason in TRIALS:
         study.add_trial(_trial(state, dice, reason))
     study_id = storage.get_study_id_from_name("peaks")
-    # Both the winner and the best COMPLETE trial kept a checkpoint (e.g. a paused trial's, issue 19).
-    index = [{"trial": n, "artifact_id": f"a{n}", "location": str(tmp_path), "epoch": 2, "value": v}
-             for n, v in ((1, 0.68), (0, 0.62))]  # fmt: skip
+    # Only COMPLETE trials keep a checkpoint: the best COMPLETE one (#0) has one, the pruned winner none.
+    index = [{"trial": 0, "artifact_id": "a0", "location": str(tmp_path), "epoch": 2, "value": 0.62}]
     storage.set_study_user_attr(study_id, "checkpoints", index)
     storage.engine.dispose()
     return url
@@ -65,16 +64,10 @@ def test_every_command_names_the_same_winner(study_url: str, tmp_path: Path) -> 
     record = load_study_record(storage, "peaks")
     assert [t.number for t in rank_trials(record.trials)] == [1, 5, 0, 2]
     assert pick_trial(record.trials, "peaks").number == 1  # search.retrain
-    assert choose(record.trials, kept(storage, "peaks"), "peaks", None)[0].number == 1  # search.export
+    # search.export names the same winner, and since it has no checkpoint, says how to rebuild it.
+    with pytest.raises(ExportError, match=r"trial #1 of 'peaks' has no kept checkpoint.*--trial 0"):
+        choose(record.trials, kept(storage, "peaks"), "peaks", None)
     study = optuna.load_study(study_name="peaks", storage=storage)
     assert "Best trial #1: val Dice 0.6800 at epoch 2" in summary(study, n_trials=6, storage_display="s")
     assert report_main(["--storage", study_url, "--study", "peaks", "--out", str(tmp_path / "r")]) == 0
     assert "Trial #1: val Dice 0.68" in (tmp_path / "r" / "summary.md").read_text()
-
-
-def test_export_names_the_winner_even_without_its_checkpoint(study_url: str) -> None:
-    storage = open_storage(study_url, read_only=True)
-    record = load_study_record(storage, "peaks")
-    only_complete = [e for e in kept(storage, "peaks") if e["trial"] == 0]
-    with pytest.raises(ExportError, match=r"trial #1 of 'peaks' has no kept checkpoint.*--trial 0"):
-        choose(record.trials, only_complete, "peaks", None)

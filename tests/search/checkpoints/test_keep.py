@@ -11,10 +11,11 @@ from optuna.artifacts import upload_artifact
 
 from search.checkpoints.keep import (
     CheckpointPolicy,
+    Reconciled,
     download,
     keep_checkpoint,
     kept,
-    sweep_orphans,
+    reconcile,
 )
 from search.checkpoints.store import (
     ArtifactsError,
@@ -65,14 +66,13 @@ def test_only_the_top_k_keep_a_checkpoint(storage, tmp_path: Path) -> None:
     assert [(e["trial"], e["value"]) for e in index] == [(4, 0.8), (1, 0.7)]
     # Exactly the kept files exist: 0.5 and 0.6 were evicted when better trials came.
     assert files(location, "s") == {e["artifact_id"] for e in index}
-    assert sweep_orphans(storage, "s") == []
+    assert reconcile(storage, "s", policy) == Reconciled(folder=str(location / "s"))
     # Each trial says what it uploaded; the kept one downloads intact.
     trial = study.trials[4]
-    assert trial.user_attrs[CHECKPOINT] == {
-        "artifact_id": index[0]["artifact_id"],
-        "location": str(location),
-        "epoch": 3,
-    }
+    assert trial.user_attrs[CHECKPOINT] == {"artifact_id": index[0]["artifact_id"], "epoch": 3}
+    # The index holds no folder: its entries are read under the study's root.
+    assert all("location" not in e for e in study.user_attrs[CHECKPOINTS])
+    assert {e["location"] for e in index} == {str(location)}
     download(index[0], "s", tmp_path / "got.pt")
     assert json.loads((tmp_path / "got.pt").read_text()) == {"trial": 4, "value": 0.8}
 
@@ -95,8 +95,9 @@ def test_no_location_or_k_zero_keeps_nothing(storage, tmp_path: Path) -> None:
 def test_a_file_the_index_does_not_name_is_swept(storage, tmp_path: Path) -> None:
     # A worker that died between its upload and the index update.
     location = tmp_path / "artifacts"
+    policy = CheckpointPolicy(str(location), keep_top_k=1)
     study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
-    finish(study, storage, CheckpointPolicy(str(location), keep_top_k=1), 0.5)
+    finish(study, storage, policy, 0.5)
     lost = study.ask()
     (tmp_path / "model.pt").write_bytes(b"weights")
     orphan = upload_artifact(
@@ -106,7 +107,7 @@ def test_a_file_the_index_does_not_name_is_swept(storage, tmp_path: Path) -> Non
     )
     study.tell(lost, state=optuna.trial.TrialState.FAIL)
     assert orphan in files(location, "s")
-    assert sweep_orphans(storage, "s") == [orphan]
+    assert reconcile(storage, "s", policy).swept == (orphan,)
     assert files(location, "s") == {kept(storage, "s")[0]["artifact_id"]}
 
 
