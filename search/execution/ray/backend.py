@@ -46,7 +46,8 @@ def run_ray(
     study: optuna.Study,
     ctx: TrialContext,
     *,
-    n_trials: int,
+    n_trials: int | None = None,
+    compute: float | None = None,
     timeout: float | None = None,
     address: str | None = None,
     verbose: bool = False,
@@ -54,7 +55,7 @@ def run_ray(
     on_trial: OnTrial | None = None,
     reuse_actors: bool = True,
 ) -> Counts:
-    """Run trials on Ray until the study has ``n_trials`` counted trials or ``timeout`` seconds passed.
+    """Run trials on Ray until the budget is spent or ``timeout`` seconds passed.
 
     Args:
         study: the study (:func:`search.execution.study.open_study`).
@@ -62,7 +63,9 @@ def run_ray(
             report every epoch to it, e.g. for a live progress line). The workers open the store from
             ``ctx.storage.url``: open it from :func:`search.store.location.storage_url`'s value, whose
             SQLite paths are absolute.
-        n_trials: counted trials the study should end with (finished ones included).
+        n_trials: at most this many counted trials (finished ones included; None: no cap).
+        compute: full trials' worth of epochs to spend (spent ones included; None: no compute limit;
+            :mod:`search.execution.budget`).
         timeout: seconds after which no new trial starts.
         address: a Ray cluster to join (``ray.init(address=...)``); None starts a local Ray, with the
             machine's CPUs and GPUs, and shuts it down at the end. When Ray is already initialised in
@@ -97,6 +100,7 @@ def run_ray(
             study,
             ctx,
             n_trials=n_trials,
+            compute=compute,
             timeout=timeout,
             grace_seconds=grace_seconds,
             on_trial=on_trial,
