@@ -86,11 +86,11 @@ def test_a_compute_budget_buys_more_trials_than_pruning_saves_and_resuming_count
     monkeypatch.chdir(tmp_path)
     base = ["--study", str(path), "--storage", url, "--backend", "local"]
     # --n-trials still caps the proposals.
-    assert main([*base, "--n-trials", "2"]) == 0
+    assert main([*base, "--n-trials", "2", "--compute", "2"]) == 0
     assert len(trials(url, "spend")) == 2
     first = sum(EpochStore(open_storage(url).engine).epochs_per_trial("spend").values())
     capsys.readouterr()
-    # Resumed without the cap (and the budget's compute may change without a conflict): it counts
+    # Resumed without the cap and with another compute (a budget change is no conflict): it counts
     # the epochs spent before and starts trials until no full trial fits in the 9 epochs.
     assert main([*base, "--compute", "3"]) == 0
     out, err = capsys.readouterr()
