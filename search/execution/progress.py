@@ -124,9 +124,11 @@ class Progress:
 
 def _standing(counts: Counts, n_trials: int | None, spent: Compute | None) -> str:
     """``compute 4.2/16, 9 trials`` under a compute budget (full trials), ``9/16`` under a cap of trials."""
+    plural = "" if counts.finished == 1 and n_trials is None else "s"
     if spent is None or spent.budget is None:
-        return f"{counts.finished}/{n_trials}" if n_trials is not None else f"{counts.finished} trials"
-    trials = f"{counts.finished}/{n_trials} trials" if n_trials is not None else f"{counts.finished} trials"
+        return f"{counts.finished}/{n_trials}" if n_trials is not None else f"{counts.finished} trial{plural}"
+    of = f"/{n_trials}" if n_trials is not None else ""
+    trials = f"{counts.finished}{of} trial{plural}"
     return f"compute {spent.spent_trials:.1f}/{spent.budget / spent.trial_epochs:g}, {trials}"
 
 

@@ -123,5 +123,5 @@ def test_under_a_compute_budget_the_line_and_estimate_count_compute_left(study: 
     progress.on_trial(frozen, TrialOutcome(TrialState.PRUNED, reason="underperforming"), count_trials(study))
     # 10 s per epoch; 12 - 2 epochs of the budget left, however many trials they buy.
     assert progress.remaining_seconds(count_trials(study), compute()) == pytest.approx(100)
-    assert stream.getvalue().startswith("[compute 0.5/3, 1 trials] 0 complete, 1 pruned")
+    assert stream.getvalue().startswith("[compute 0.5/3, 1 trial] 0 complete, 1 pruned")
     assert "~1m40s left" in stream.getvalue()
