@@ -3,7 +3,7 @@
 This module is the store's schema above Optuna's tables: every trial and study user attribute we write
 is named here once (:data:`TRIAL_ATTRS`, :data:`STUDY_ATTRS`), with a comment saying what it holds, and
 read through the typed readers below (:func:`best_epoch`, :func:`test_scores`, :func:`trial_worker`,
-...). No other module types a key as a string literal (``tests/search/test_schema.py`` checks it);
+...). No other module types a key as a string literal (``tests/search/test_attribute_keys.py`` checks it);
 optuna-dashboard and SQL queries read the attributes by these names.
 
 A stopped or failed trial carries four user attributes (:data:`STOP_REASON`, :data:`STOP_EPOCH`,

@@ -20,6 +20,7 @@ from optuna.exceptions import StorageInternalError
 
 from search.checkpoints.keep import Reconciled, describe_policy, reconcile
 from search.checkpoints.store import ArtifactsError
+from search.execution.budget import Compute, Limits, describe_budget, measure_compute
 from search.execution.data import depth_choices, inspect_study_data, load_study_data, plan_study_data
 from search.execution.progress import Progress, summary
 from search.execution.signals import sigterm_as_interrupt
@@ -28,6 +29,7 @@ from search.execution.testset import score_on_test
 from search.service import BACKENDS, StudyRun, open_study_run, run_study
 from search.spec.schema import Overrides, SpecError, StudySpec, list_studies, load_spec
 from search.store.engine import StoreError, open_storage
+from search.store.epochs import EpochStore
 from search.store.errors import StoreLostError, StoreReadOnlyError
 from search.store.location import StoreLocation, add_storage_option
 from unet.errors import UNetError
@@ -44,7 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the shipped studies and exit")
     add_storage_option(p)
     p.add_argument("--data", type=Path, help="train on this folder (DIR/images, DIR/masks) instead")
-    p.add_argument("--n-trials", type=int, help="trials the study should have in total (resuming counts)")
+    p.add_argument(
+        "--n-trials",
+        type=int,
+        help="at most this many trials in total (resuming counts them): a cap on proposals beside the "
+        "budget's compute, which still ends the search when it is spent",
+    )
+    p.add_argument(
+        "--compute",
+        type=float,
+        help="the budget in full trials' worth of epochs (max_epochs x training images each; resuming "
+        "counts what was spent): trials start until it is spent",
+    )
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     p.add_argument("--seed", type=int, help="sampler seed")
     p.add_argument(
@@ -68,11 +81,14 @@ def resolve(args: argparse.Namespace) -> tuple[StudySpec, StoreLocation]:
     """The spec with the command-line overrides applied, and the store's location."""
     if args.n_trials is not None and args.n_trials < 1:
         raise SpecError(f"--n-trials must be >= 1 but got {args.n_trials}")
+    if args.compute is not None and not args.compute > 0:
+        raise SpecError(f"--compute must be > 0 full trials but got {args.compute}")
     if args.timeout is not None and not args.timeout > 0:
         raise SpecError(f"--timeout must be > 0 seconds but got {args.timeout}")
     overrides = Overrides(
         data_path=args.data,
         n_trials=args.n_trials,
+        compute=args.compute,
         timeout=args.timeout,
         seed=args.seed,
         patch_size=args.patch_size,
@@ -114,19 +130,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    n_trials, timeout = spec.budget.n_trials, spec.budget.timeout
+    budget = spec.budget
     before = count_trials(run.study)
     print(
         f"Study {spec.name} ({spec.source or 'spec'}): {'created' if run.created else 'resumed'} in {shown}",
         file=sys.stderr,
     )
+    of_trials = f" of {budget.n_trials}" if budget.n_trials is not None else ""
+    spent = measure_compute(run.study, run.epochs, spec, compute=budget.compute)
     print(
         f"Data: {run.data.description}; plan: {run.data.plan.format()}; backend {args.backend}; "
-        f"{before.finished} of {n_trials} trials already finished",
+        f"budget: {describe_budget(spec)}; {before.finished}{of_trials} trials already finished, "
+        f"{spent.spent_trials:.1f} full trials' compute spent",
         file=sys.stderr,
     )
     print(f"Checkpoints: {describe_policy(run.checkpoints, spec.name)}", file=sys.stderr)
-    progress = Progress(run.study, n_trials=n_trials, max_epochs=spec.budget.max_epochs, timeout=timeout)
+
+    def compute() -> Compute:
+        return measure_compute(run.study, run.epochs, spec, compute=budget.compute)
+
+    progress = Progress(
+        run.study,
+        n_trials=budget.n_trials,
+        max_epochs=budget.max_epochs,
+        timeout=budget.timeout,
+        compute=compute if budget.compute is not None else None,
+    )
     try:
         status = run_and_summarise(args, run, progress, shown)
     except StoreLostError as e:
@@ -168,7 +197,8 @@ def run_and_summarise(args: argparse.Namespace, run: StudyRun, progress: Progres
             score_on_test(run.storage, spec.name, run.test, top_k=spec.test.top_k)
         else:
             print("Test data: not scored, since no checkpoint is kept (see artifacts)", file=sys.stderr)
-    print(summary(run.study, n_trials=spec.budget.n_trials, storage_display=shown))
+    spent = measure_compute(run.study, run.epochs, spec, compute=spec.budget.compute)
+    print(summary(run.study, n_trials=spec.budget.n_trials, storage_display=shown, spent=spent))
     return status
 
 
@@ -202,17 +232,19 @@ def _numbers(trials: tuple[int, ...]) -> str:
 def finished_summary(spec: StudySpec, location: StoreLocation, error: StoreReadOnlyError) -> int:
     """Print the summary of a study a read-only store already holds in full; else say why not (2)."""
     try:
-        study = optuna.load_study(study_name=spec.name, storage=open_storage(location, read_only=True))
+        storage = open_storage(location, read_only=True)
+        study = optuna.load_study(study_name=spec.name, storage=storage)
     except (StoreError, KeyError):
         print(f"error: {error}", file=sys.stderr)
         return 2
     counts = count_trials(study)
-    if counts.finished < spec.budget.n_trials or counts.running:
+    spent = measure_compute(study, EpochStore(storage.engine), spec, compute=spec.budget.compute)
+    if not Limits.of(spec).reached(counts, spent):
         print(f"error: {error}", file=sys.stderr)
         return 2
     shown = location.shown
     print(f"Study {spec.name}: finished, read from the read-only store {shown}", file=sys.stderr)
-    print(summary(study, n_trials=spec.budget.n_trials, storage_display=shown))
+    print(summary(study, n_trials=spec.budget.n_trials, storage_display=shown, spent=spent))
     return 0
 
 
@@ -250,8 +282,8 @@ def dry_run(spec: StudySpec, shown: str) -> int:
     report = inspect_study_data(spec)
     print(f"Study {spec.name} from {spec.source}: {spec.description}")
     print(
-        f"Space: {', '.join(spec.space)}; {spec.budget.n_trials} trials of up to "
-        f"{spec.budget.max_epochs} epochs; sampler {spec.sampler.name} seed {spec.sampler.seed}"
+        f"Space: {', '.join(spec.space)}; budget: {describe_budget(spec)}; "
+        f"sampler {spec.sampler.name} seed {spec.sampler.seed}"
     )
     if spec.objective.folds > 1:
         print(

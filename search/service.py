@@ -1,8 +1,8 @@
 """One way to run a study, for the command line, the Kubernetes workers and the benchmarks alike.
 
 :func:`open_study_run` loads what a run needs once (the data, the store from its one URL, the study,
-created or resumed) and :func:`run_study` runs the trials on the chosen backend until the study has its
-trial count. The spec comes in built (``search.spec.schema.load_spec``, with the command line's
+created or resumed) and :func:`run_study` runs the trials on the chosen backend until the study's budget
+is spent. The spec comes in built (``search.spec.schema.load_spec``, with the command line's
 overrides applied before its one validation) and travels as it is to the Ray workers.
 
 This module sits beside the packages rather than inside ``execution/``: it wires spec, data, store and
@@ -108,7 +108,7 @@ def run_study(
     grace_seconds: float = 60.0,
     reuse_actors: bool = True,
 ) -> Counts:
-    """Run trials until the study has the spec's ``budget.n_trials`` counted trials or its timeout passed.
+    """Run trials until the spec's budget is spent (its compute, its ``n_trials`` cap) or its timeout passed.
 
     Args:
         run: what :func:`open_study_run` opened.
@@ -136,10 +136,16 @@ def run_study(
     ctx = TrialContext(
         spec=spec, storage=run.storage, data=run.data, on_epoch=on_epoch, checkpoints=run.checkpoints
     )
-    n_trials, timeout = spec.budget.n_trials, spec.budget.timeout
+    n_trials, compute, timeout = spec.budget.n_trials, spec.budget.compute, spec.budget.timeout
     if backend == "local":
         return run_local(
-            run.study, ctx, n_trials=n_trials, timeout=timeout, grace_seconds=grace_seconds, on_trial=on_trial
+            run.study,
+            ctx,
+            n_trials=n_trials,
+            compute=compute,
+            timeout=timeout,
+            grace_seconds=grace_seconds,
+            on_trial=on_trial,
         )
     # Imported here: importing Ray takes seconds that local runs should not pay.
     from search.execution.ray.backend import run_ray
@@ -149,6 +155,7 @@ def run_study(
         ctx,
         location=run.location,
         n_trials=n_trials,
+        compute=compute,
         timeout=timeout,
         address=address,
         verbose=verbose,

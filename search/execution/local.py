@@ -1,7 +1,8 @@
 """The local backend: trials run one after another in this process, with ask/tell on the shared store.
 
 Several such processes may work on one study at once (each is a "worker"): they share nothing but the
-store, reap each other's lost trials, and stop when the study has its ``n_trials`` counted trials.
+store, reap each other's lost trials, and stop when the study's budget is spent (``n_trials`` counted trials,
+``compute`` full trials' worth of epochs: :mod:`search.execution.budget`) or the timeout passed.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ def run_local(
     study: optuna.Study,
     ctx: TrialContext,
     *,
-    n_trials: int,
+    n_trials: int | None = None,
+    compute: float | None = None,
     timeout: float | None = None,
     grace_seconds: float = 60.0,
     on_trial: Callable[[optuna.trial.FrozenTrial, TrialOutcome, Counts], None] | None = None,
 ) -> Counts:
-    """Run trials until the study has ``n_trials`` counted trials or ``timeout`` seconds have passed.
+    """Run trials until the budget is spent or ``timeout`` seconds have passed.
+
+    The budget: at most ``n_trials`` counted trials and ``compute`` full trials' worth of epochs (None:
+    no such limit; :func:`search.execution.scheduling.claim_next`).
 
     Returns:
         The study's counts at the end.
@@ -43,9 +48,11 @@ def run_local(
     while True:
         reap_and_retry(study, ctx, grace_seconds=grace_seconds)
         timed_out = timeout is not None and time.monotonic() - started >= timeout
-        claimed, counts = claim_next(study, ctx, n_trials=n_trials, timed_out=timed_out)
+        claimed, counts, done = claim_next(
+            study, ctx, n_trials=n_trials, compute=compute, timed_out=timed_out
+        )
         if claimed is None:
-            if timed_out or counts.finished >= n_trials:
+            if done:
                 return counts
             time.sleep(POLL_SECONDS)  # the last trials run elsewhere; wait for them or their reaping
             continue

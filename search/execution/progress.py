@@ -11,6 +11,7 @@ from typing import TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.execution.budget import Compute
 from search.execution.study import Counts, count_trials
 from search.outcome import FOLD_VAL_DICE, TrialOutcome, diagnosis, stop_reason, stored_test_scores
 from search.ranking import best_epoch, best_trial, rank_trials, trial_score
@@ -25,27 +26,31 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Trials done / pruned / failed, best Dice so far, elapsed and estimated remaining time.
+    """Compute spent of the budget, trials done / pruned / failed, best Dice so far, elapsed and time left.
 
     On a terminal the line is redrawn after every epoch; elsewhere (logs, CI) one line is printed per
     finished trial. The time left is estimated in epochs, so that it exists from the first epoch on and does
     not jump when a trial ends: seconds per epoch trained in this run (the epochs of running trials
-    included, read from their intermediate values) times the epochs still to come (what running trials lack
-    of the epochs a trial takes on average, plus that average for every trial not started yet).
+    included, read from their intermediate values) times the epochs still to come. Under a compute budget
+    (``compute``, measured by :func:`search.execution.budget.measure_compute`) those are the budget's
+    epochs not spent yet; under a cap of ``n_trials`` they are what running trials lack of the epochs a
+    trial takes on average, plus that average for every trial not started yet; under both, the fewer.
     """
 
     def __init__(
         self,
         study: optuna.Study,
         *,
-        n_trials: int,
+        n_trials: int | None,
         max_epochs: int,
         timeout: float | None = None,
+        compute: Callable[[], Compute] | None = None,
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.study = study
         self.n_trials = n_trials
+        self.compute = compute
         self.max_epochs = max_epochs
         self.timeout = timeout
         self.stream = stream or sys.stderr
@@ -69,8 +74,9 @@ class Progress:
         detail = f"trial {trial.number} {state}{why}: {outcome.message or ''}"
         self._write(self._line(counts, detail), end="\n")
 
-    def remaining_seconds(self, counts: Counts) -> float | None:
-        """The estimated seconds until the study has ``n_trials`` finished trials; None before any epoch."""
+    def remaining_seconds(self, counts: Counts, spent: Compute | None = None) -> float | None:
+        """The estimated seconds until the budget is spent (``spent``: the compute measured now, under a
+        compute budget); None before any epoch or without any limit."""
         elapsed = self.clock() - self.started
         trials = self.study.get_trials(deepcopy=False)
         done = {t.number: max(len(t.intermediate_values), self._seen.get(t.number, 0)) for t in trials}
@@ -82,21 +88,29 @@ class Progress:
             sum(len(t.intermediate_values) for t in finished) / len(finished) if finished else self.max_epochs
         )
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        epochs_left = sum(max(per_trial - done[t.number], 0.0) for t in running)
-        epochs_left += max(self.n_trials - counts.finished - len(running), 0) * per_trial
-        estimate = elapsed / trained_here * epochs_left
+        lefts = []
+        if self.n_trials is not None:
+            by_trials = sum(max(per_trial - done[t.number], 0.0) for t in running)
+            lefts.append(by_trials + max(self.n_trials - counts.finished - len(running), 0) * per_trial)
+        if spent is not None and spent.left is not None:
+            lefts.append(spent.left)
+        if not lefts:
+            return None if self.timeout is None else max(self.timeout - elapsed, 0)
+        estimate = elapsed / trained_here * min(lefts)
         if self.timeout is not None:
             estimate = min(estimate, max(self.timeout - elapsed, 0))
         return estimate
 
     def _line(self, counts: Counts, detail: str) -> str:
         elapsed = self.clock() - self.started
-        estimate = self.remaining_seconds(counts)
+        spent = self.compute() if self.compute is not None else None
+        estimate = self.remaining_seconds(counts, spent)
         remaining = "?" if estimate is None else format_duration(estimate)
         best = best_trial(self.study.get_trials(deepcopy=False))
         best_text = f"best Dice {trial_score(best) or 0.0:.4f} (#{best.number})" if best else "best Dice -"
         return (
-            f"[{counts.finished}/{self.n_trials}] {counts.complete} complete, {counts.pruned} pruned, "
+            f"[{_standing(counts, self.n_trials, spent)}] {counts.complete} complete, "
+            f"{counts.pruned} pruned, "
             f"{counts.failed} failed | {best_text} | {format_duration(elapsed)} elapsed, ~{remaining} left | "
             f"{detail}"
         )
@@ -108,6 +122,16 @@ class Progress:
         print(text, end=end, file=self.stream, flush=True)
 
 
+def _standing(counts: Counts, n_trials: int | None, spent: Compute | None) -> str:
+    """``compute 4.2/16, 9 trials`` under a compute budget (full trials), ``9/16`` under a cap of trials."""
+    plural = "" if counts.finished == 1 and n_trials is None else "s"
+    if spent is None or spent.budget is None:
+        return f"{counts.finished}/{n_trials}" if n_trials is not None else f"{counts.finished} trial{plural}"
+    of = f"/{n_trials}" if n_trials is not None else ""
+    trials = f"{counts.finished}{of} trial{plural}"
+    return f"compute {spent.spent_trials:.1f}/{spent.budget / spent.trial_epochs:g}, {trials}"
+
+
 # Trials whose epoch count tells how long a trial takes (a lost or interrupted one stopped for other reasons).
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -117,8 +141,18 @@ def _epochs_trained(trials: list[FrozenTrial]) -> int:
     return sum(len(t.intermediate_values) for t in trials)
 
 
-def summary(study: optuna.Study, *, n_trials: int, storage_display: str, top: int = 5) -> str:
-    """The end-of-run text: best trial, top trials, stop reasons and diagnoses, where things are.
+def summary(
+    study: optuna.Study,
+    *,
+    n_trials: int | None,
+    storage_display: str,
+    top: int = 5,
+    spent: Compute | None = None,
+) -> str:
+    """The end-of-run text: trials and compute spent, best trial, top trials, stop reasons and diagnoses,
+    where things are.
+
+    ``spent`` is the study's compute (:func:`search.execution.budget.measure_compute`), shown when given.
 
     ``storage_display`` is the store's URL without its password (``redact_url``): it is shown, and
     it is the ``--storage`` of the dashboard and report commands printed (with the password left out,
@@ -126,11 +160,13 @@ def summary(study: optuna.Study, *, n_trials: int, storage_display: str, top: in
     """
     trials = study.get_trials(deepcopy=False)
     counts = count_trials(study)
+    of_trials = f" of {n_trials}" if n_trials is not None else ""
     lines = [
-        f"Study {study.study_name}: {counts.finished} of {n_trials} trials finished "
+        f"Study {study.study_name}: {counts.finished}{of_trials} trials finished "
         f"({counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed"
         + (f", {counts.retryable} lost or interrupted and retried" if counts.retryable else "")
-        + ")",
+        + ")"
+        + (f"; compute spent: {spent.describe()}" if spent is not None else ""),
     ]
     ranked = rank_trials(trials)  # the winner first, by the rule every command shares (search.ranking)
     if not ranked:

@@ -12,6 +12,7 @@ import logging
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.execution.budget import Limits, measure_compute
 from search.execution.objective import TrialContext
 from search.execution.study import Counts, count_trials, enqueue_retry, make_sampler
 from search.outcome import TrialOutcome
@@ -25,24 +26,34 @@ POLL_SECONDS = 2.0
 
 
 def claim_next(
-    study: optuna.Study, ctx: TrialContext, *, n_trials: int, timed_out: bool
-) -> tuple[tuple[optuna.Trial, int] | None, Counts]:
+    study: optuna.Study,
+    ctx: TrialContext,
+    *,
+    n_trials: int | None = None,
+    compute: float | None = None,
+    timed_out: bool,
+) -> tuple[tuple[optuna.Trial, int] | None, Counts, bool]:
     """Count and, if the budget has room, start the next trial, under the study's claim lock.
 
-    The sampler is made afresh with the number of trials so far as its salt (``make_sampler``), so one
-    worker replays the same proposals run after run while several workers do not draw alike.
+    The budget is ``n_trials`` counted trials at most and ``compute`` full trials' worth of epochs
+    (:mod:`search.execution.budget`; None: no such limit). The sampler is made afresh with the number of
+    trials so far as its salt (``make_sampler``), so one worker replays the same proposals run after run
+    while several workers do not draw alike.
 
     Returns:
-        The new trial and the salt its sampler was made with (None when the budget is spent or
-        ``timed_out``), and the counts it was judged on.
+        The new trial and the salt its sampler was made with (None when the budget has no room or
+        ``timed_out``), the counts it was judged on, and whether the study is done (timed out, or no
+        trial may start and none runs).
     """
+    limits = Limits(n_trials=n_trials, compute=compute)
     with claim_lock(ctx.storage.engine, study.study_name):
         counts = count_trials(study)
-        if timed_out or counts.finished + counts.running >= n_trials:
-            return None, counts
+        spent = measure_compute(study, ctx.epochs, ctx.spec, compute=compute)
+        if timed_out or not limits.may_start(counts, spent):
+            return None, counts, timed_out or limits.reached(counts, spent)
         salt = len(study.get_trials(deepcopy=False))
         study.sampler = make_sampler(ctx.spec, salt=salt)
-        return (study.ask(), salt), counts
+        return (study.ask(), salt), counts, False
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> FrozenTrial:

@@ -56,7 +56,8 @@ class Overrides:
     """The command line's changes to a study file, applied before the one validation of the spec."""
 
     data_path: str | Path | None = None  # train on this folder (relative to the working directory)
-    n_trials: int | None = None  # the budget's number of trials
+    n_trials: int | None = None  # the budget's cap on trials
+    compute: float | None = None  # the budget's compute in full trials
     timeout: float | None = None  # the budget's timeout in seconds
     seed: int | None = None  # the sampler's seed
     patch_size: int | None = None  # the folder data's patch size (data.folder.patch_size)
@@ -88,6 +89,7 @@ class Overrides:
             }
         for section, key, value in (
             ("budget", "n_trials", self.n_trials),
+            ("budget", "compute", self.compute),
             ("budget", "timeout", self.timeout),
             ("sampler", "seed", self.seed),
         ):
@@ -96,7 +98,15 @@ class Overrides:
         return data
 
     def __bool__(self) -> bool:
-        values = (self.data_path, self.n_trials, self.timeout, self.seed, self.patch_size, self.name)
+        values = (
+            self.data_path,
+            self.n_trials,
+            self.compute,
+            self.timeout,
+            self.seed,
+            self.patch_size,
+            self.name,
+        )
         return any(v is not None for v in values)
 
 
@@ -154,7 +164,7 @@ class StudySpec(Section):
     def fingerprint(self) -> str:
         """A hash of what makes results comparable: space, objective, data, fixed settings and max_epochs.
 
-        The budget's trials and timeout, the execution settings, the baselines, the sampler and the
+        The budget's compute, trials and timeout, the execution settings, the baselines, the sampler and the
         runtime-only settings (``RUNTIME_SETTINGS``) are left out: changing them continues the same study.
         """
         data = self.to_dict()
@@ -195,6 +205,7 @@ class StudySpec(Section):
         name: str | None = None,
         data_path: str | Path | None = None,
         n_trials: int | None = None,
+        compute: float | None = None,
         timeout: float | None = None,
         seed: int | None = None,
         patch_size: int | None = None,
@@ -205,7 +216,8 @@ class StudySpec(Section):
             name: the study's name in the store (the same file run on other data, under another name).
             data_path: train on this dataset folder instead (relative to the working directory); the file's
                 folder settings other than the path are kept.
-            n_trials: the budget's number of trials.
+            n_trials: the budget's cap on trials.
+            compute: the budget's compute in full trials.
             timeout: the budget's timeout in seconds.
             seed: the sampler's seed.
             patch_size: the folder data's patch size (``data.folder.patch_size``).
@@ -218,6 +230,7 @@ class StudySpec(Section):
         data = Overrides(
             data_path=data_path,
             n_trials=n_trials,
+            compute=compute,
             timeout=timeout,
             seed=seed,
             patch_size=patch_size,

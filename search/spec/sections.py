@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search.pruning.cross_trial import CrossTrialRule, CrossTrialRuleName
 from search.pruning.plateau import PlateauRule
@@ -74,12 +74,32 @@ class Objective(Section):
     folds: int = Field(1, ge=1)
 
 
-class Budget(Section):
-    """How much the study may spend."""
+# The compute of a budget that names neither compute, n_trials nor a timeout, in full trials.
+DEFAULT_COMPUTE = 20.0
 
-    n_trials: int = Field(20, ge=1)  # trials to finish (baselines included)
+
+class Budget(Section):
+    """How much the study may spend: compute, and optionally a cap on trials and a wall-clock timeout.
+
+    Compute is counted in full-trial equivalents: one is ``max_epochs`` epochs over the training images
+    (times ``objective.folds`` under k-fold), so ``compute: 16`` buys what 16 unpruned trials train.
+    Every epoch a trial trains spends its share, and the search keeps starting trials while one more full
+    trial fits beside what is spent and what the running trials may still train
+    (``search.execution.budget``): the compute pruning saves buys more trials. Without any of the three
+    limits the budget is ``DEFAULT_COMPUTE`` full trials.
+    """
+
+    compute: float | None = Field(None, gt=0)  # full-trial equivalents to spend; null: no compute limit
+    n_trials: int | None = Field(None, ge=1)  # at most this many trials (baselines included); null: no cap
     timeout: float | None = Field(None, gt=0)  # seconds after which no new trial starts; null: no limit
     max_epochs: int = Field(10, ge=1)  # epochs of a trial that is not pruned (TrainConfig.epochs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_compute(cls, data: Any) -> Any:
+        if isinstance(data, dict) and all(data.get(k) is None for k in ("compute", "n_trials", "timeout")):
+            return {**data, "compute": DEFAULT_COMPUTE}
+        return data
 
 
 # The pruning rules' own defaults are the study file's: one set, defined on the rules.

@@ -94,6 +94,19 @@ class EpochStore:
 
         return call_with_retry(read, engine=self.engine, what="read the epoch table")
 
+    def epochs_per_trial(self, study_name: str) -> dict[int, int]:
+        """Return how many epochs each trial of a study stored, by Optuna trial id (none: left out).
+
+        The compute a study spent (``search.execution.budget``): rows are unique per (trial, epoch).
+        """
+        query = (
+            sa.select(EPOCHS.c.trial_id, sa.func.count())
+            .where(EPOCHS.c.study_name == study_name)
+            .group_by(EPOCHS.c.trial_id)
+        )
+        rows = self._read(lambda connection: connection.execute(query).all())
+        return {int(trial_id): int(n) for trial_id, n in rows}
+
     def last_epoch(self, trial_id: int) -> int:
         """Return the highest epoch stored for a trial, or 0 when none is."""
         query = sa.select(sa.func.max(EPOCHS.c.epoch)).where(EPOCHS.c.trial_id == int(trial_id))

@@ -48,7 +48,8 @@ def run_ray(
     ctx: TrialContext,
     *,
     location: StoreLocation,
-    n_trials: int,
+    n_trials: int | None = None,
+    compute: float | None = None,
     timeout: float | None = None,
     address: str | None = None,
     verbose: bool = False,
@@ -56,14 +57,16 @@ def run_ray(
     on_trial: OnTrial | None = None,
     reuse_actors: bool = True,
 ) -> Counts:
-    """Run trials on Ray until the study has ``n_trials`` counted trials or ``timeout`` seconds passed.
+    """Run trials on Ray until the budget is spent or ``timeout`` seconds passed.
 
     Args:
         study: the study (:func:`search.execution.study.open_study`).
         ctx: the driver's context: spec, store, heartbeat interval, and ``on_epoch`` (when set, workers
             report every epoch to it, e.g. for a live progress line).
         location: where ``ctx.storage`` is; the workers get this value and open the store from it.
-        n_trials: counted trials the study should end with (finished ones included).
+        n_trials: at most this many counted trials (finished ones included; None: no cap).
+        compute: full trials' worth of epochs to spend (spent ones included; None: no compute limit;
+            :mod:`search.execution.budget`).
         timeout: seconds after which no new trial starts.
         address: a Ray cluster to join (``ray.init(address=...)``); None starts a local Ray, with the
             machine's CPUs and GPUs, and shuts it down at the end. When Ray is already initialised in
@@ -98,6 +101,7 @@ def run_ray(
             study,
             ctx,
             n_trials=n_trials,
+            compute=compute,
             timeout=timeout,
             grace_seconds=grace_seconds,
             on_trial=on_trial,

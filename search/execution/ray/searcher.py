@@ -58,7 +58,8 @@ class StoreSearcher(Searcher):
     Args:
         study: the study (its sampler is replaced before every claim).
         ctx: the driver's trial context (spec, store, heartbeat interval).
-        n_trials: counted trials the study should end with.
+        n_trials: at most this many counted trials (None: no cap).
+        compute: full trials' worth of epochs to spend (None: no compute limit; search.execution.budget).
         timeout: seconds after which no new trial starts.
         grace_seconds: how long a remote worker may stay silent before its trial is failed.
         on_trial: called after every trial's end with the trial, its outcome and the counts.
@@ -70,7 +71,8 @@ class StoreSearcher(Searcher):
         study: optuna.Study,
         ctx: TrialContext,
         *,
-        n_trials: int,
+        n_trials: int | None = None,
+        compute: float | None = None,
         timeout: float | None = None,
         grace_seconds: float = 60.0,
         on_trial: OnTrial | None = None,
@@ -80,6 +82,7 @@ class StoreSearcher(Searcher):
         self.study = study
         self.ctx = ctx
         self.n_trials = n_trials
+        self.compute = compute
         self.timeout = timeout
         self.grace_seconds = grace_seconds
         self.on_trial = on_trial
@@ -100,9 +103,11 @@ class StoreSearcher(Searcher):
             return None  # Tune asks many times a second; the store is asked at most every POLL_SECONDS
         reap_and_retry(self.study, self.ctx, grace_seconds=self.grace_seconds)
         timed_out = self.timeout is not None and now - self._started >= self.timeout
-        claimed, counts = claim_next(self.study, self.ctx, n_trials=self.n_trials, timed_out=timed_out)
+        claimed, _, done = claim_next(
+            self.study, self.ctx, n_trials=self.n_trials, compute=self.compute, timed_out=timed_out
+        )
         if claimed is None:
-            if timed_out or counts.finished >= self.n_trials:
+            if done:
                 return Searcher.FINISHED
             # The last trials are running (here or elsewhere): one may yet be lost and retried.
             self._next_poll = now + POLL_SECONDS

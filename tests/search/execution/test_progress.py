@@ -8,6 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.execution.budget import Compute
 from search.execution.objective import TrialOutcome
 from search.execution.progress import Progress
 from search.execution.study import count_trials
@@ -105,3 +106,22 @@ def test_the_timeout_caps_the_estimate(study: optuna.Study) -> None:
     progress = Progress(study, n_trials=10, max_epochs=10, timeout=60, stream=io.StringIO(), clock=clock)
     train(study.ask(), progress, clock, range(1, 3))
     assert progress.remaining_seconds(count_trials(study)) == pytest.approx(40)
+
+
+def test_under_a_compute_budget_the_line_and_estimate_count_compute_left(study: optuna.Study) -> None:
+    # 3 full trials of 4 epochs: 12 epochs. Compute is measured as the store would, from the reports here.
+    def compute() -> Compute:
+        spent = sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
+        return Compute(spent=spent, reserved=0, trial_epochs=4, budget=12)
+
+    clock = FakeClock()
+    stream = io.StringIO()
+    progress = Progress(study, n_trials=None, max_epochs=4, compute=compute, stream=stream, clock=clock)
+    pruned = study.ask()
+    train(pruned, progress, clock, range(1, 3))
+    frozen = study.tell(pruned, state=TrialState.PRUNED)
+    progress.on_trial(frozen, TrialOutcome(TrialState.PRUNED, reason="underperforming"), count_trials(study))
+    # 10 s per epoch; 12 - 2 epochs of the budget left, however many trials they buy.
+    assert progress.remaining_seconds(count_trials(study), compute()) == pytest.approx(100)
+    assert stream.getvalue().startswith("[compute 0.5/3, 1 trial] 0 complete, 1 pruned")
+    assert "~1m40s left" in stream.getvalue()

@@ -37,6 +37,7 @@ from search.run import main
 from search.spec.schema import load_spec
 from search.store.engine import open_storage
 from search.store.location import StoreLocation
+from unet.history import EPOCH_FIELDS, TEXT_FIELDS
 
 # A study whose curves give every kind of end (checked against the local backend in the parity test):
 # trial 0 completes, 1, 4 and 5 stop on a plateau, 2 diverges, 3 falls below the median.
@@ -59,12 +60,14 @@ def searcher_for(tmp_path: Path) -> Iterator:
     """``searcher_for(n_trials=..., timeout=..., **changes)``: a StoreSearcher on a new SQLite store."""
     made: list[StoreSearcher] = []
 
-    def make(*, n_trials: int, timeout: float | None = None, **changes) -> StoreSearcher:
+    def make(
+        *, n_trials: int | None, compute: float | None = None, timeout: float | None = None, **changes
+    ) -> StoreSearcher:
         spec = load_spec(str(study_file(tmp_path, "by-hand", **changes)))
         storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
         study, _ = open_study(storage, spec)
         ctx = TrialContext(spec=spec, storage=storage, data=load_study_data(spec), heartbeat_interval=0.2)
-        searcher = StoreSearcher(study, ctx, n_trials=n_trials, timeout=timeout)
+        searcher = StoreSearcher(study, ctx, n_trials=n_trials, compute=compute, timeout=timeout)
         made.append(searcher)
         return searcher
 
@@ -98,7 +101,31 @@ def test_searcher_claims_exactly_the_budget_then_finishes(searcher_for):
     assert len(study.trials) == 2
 
 
+def test_searcher_claims_while_the_compute_budget_has_room_for_a_full_trial(searcher_for):
+    # 2 full trials of 2 epochs: 4 epochs. Two trials pruned after one epoch leave room for a third.
+    searcher = searcher_for(n_trials=None, compute=2, budget={"n_trials": None, "max_epochs": 2})
+    study, epochs = searcher.study, searcher.ctx.epochs
+    first, second = searcher.suggest("a"), searcher.suggest("b")
+    assert searcher.suggest("c") is None  # both running trials may still train 2 epochs each
+
+    def pruned_after_one_epoch(claim: dict, tune_id: str) -> None:
+        record = {name: 0.5 for name in EPOCH_FIELDS} | {"epoch": 1} | {name: "" for name in TEXT_FIELDS}
+        epochs.record_epoch(study.study_name, claim["optuna_trial_id"], claim["trial_number"], record)
+        study.tell(claim["trial_number"], state=TrialState.PRUNED)
+        searcher.on_trial_complete(tune_id, final("PRUNED", reason="underperforming"))
+
+    pruned_after_one_epoch(first, "a")
+    assert searcher.suggest("c") is None  # 1 spent + 2 reserved + 2 > 4
+    pruned_after_one_epoch(second, "b")
+    third = searcher.suggest("c")  # 2 spent + 2 <= 4: what pruning saved buys a trial
+    assert third["trial_number"] == 2
+    pruned_after_one_epoch(third, "c")
+    assert searcher.suggest("d") == Searcher.FINISHED  # 3 spent + 2 > 4 and nothing runs: spent
+    assert len(study.trials) == 3
+
+
 def test_searcher_finishes_at_the_timeout(searcher_for):
+
     searcher = searcher_for(n_trials=5, timeout=1e-9)
     assert searcher.suggest("a") == Searcher.FINISHED
     assert [t.state for t in searcher.study.trials] == [TrialState.WAITING]  # the baseline never started

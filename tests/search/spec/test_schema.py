@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from search.spec.schema import STUDIES_DIR, SpecError, StudySpec, list_studies, load_spec
-from search.spec.sections import Pruning, Sampler
+from search.spec.sections import Budget, Pruning, Sampler
 from search.spec.space import build_config
 from unet.fit import check_config
 
@@ -366,6 +366,7 @@ def test_fingerprint_is_stable_across_loads() -> None:
 
 FINGERPRINT_CHANGES = [
     ("n_trials", ("n_trials: 4", "n_trials: 40"), False),
+    ("compute", ("n_trials: 4", "compute: 12"), False),
     ("timeout", ("timeout: null", "timeout: 600"), False),
     ("baselines", ("learning_rate: 1.0e-3,", "learning_rate: 2.0e-3,"), False),
     ("sampler-seed", ("seed: 0}", "seed: 7}"), False),
@@ -399,7 +400,32 @@ def test_overrides_n_trials_timeout_and_seed_keep_the_fingerprint() -> None:
     assert (changed.budget.n_trials, changed.budget.timeout, changed.sampler.seed) == (3, 60.0, 5)
     assert changed.fingerprint() == spec.fingerprint()
     assert changed.source == spec.source
-    assert spec.budget.n_trials == 16  # the original is unchanged
+    assert spec.budget.n_trials is None  # the original is unchanged
+    assert changed.budget.compute == spec.budget.compute == 16  # the cap comes beside the compute
+
+
+def test_the_shipped_studies_keep_their_budgets_as_compute() -> None:
+    # unet-lr had 16 trials of up to 10 epochs: its budget is now 16 full trials' compute, uncapped.
+    budgets = {name: load_spec(name).budget for name in ("unet-lr", "unet-arch", "unet-full")}
+    assert {name: (b.compute, b.n_trials) for name, b in budgets.items()} == {
+        "unet-lr": (16, None),
+        "unet-arch": (16, None),
+        "unet-full": (24, None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected"),
+    [
+        ({}, (20.0, None, None)),  # no limit at all: the default compute
+        ({"n_trials": 4}, (None, 4, None)),  # a study file of before: a trial count only
+        ({"timeout": 60}, (None, None, 60.0)),  # wall-clock only, as Ray Tune's num_samples=-1
+        ({"compute": 2.5, "n_trials": 8}, (2.5, 8, None)),
+    ],
+)
+def test_a_budget_without_limits_gets_the_default_compute(budget: dict, expected: tuple) -> None:
+    b = Budget.model_validate(budget)
+    assert (b.compute, b.n_trials, b.timeout) == expected
 
 
 def test_override_data_path_switches_to_the_folder(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -428,6 +454,7 @@ def test_folder_path_in_a_file_is_relative_to_the_file(tmp_path: Path) -> None:
     ("overrides", "expected"),
     [
         ({"n_trials": 0}, "budget.n_trials must be >= 1 but got 0"),
+        ({"compute": 0}, "budget.compute must be > 0 but got 0"),
         ({"timeout": -1.0}, "budget.timeout must be > 0 but got -1.0"),
         ({"data_path": "/no/such/folder"}, "data.folder.path '/no/such/folder' is not a folder"),
     ],
