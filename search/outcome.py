@@ -48,7 +48,7 @@ RETRYABLE_REASONS: frozenset[str] = frozenset({"worker_lost", "interrupted"})
 
 # Diagnosis labels (search.diagnosis) -> how they read after "N trials with ...", in the order findings
 # list them, which is also the order search.diagnosis checks the causes in (the first clear one wins).
-# HEALTHY and UNCLEAR are labels but never findings.
+# HEALTHY, TOO_EARLY and UNCLEAR are labels but never findings.
 DIAGNOSES: dict[str, str] = {
     "diverged": "diverged",
     "input_scale": "saw unnormalised inputs without normalisation layers",
@@ -60,10 +60,13 @@ DIAGNOSES: dict[str, str] = {
     "unstable": "were unstable",
     "overfitting": "overfitted",
     "underfitting": "underfitted",
+    "behind_peers": "stayed at chance while the other trials learned",
+    "too_early": "were stopped before their curves could be judged",
     "healthy": "were healthy",
     "unclear": "had an unclear diagnosis",
 }
 HEALTHY = "healthy"
+TOO_EARLY = "too_early"  # stopped before a cause could show: what was seen, and at which epoch
 UNCLEAR = "unclear"
 
 

@@ -7,13 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search.outcome import DIAGNOSES as OUTCOME_DIAGNOSES
-from search.outcome import HEALTHY, UNCLEAR
+from search.outcome import HEALTHY, TOO_EARLY, UNCLEAR
 
 # The labels come from the one outcome vocabulary (search.outcome.DIAGNOSES), in the order the causes are
-# checked (the first clear one wins; see search.diagnosis.diagnose), then "healthy" (nothing wrong) and
-# "unclear" (the evidence does not decide between the two causes it names).
+# checked (the first clear one wins; see search.diagnosis.diagnose), then "too_early" (stopped before a
+# cause could show), "healthy" (nothing wrong, with the epochs to tell) and "unclear" (the evidence does
+# not decide between the two causes it names).
 DIAGNOSES: tuple[str, ...] = tuple(OUTCOME_DIAGNOSES)
-CAUSES: tuple[str, ...] = tuple(label for label in DIAGNOSES if label not in (HEALTHY, UNCLEAR))
+CAUSES: tuple[str, ...] = tuple(label for label in DIAGNOSES if label not in (TOO_EARLY, HEALTHY, UNCLEAR))
+# Causes that only the study's other trials can show (search.diagnosis.peers); every other cause shows in
+# one run alone, as the crafted runs of bench.diagnosis do.
+CROSS_TRIAL_CAUSES: tuple[str, ...] = ("behind_peers",)
 
 # What each label means, for reports and the README.
 MEANINGS: dict[str, str] = {
@@ -27,7 +31,9 @@ MEANINGS: dict[str, str] = {
     "unstable": "loss jumps or gradient spikes from one epoch to the next",
     "overfitting": "fits the training images, validation gets worse",
     "underfitting": "learns, but fits the training images poorly too (capacity, depth, learning rate)",
-    "healthy": "nothing wrong seen",
+    "behind_peers": "validation Dice stayed at chance while the study's other trials learned by that epoch",
+    "too_early": "stopped before its curves could show a cause (fewer than 3 epochs, nothing wrong yet)",
+    "healthy": "nothing wrong seen in enough epochs to judge the trends",
     "unclear": "the evidence does not decide between two causes",
 }
 

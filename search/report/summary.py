@@ -206,7 +206,7 @@ def _findings_section(findings: list[Finding]) -> list[str]:
             f"shares a stop reason or diagnosis in {MIN_SHARE:.0%} of its trials and "
             f"{MIN_CONTRAST:.0%} more often than the other trials."
         )
-    lines += [f"- {finding.text}" for finding in findings]
+    lines += [f"- {finding.sentence}" for finding in findings]
     return [*lines, ""]
 
 
