@@ -14,6 +14,7 @@ A plot that cannot say anything yet (too few trials) is skipped with the reason,
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -38,7 +39,6 @@ from optuna.visualization import matplotlib as optuna_plots
 
 from search.report.common_epoch import common_epoch_study
 from search.report.data import StudyRecord
-from unet.metrics import constant_dice
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +110,14 @@ def write_study_plots(record: StudyRecord, trials: pd.DataFrame, out_dir: Path) 
         _history(record, trials, out_dir),
         _optuna_plot(
             out_dir, "param_importances", "parameter importances (PED-ANOVA)",
-            optuna_plots.plot_param_importances, snapshot, n_complete, MIN_COMPLETE_IMPORTANCE, record,
+            functools.partial(optuna_plots.plot_param_importances, target_name="val Dice"),
+            snapshot, n_complete, MIN_COMPLETE_IMPORTANCE, record,
         ),
         _learning_curves(record, trials, out_dir),
         *(_objective_vs(record, trials, name, out_dir) for name in record.param_names),
         _optuna_plot(
-            out_dir, "parallel_coordinates", "parallel coordinates", optuna_plots.plot_parallel_coordinate,
+            out_dir, "parallel_coordinates", "parallel coordinates",
+            functools.partial(optuna_plots.plot_parallel_coordinate, target_name="val Dice"),
             snapshot, n_complete, MIN_COMPLETE_PARALLEL, record,
         ),
     ]  # fmt: skip
@@ -207,9 +209,8 @@ def _history(record: StudyRecord, trials: pd.DataFrame, out_dir: Path) -> PlotFi
             facecolors=colour if filled else "none", edgecolors=colour,
         )  # fmt: skip
     ax.step(rows["number"], rows["value"].cummax(), where="post", color="black", lw=1, label="best so far")
-    shares = record.epochs["val_true_fg"].dropna() if "val_true_fg" in record.epochs else pd.Series()
-    if len(shares):
-        floor = constant_dice(float(shares.median()))["all_foreground"]
+    floor = record.constant_dice
+    if floor is not None:
         ax.axhline(floor, color="tab:red", ls="--", lw=1, label=f"all foreground ({floor:.3f})")
     metric = (record.spec.get("objective") or {}).get("metric", "val_dice")
     ax.set(

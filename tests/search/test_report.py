@@ -259,6 +259,11 @@ def test_summary_findings_and_compute_on_a_crafted_study(tmp_path: Path) -> None
     assert "Trial #16: val Dice " in summary and "| **learning_rate** | 0.04 |" in summary
     assert "| pruned: diverged | 6 | 0 | 0 | 6 |" in summary  # outcome x diagnosis counts
     assert "| pruned: plateau | 0 | 0 | 4 | 4 |" in summary
+    # Issue 20: each trial's Dice beside the floor of predicting foreground everywhere, 2p / (1 + p) at the
+    # rows' median validation foreground share p.
+    p = pd.read_csv(tmp_path / "r" / "epochs.csv")["val_true_fg"].median()
+    assert f"Predicting foreground everywhere scores val Dice {2 * p / (1 + p):.4f}" in summary
+    assert "| trial | val Dice | vs all foreground |" in summary
     # With 7 completed trials every plot is drawn.
     assert len(list((tmp_path / "r" / "plots" / "findings").glob("*.png"))) == 6
 
