@@ -120,7 +120,7 @@ RETRYABLE_REASONS: frozenset[str] = frozenset({"worker_lost", "interrupted"})
 
 # Diagnosis labels (search.diagnosis) -> (how they read after "N trials with ...", what the label means),
 # in the order findings list them, which is also the order search.diagnosis checks the causes in (the
-# first clear one wins). HEALTHY and UNCLEAR are labels but never findings.
+# first clear one wins). HEALTHY, TOO_EARLY and UNCLEAR are labels but never findings.
 DIAGNOSIS_LABELS: dict[str, tuple[str, str]] = {
     "diverged": ("diverged", "a loss became NaN/inf or rose far above its start"),
     "input_scale": (
@@ -150,13 +150,22 @@ DIAGNOSIS_LABELS: dict[str, tuple[str, str]] = {
         "underfitted",
         "learns, but fits the training images poorly too (capacity, depth, learning rate)",
     ),
-    "healthy": ("were healthy", "nothing wrong seen"),
+    "behind_peers": (
+        "stayed at chance while the other trials learned",
+        "validation Dice stayed at chance while the study's other trials learned by that epoch",
+    ),
+    "too_early": (
+        "were stopped before their curves could be judged",
+        "stopped before its curves could show a cause (fewer than 3 epochs, nothing wrong yet)",
+    ),
+    "healthy": ("were healthy", "nothing wrong seen in enough epochs to judge the trends"),
     "unclear": ("had an unclear diagnosis", "the evidence does not decide between two causes"),
 }
 # The label -> its phrase in findings, and the label -> what it means (reports, the README).
 DIAGNOSES: dict[str, str] = {label: phrase for label, (phrase, _) in DIAGNOSIS_LABELS.items()}
 DIAGNOSIS_MEANINGS: dict[str, str] = {label: meaning for label, (_, meaning) in DIAGNOSIS_LABELS.items()}
 HEALTHY = "healthy"
+TOO_EARLY = "too_early"  # stopped before a cause could show: what was seen, and at which epoch
 UNCLEAR = "unclear"
 
 

@@ -32,7 +32,7 @@ from unet.loading import make_train_loader
 from unet.losses import build_loss
 from unet.model import build_model
 from unet.optim import build_optimizer, build_scheduler, current_lr
-from unet.validation import evaluate
+from unet.validation import evaluate, initial_val_loss
 
 if TYPE_CHECKING:  # the data package (albumentations, OpenCV) is not needed to train on tensors
     from unet.data.device_geometry import DeviceGeometry
@@ -124,6 +124,15 @@ def fit(
     )
     result = FitResult(model=model, device=str(device))
     first_loss: float | None = None
+    untrained_loss = initial_val_loss(
+        model,
+        val,
+        criterion=criterion,
+        num_classes=config.model.num_classes,
+        device=device,
+        memory_format=memory_format,
+        autocast=precision.autocast,
+    )
 
     augment = _device_augmentation(train, device, config.seed)
     for epoch in range(1, config.epochs + 1):
@@ -167,6 +176,7 @@ def fit(
             images_per_s=train_stats.images / train_seconds if train_seconds > 0 else 0.0,
             **train_stats.evidence,
             **metrics.shares,
+            initial_val_loss=untrained_loss,
         )
         result.history.append(record)
         _keep_if_best(result, model, record)

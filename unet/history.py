@@ -27,6 +27,7 @@ EPOCH_FIELDS: tuple[str, ...] = (
     "input_mean",
     "input_std",
     "input_max",
+    "initial_val_loss",
 )
 # Fields holding text (JSON) rather than a number; every other field but ``epoch`` is a float.
 TEXT_FIELDS: tuple[str, ...] = ("val_class_shares",)
@@ -56,6 +57,9 @@ class EpochRecord:
     input_mean: float = float("nan")  # mean of the model's training inputs over the epoch
     input_std: float = float("nan")  # their standard deviation (about 1 for z-scored images)
     input_max: float = float("nan")  # their largest absolute value (255 for raw 8-bit images)
+    # The untrained model's val loss (before the first step), the same in every epoch's record: the
+    # reference a loss that exploded in its first epoch is measured against.
+    initial_val_loss: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

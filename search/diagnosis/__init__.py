@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from search.diagnosis.diagnose import diagnose
 from search.diagnosis.labels import CAUSES, DIAGNOSES, Diagnosis
+from search.diagnosis.peers import Peers
 
-__all__ = ["CAUSES", "DIAGNOSES", "Diagnosis", "diagnose"]
+__all__ = ["CAUSES", "DIAGNOSES", "Diagnosis", "Peers", "diagnose"]

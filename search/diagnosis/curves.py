@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from search.diagnosis.peers import Peers
 from search.outcome import json_number
 from search.spec.space import flatten_settings
 
@@ -37,7 +38,9 @@ class Curves:
     grad_last: np.ndarray
     input_std: float  # of the first epoch's inputs; NaN if unknown
     input_max: float
+    initial_val: float  # the untrained model's val loss (before the first step); NaN if not recorded
     settings: Mapping[str, Any]  # flat: "learning_rate", "loss", "model.norm", ...
+    peers: Peers = field(default_factory=Peers)  # the other trials at equal epochs (none: judged alone)
 
     @property
     def n(self) -> int:
@@ -93,7 +96,9 @@ class Curves:
         return q / p if p > 0 else (math.inf if q > 0 else 1.0)
 
 
-def read_curves(history: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> Curves:
+def read_curves(
+    history: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], *, peers: Peers | None = None
+) -> Curves:
     """Columns of ``history``; ``settings`` flattened (``{"model": {"norm": ...}}`` -> ``model.norm``)."""
 
     def column(key: str) -> np.ndarray:
@@ -116,7 +121,9 @@ def read_curves(history: Sequence[Mapping[str, Any]], settings: Mapping[str, Any
         grad_last=column("grad_norm_last"),
         input_std=to_float(history[0].get("input_std")),
         input_max=to_float(history[0].get("input_max")),
+        initial_val=to_float(history[0].get("initial_val_loss")),
         settings=flat,
+        peers=peers or Peers(),
     )
 
 
@@ -134,6 +141,8 @@ def base_evidence(c: Curves) -> dict[str, float | int | str]:
         "best_dice_epoch": best + 1,
         "last_dice": float(c.dice[-1]),
     }
+    if math.isfinite(c.initial_val):
+        evidence["initial_val_loss"] = c.initial_val
     if c.has_train_dice:
         evidence["best_train_dice"] = json_number(c.best_train_dice)
         evidence["last_train_dice"] = json_number(c.train_dice[-1])

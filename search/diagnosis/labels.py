@@ -7,13 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search.outcome import DIAGNOSES as OUTCOME_DIAGNOSES
-from search.outcome import HEALTHY, UNCLEAR
+from search.outcome import HEALTHY, TOO_EARLY, UNCLEAR
 
 # The labels come from the one outcome vocabulary (search.outcome.DIAGNOSIS_LABELS, with their phrases and
 # meanings), in the order the causes are checked (the first clear one wins; see search.diagnosis.diagnose),
-# then "healthy" (nothing wrong) and "unclear" (the evidence does not decide between the two causes).
+# then "too_early" (stopped before a cause could show), "healthy" (nothing wrong, with the epochs to tell)
+# and "unclear" (the evidence does not decide between the two causes it names).
 DIAGNOSES: tuple[str, ...] = tuple(OUTCOME_DIAGNOSES)
-CAUSES: tuple[str, ...] = tuple(label for label in DIAGNOSES if label not in (HEALTHY, UNCLEAR))
+CAUSES: tuple[str, ...] = tuple(label for label in DIAGNOSES if label not in (TOO_EARLY, HEALTHY, UNCLEAR))
+# Causes that only the study's other trials can show (search.diagnosis.peers); every other cause shows in
+# one run alone, as the crafted runs of bench.diagnosis do.
+CROSS_TRIAL_CAUSES: tuple[str, ...] = ("behind_peers",)
 
 
 @dataclass(frozen=True)

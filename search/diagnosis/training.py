@@ -14,7 +14,7 @@ from search.diagnosis.advice import higher_learning_rate, lower_learning_rate, n
 from search.diagnosis.curves import MIN_TREND_EPOCHS, Curves, fall, largest_jump
 from search.diagnosis.labels import Finding
 from search.outcome import json_number
-from unet.divergence import DIVERGENCE_FACTOR
+from unet.divergence import DIVERGENCE_FACTOR, GUARD_FACTOR
 
 # Train loss falling less than this share of its first value over the whole run is a stall; a working
 # setup loses far more than 5 % after epoch 1, whose mean still includes the untrained steps. Up to
@@ -44,6 +44,13 @@ UNDERFIT_MIN_FILTERS = 16
 # A run "fits" when its training Dice passes this: rules for runs that learn nothing stay quiet then.
 FITS_TRAIN_DICE = 0.5
 
+# A val loss this many times a reference has exploded, whatever the trial's length: the untrained model's
+# val loss, or the study's median first-epoch val loss (fit's guard factor: healthy curves start at their
+# highest, and a learning rate that is merely high stays within a few times the untrained loss).
+EXPLODED_FACTOR = GUARD_FACTOR
+# The study's median needs this many other trials' first epochs to be a reference.
+MIN_PEERS = 3
+
 DIVERGED_FIX = (
     "the learning rate is too high or the loss overflowed; lower it 10x (at most 3x the optimizer's usual "
     "rate), set grad_clip or turn off mixed precision"
@@ -71,6 +78,33 @@ def diverged(c: Curves) -> Finding | None:
                 continue
             extra["divergence_factor"] = DIVERGENCE_FACTOR
             return Finding("diverged", True, math.inf, seen, DIVERGED_FIX, extra, lower_learning_rate(c, 10))
+    return _exploded(c)
+
+
+def _exploded(c: Curves) -> Finding | None:
+    """A val loss EXPLODED_FACTOR times the untrained model's or the study's median first-epoch one, still
+    above DIVERGENCE_FACTOR times it at the last epoch (one that came back down is ``unstable``)."""
+    peers = [v for v in c.peers.first_val_losses if math.isfinite(v)]
+    references = [(c.initial_val, "the untrained model's val loss")]
+    if len(peers) >= MIN_PEERS:
+        what = f"the median first-epoch val loss of the study's {len(peers)} other trials"
+        references.append((c.peers.median_first_val_loss, what))
+    for reference, what in references:
+        if not (math.isfinite(reference) and reference > 0) or c.val[-1] < DIVERGENCE_FACTOR * reference:
+            continue
+        peak = int(np.argmax(c.val))
+        ratio = float(c.val[peak]) / reference
+        if ratio < EXPLODED_FACTOR:
+            continue
+        seen = (
+            f"val loss reached {c.val[peak]:.3g} at epoch {peak + 1}, {ratio:.0f}x {what} "
+            f"({reference:.3g}){c.lr_text}"
+        )
+        evidence: dict[str, float | int | str] = {
+            "epoch": peak + 1, "loss": "val loss", "value": float(c.val[peak]), "reference": reference,
+            "ratio": ratio, "exploded_factor": EXPLODED_FACTOR,
+        }  # fmt: skip
+        return Finding("diverged", True, math.inf, seen, DIVERGED_FIX, evidence, lower_learning_rate(c, 10))
     return None
 
 

@@ -4,7 +4,8 @@
 intermediate value, writes the epoch table, decides stops with ``search.pruning.stopper.TrialStopper``,
 and leaves on the trial the user attributes that explain it (``search.outcome``): the stop attributes for
 a stopped or failed trial, ``best_epoch`` for a scored one, and the diagnosis for every trial that trained
-at least one epoch (with its advice as settings and, when unclear, its two candidate causes);
+at least one epoch (with its advice as settings and, when unclear, its two candidate causes), judged
+against the study's other trials at equal epochs as the store holds them at the trial's end;
 ``cpu_threads`` (the CPU threads it trained with) on every trial. The caller tells Optuna the returned
 outcome. Under ``objective.folds`` all of this is fold 1's, and ``search.execution.folds`` trains the other
 folds once fold 1 finished unpruned: the value is then the mean over the folds.
@@ -25,7 +26,7 @@ from optuna.trial import TrialState
 
 from search.checkpoints.keep import CheckpointPolicy, keep_checkpoint
 from search.checkpoints.store import ArtifactsError
-from search.diagnosis import diagnose
+from search.diagnosis import Peers, diagnose
 from search.execution.data import StudyData
 from search.execution.folds import FoldScores, run_other_folds
 from search.outcome import (
@@ -45,6 +46,7 @@ from search.pruning.stopper import TrialStopper
 from search.spec.schema import StudySpec
 from search.spec.space import build_config, flatten_settings, suggest_params
 from search.store.epochs import EpochStore
+from search.store.errors import StoreError
 from search.store.heartbeat import Heartbeat, raise_if_taken
 from unet.checkpoint import dataset_normalization, save_checkpoint
 from unet.config import TrainConfig
@@ -129,7 +131,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
             trial.set_user_attr,
             StopDecision("interrupted", done, {"epochs_done": done}, f"interrupted after {done} epoch(s)"),
         )
-        _record_diagnosis(trial, history, settings)
+        _record_diagnosis(trial, history, settings, peers=_peers(ctx, trial))
         raise
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:
         outcome = _out_of_memory(trial, history, params, e)
@@ -164,7 +166,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
             if best is not None and result.best_state is not None:
                 _keep_checkpoint(ctx, trial, config, best, result.best_state, value=value)
             outcome = TrialOutcome(TrialState.COMPLETE, value=value, message=message)
-    _record_diagnosis(trial, history, settings, outcome.reason)
+    _record_diagnosis(trial, history, settings, outcome.reason, peers=_peers(ctx, trial) if history else None)
     return outcome
 
 
@@ -241,12 +243,27 @@ def _out_of_memory(
     return TrialOutcome(TrialState.FAIL, reason="out_of_memory", message=message)
 
 
+def _peers(ctx: TrialContext, trial: optuna.Trial) -> Peers | None:
+    """The study's other trials at equal epochs, as the store holds them now (None if it cannot say)."""
+    try:
+        return Peers.from_epochs(ctx.epochs.read_epochs(ctx.spec.name), exclude_trial_id=trial._trial_id)
+    except StoreError as e:
+        # The trial is still diagnosed, against its own untrained loss only: say so, do not fail it.
+        logger.warning("trial %d: diagnosed without the other trials: %s", trial.number, e)
+        return None
+
+
 def _record_diagnosis(
-    trial: optuna.Trial, history: list[EpochRecord], params: dict[str, Any], stop_reason: str | None = None
+    trial: optuna.Trial,
+    history: list[EpochRecord],
+    params: dict[str, Any],
+    stop_reason: str | None = None,
+    *,
+    peers: Peers | None = None,
 ) -> None:
     if not history:
         return
-    d = diagnose([r.to_dict() for r in history], params=params, stop_reason=stop_reason)
+    d = diagnose([r.to_dict() for r in history], params=params, stop_reason=stop_reason, peers=peers)
     trial.set_user_attr(DIAGNOSIS, d.label)
     trial.set_user_attr(DIAGNOSIS_SUMMARY, d.summary)
     if d.changes:

@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial
 from search.outcome import stored_spec, stored_test_scores, train_images
 from search.store.engine import StoreError
 from search.store.epochs import EpochStore
+from unet.metrics import constant_dice
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,15 @@ class StudyRecord:
         names = list(self.space)
         others = {name for trial in self.trials for name in trial.params if name not in self.space}
         return names + sorted(others)
+
+    @property
+    def constant_dice(self) -> float | None:
+        """The val Dice of predicting every pixel foreground, the floor a trial must beat (the epoch rows'
+        validation foreground share; None when they do not record it)."""
+        if "val_true_fg" not in self.epochs:
+            return None
+        shares = self.epochs["val_true_fg"].dropna()
+        return constant_dice(float(shares.median()))["all_foreground"] if len(shares) else None
 
     def train_images(self, trial: FrozenTrial) -> int | None:
         """Training images one epoch of ``trial`` went through, or None when the store does not say.

@@ -3,15 +3,20 @@
 Each finished trial has outcome labels: its stop reason (plateau, diverged, underperforming,
 out_of_memory, error), its diagnosis (a cause of ``search.diagnosis.CAUSES``: diverged, input_scale,
 vanishing_gradients, stalled, no_signal, background_only, foreground_flood, unstable, overfitting,
-underfitting), and "pruned" when it was stopped early for any reason (several reasons together can mark a
-bad range that no single reason does); "healthy", "unclear" and a completed trial's lack of a stop reason
-are not labels. For every
+underfitting, behind_peers), and "pruned" when it was stopped early for any reason (several reasons
+together can mark a bad range that no single reason does); "healthy", "too_early", "unclear" and a
+completed trial's lack of a stop reason are not labels. For every
 searched parameter the trials are split into groups (each value of a categorical parameter or of a
 number with few values; above or below a threshold for other numbers), and a group becomes a finding
 when a label dominates it and is clearly rarer outside it:
 
-    all 6 trials with learning rate > 0.05 diverged
-    4 of 5 trials with normalisation none stalled
+    all 6 trials with learning rate > 0.05 diverged in epoch 1: narrow learning_rate to <= 0.05
+    4 of 5 trials with normalisation none stalled: drop none from model.norm's choices
+
+Pruned trials count as much as finished ones: under successive halving most trials end at the first
+rung, and a failure there (a loss that exploded in epoch 1) is what the search most needs to avoid. When
+the trials table has ``epochs_run``, a finding says by which epoch its trials ended; a finding about a
+failure says how to change the space (:attr:`Finding.action`).
 
 Trials whose worker was lost or that were interrupted say nothing about their parameters and are left
 out. Thresholds are round numbers between the observed values (in log space for log-scaled parameters),
@@ -28,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.outcome import DIAGNOSES, HEALTHY, RETRYABLE_REASONS, STOP_REASONS, UNCLEAR
+from search.outcome import DIAGNOSES, HEALTHY, RETRYABLE_REASONS, STOP_REASONS, TOO_EARLY, UNCLEAR
 from search.report.markdown import is_missing
 
 # A group needs this many trials to say anything.
@@ -45,7 +50,11 @@ _GENERAL_LABEL = "pruned"
 # How each label reads after "N trials with ...", in the order findings about one group list them:
 # diagnoses, then stop reasons (search.outcome), then the general label.
 LABEL_PHRASES: dict[str, str] = {**DIAGNOSES, **STOP_REASONS, _GENERAL_LABEL: "were stopped early"}
-_NOT_LABELS = {HEALTHY, UNCLEAR, *RETRYABLE_REASONS}
+_NOT_LABELS = {HEALTHY, TOO_EARLY, UNCLEAR, *RETRYABLE_REASONS}
+# Labels that name a failure of the settings: a group that has one gets the change to the space that
+# avoids it. Not "underperforming" or "pruned": under successive halving most trials end so, and leaving
+# out the range of the pruned ones may leave the range that diverged.
+_FAILURES = {*DIAGNOSES, "diverged", "out_of_memory", "error"} - _NOT_LABELS
 _FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 
 
@@ -59,13 +68,23 @@ class Finding:
     matched: int  # trials of the group that have the labels
     size: int  # trials in the group
     outside_share: float  # share of the other trials that have the first label
+    action: str = ""  # the change to the space that avoids the group, e.g. "narrow learning_rate to <= 0.1"
+    last_epoch: int | None = None  # the most epochs any matched trial ran (None: not known)
 
     @property
     def text(self) -> str:
-        """The finding as a sentence without a final full stop."""
+        """The finding without its action, as a sentence without a final full stop."""
         phrase = " and ".join(LABEL_PHRASES.get(label, f"ended as {label}") for label in self.labels)
         count = f"all {self.size}" if self.matched == self.size else f"{self.matched} of {self.size}"
-        return f"{count} trials with {self.condition} {phrase}"
+        when = ""
+        if self.last_epoch is not None:
+            when = " in epoch 1" if self.last_epoch == 1 else f" within {self.last_epoch} epochs"
+        return f"{count} trials with {self.condition} {phrase}{when}"
+
+    @property
+    def sentence(self) -> str:
+        """The finding and, for a failure, the change to the space, without a final full stop."""
+        return f"{self.text}: {self.action}" if self.action else self.text
 
 
 def outcome_labels(stop_reason: Any, diagnosis: Any, *, state: str | None = None) -> frozenset[str]:
@@ -86,7 +105,8 @@ def find_findings(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) 
             true, ...}``); a parameter without a definition is judged by its values.
 
     Returns:
-        Findings sorted by matched trials (descending), then share, then the space's order.
+        Findings about failures (with an action) first, each group sorted by matched trials
+        (descending), then share, then the space's order.
     """
     eligible = trials[trials["state"].isin(_FINISHED_STATES) & ~trials["stop_reason"].isin(RETRYABLE_REASONS)]
     labels = [
@@ -98,15 +118,26 @@ def find_findings(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) 
             strict=True,
         )
     ]
+    epochs_run = eligible["epochs_run"].tolist() if "epochs_run" in eligible.columns else [None] * len(labels)
     found: list[tuple[int, Finding]] = []
     for order, (name, definition) in enumerate(space.items()):
         if name in eligible.columns:
-            pairs = [
-                (v, ls) for v, ls in zip(eligible[name].tolist(), labels, strict=True) if not is_missing(v)
+            kept = [
+                (v, ls, e)
+                for v, ls, e in zip(eligible[name].tolist(), labels, epochs_run, strict=True)
+                if not is_missing(v)
             ]
-            found += [(order, finding) for finding in _param_findings(name, definition, pairs)]
+            pairs = [(v, ls) for v, ls, _ in kept]
+            epochs = [None if is_missing(e) else int(e) for _, _, e in kept]
+            found += [(order, finding) for finding in _param_findings(name, definition, pairs, epochs)]
     found.sort(
-        key=lambda item: (-item[1].matched, -item[1].matched / item[1].size, item[0], item[1].condition)
+        key=lambda item: (
+            not item[1].action,
+            -item[1].matched,
+            -item[1].matched / item[1].size,
+            item[0],
+            item[1].condition,
+        )
     )
     return [finding for _, finding in found]
 
@@ -114,7 +145,9 @@ def find_findings(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) 
 _Pairs = list[tuple[Any, frozenset[str]]]
 
 
-def _param_findings(name: str, definition: Mapping[str, Any], pairs: _Pairs) -> list[Finding]:
+def _param_findings(
+    name: str, definition: Mapping[str, Any], pairs: _Pairs, epochs: list[int | None]
+) -> list[Finding]:
     """The findings about one parameter: per value, or the best threshold per label."""
     distinct = sorted({v for v, _ in pairs}, key=_sort_key)
     numeric = definition.get("type") in ("float", "int") or (
@@ -125,23 +158,27 @@ def _param_findings(name: str, definition: Mapping[str, Any], pairs: _Pairs) -> 
         groups = _threshold_groups(name, distinct, pairs, log=bool(definition.get("log")))
     else:
         groups = [
-            (f"{_words(name)} {_value_text(v)}", [i for i, (x, _) in enumerate(pairs) if x == v])
+            (
+                f"{_words(name)} {_value_text(v)}",
+                f"drop {_value_text(v)} from {name}'s choices",
+                [i for i, (x, _) in enumerate(pairs) if x == v],
+            )
             for v in distinct
         ]
-    chosen: list[tuple[str, str, list[int]]] = []
+    chosen: list[tuple[str, str, str, list[int]]] = []
     for label in sorted({label for _, ls in pairs for label in ls}, key=_label_key):
         scored = [
-            (score, condition, members)
-            for condition, members in groups
+            (score, condition, action, members)
+            for condition, action, members in groups
             if (score := _score(label, members, pairs)) is not None
         ]
         if by_threshold and scored:
             # Thresholds overlap: keep the one split that best separates the label.
-            _, condition, members = max(scored, key=lambda item: item[0])
-            chosen.append((label, condition, members))
+            _, condition, action, members = max(scored, key=lambda item: item[0])
+            chosen.append((label, condition, action, members))
         else:
-            chosen += [(label, condition, members) for _, condition, members in scored]
-    return _merge(name, chosen, pairs)
+            chosen += [(label, condition, action, members) for _, condition, action, members in scored]
+    return _merge(name, chosen, pairs, epochs)
 
 
 def _score(label: str, members: list[int], pairs: _Pairs) -> tuple[float, float, int] | None:
@@ -162,37 +199,48 @@ def _outside_share(label: str, members: list[int], pairs: _Pairs) -> float:
     return sum(label in ls for ls in outside) / len(outside) if outside else 0.0
 
 
-def _merge(name: str, chosen: list[tuple[str, str, list[int]]], pairs: _Pairs) -> list[Finding]:
+def _merge(
+    name: str, chosen: list[tuple[str, str, str, list[int]]], pairs: _Pairs, epochs: list[int | None]
+) -> list[Finding]:
     """One finding per group and set of matched trials, naming every label they share."""
-    merged: dict[tuple[str, tuple[int, ...]], tuple[list[int], list[str]]] = {}
-    for label, condition, members in chosen:
+    merged: dict[tuple[str, tuple[int, ...]], tuple[str, list[int], list[str]]] = {}
+    for label, condition, action, members in chosen:
         matched = tuple(i for i in members if label in pairs[i][1])
-        merged.setdefault((condition, matched), (members, []))[1].append(label)
-    for _, labels in merged.values():
+        merged.setdefault((condition, matched), (action, members, []))[2].append(label)
+    for _, _, labels in merged.values():
         if len(labels) > 1 and _GENERAL_LABEL in labels:
             labels.remove(_GENERAL_LABEL)
-    return [
-        Finding(
-            param=name,
-            condition=condition,
-            labels=tuple(labels),
-            matched=len(matched),
-            size=len(members),
-            outside_share=_outside_share(labels[0], members, pairs),
+    findings = []
+    for (condition, matched), (action, members, labels) in merged.items():
+        ran = [epochs[i] for i in matched]
+        last = max(e for e in ran if e is not None) if ran and None not in ran else None
+        findings.append(
+            Finding(
+                param=name,
+                condition=condition,
+                labels=tuple(labels),
+                matched=len(matched),
+                size=len(members),
+                outside_share=_outside_share(labels[0], members, pairs),
+                action=action if _FAILURES.intersection(labels) else "",
+                last_epoch=last,
+            )
         )
-        for (condition, matched), (members, labels) in merged.items()
-    ]
+    return findings
 
 
 def _threshold_groups(
     name: str, distinct: list[Any], pairs: _Pairs, *, log: bool
-) -> list[tuple[str, list[int]]]:
-    """Both sides of a round threshold between every two neighbouring values."""
+) -> list[tuple[str, str, list[int]]]:
+    """Both sides of a round threshold between every two neighbouring values, with the change to the
+    space that leaves each side out."""
     groups = []
     for low, high in itertools.pairwise(distinct):
         cut = round_between(float(low), float(high), log=log)
-        groups.append((f"{_words(name)} < {cut:g}", [i for i, (v, _) in enumerate(pairs) if v <= low]))
-        groups.append((f"{_words(name)} > {cut:g}", [i for i, (v, _) in enumerate(pairs) if v >= high]))
+        below = [i for i, (v, _) in enumerate(pairs) if v <= low]
+        above = [i for i, (v, _) in enumerate(pairs) if v >= high]
+        groups.append((f"{_words(name)} < {cut:g}", f"narrow {name} to >= {cut:g}", below))
+        groups.append((f"{_words(name)} > {cut:g}", f"narrow {name} to <= {cut:g}", above))
     return groups
 
 

@@ -1,6 +1,8 @@
 """The single most useful next step for a study, from its trials' diagnoses and parameters.
 
-The most common failure cause among the finished trials is the problem to fix. Where one side of a
+The most common failure cause among the finished trials, pruned ones included (under successive halving
+most trials end at the first rung, diagnosed as ``too_early`` unless one epoch already shows a cause), is
+the problem to fix. Where one side of a
 searched parameter's range (or one of its choices) holds most of those trials and few others, the step
 is to move the space away from it (without cutting off a healthy trial):
 
@@ -54,7 +56,7 @@ def next_step(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) -> s
         return f"Only {count} trial shows a failure cause ({cause}): nothing to fix in the space."
     is_cause = (finished["diagnosis"] == cause).tolist()
     healthy = (finished["diagnosis"] == "healthy").tolist()
-    best: tuple[int, str, str] | None = None
+    best: tuple[int, float, str, str] | None = None
     for name, definition in space.items():
         if name not in finished.columns:
             continue
@@ -63,13 +65,25 @@ def next_step(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) -> s
             size = sum(members)
             cuts_healthy = any(m and h for m, h in zip(members, healthy, strict=True))
             good = size > 0 and matched >= MIN_COVERAGE * count and matched / size >= MIN_PRECISION
-            if good and not cuts_healthy and (best is None or matched > best[0]):
-                best = (matched, condition, action)
+            # Of equal coverage, the condition that cuts off fewest other trials.
+            if good and not cuts_healthy and (best is None or (matched, matched / size) > best[:2]):
+                best = (matched, matched / size, condition, action)
     if best is not None:
-        matched, condition, action = best
-        return f"{matched} of {count} {cause} trials had {condition}: {action}."
+        matched, _, condition, action = best
+        return f"{matched} of {count} {cause} trials had {condition}{_when(finished, is_cause)}: {action}."
     advice = _common_advice(finished[finished["diagnosis"] == cause])
     return f"{count} of {len(finished)} trials are {cause}: {advice}."
+
+
+def _when(finished: pd.DataFrame, is_cause: list[bool]) -> str:
+    """ " (all in epoch 1)" or " (within N epochs)" for the cause's trials, when the table says."""
+    if "epochs_run" not in finished.columns:
+        return ""
+    ran = [e for e, c in zip(finished["epochs_run"].tolist(), is_cause, strict=True) if c]
+    if not ran or any(is_missing(e) for e in ran):
+        return ""
+    last = int(max(ran))
+    return " (all in epoch 1)" if last == 1 else f" (all within {last} epochs)"
 
 
 def _conditions(

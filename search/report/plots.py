@@ -1,17 +1,20 @@
 """The report's plots, as PNG files drawn with matplotlib's Agg backend (no display needed).
 
-Optuna's own matplotlib plots are used where they fit (optimisation history, parameter importances,
-parallel coordinates); they are drawn on a study rebuilt in memory from the report's snapshot, so plots
-and tables show the same trials even while the study runs. Importances are Optuna's default evaluator,
-PED-ANOVA, which needs no scikit-learn. Learning curves coloured by outcome, the objective against each
+Optuna's own matplotlib plots are used where they fit (parameter importances, parallel coordinates);
+they are drawn on a study rebuilt in memory from the report's snapshot, so plots and tables show the
+same trials even while the study runs, and when too few trials complete (successive halving ends most
+at its first rung) on every trial's val Dice at a common epoch (``report.common_epoch``). Importances
+are Optuna's default evaluator, PED-ANOVA, which needs no scikit-learn. The optimisation history (every
+trial's best val Dice, pruned ones too, by outcome, beside the constant-prediction floor), learning
+curves coloured by outcome (diverged trials on a log loss axis of their own), the objective against each
 searched parameter and the comparison of several studies are drawn here.
 
-A plot that cannot say anything yet (too few completed trials) is skipped with the reason, never drawn
-empty.
+A plot that cannot say anything yet (too few trials) is skipped with the reason, never drawn empty.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -34,6 +37,7 @@ from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
 from optuna.visualization import matplotlib as optuna_plots
 
+from search.report.common_epoch import common_epoch_study
 from search.report.data import StudyRecord
 
 logger = logging.getLogger(__name__)
@@ -55,6 +59,8 @@ OUTCOME_COLOURS: dict[str, str] = {
     "running": "tab:blue",
 }
 _OTHER_COLOUR = "black"
+# The objective's metric (spec objective.metric) as an axis names it.
+_METRIC_NAMES = {"val_dice": "val Dice"}
 
 
 @dataclass(frozen=True)
@@ -67,13 +73,23 @@ class PlotFile:
     skipped: str | None = None
 
 
-def outcome(state: str, stop_reason: Any) -> str:
-    """How a trial ended, as one word for colours and legends."""
+def outcome(state: str, stop_reason: Any, diagnosis: Any = None) -> str:
+    """How a trial ended, as one word for colours and legends; a stopped trial diagnosed as diverged
+    (e.g. pruned as underperforming after a loss that exploded) is "diverged"."""
     if state == "COMPLETE":
         return "complete"
     if state in ("RUNNING", "WAITING"):
         return "running"
+    if diagnosis == "diverged":
+        return "diverged"
     return stop_reason if isinstance(stop_reason, str) and stop_reason else state.lower()
+
+
+def _outcomes(trials: pd.DataFrame) -> list[str]:
+    diagnoses = trials["diagnosis"] if "diagnosis" in trials.columns else [None] * len(trials)
+    return [
+        outcome(s, r, d) for s, r, d in zip(trials["state"], trials["stop_reason"], diagnoses, strict=True)
+    ]
 
 
 def write_study_plots(record: StudyRecord, trials: pd.DataFrame, out_dir: Path) -> list[PlotFile]:
@@ -91,19 +107,18 @@ def write_study_plots(record: StudyRecord, trials: pd.DataFrame, out_dir: Path) 
     snapshot = snapshot_study(record)
     n_complete = int((trials["state"] == "COMPLETE").sum())
     plots = [
-        _optuna_plot(
-            out_dir, "optimization_history", "optimisation history", optuna_plots.plot_optimization_history,
-            snapshot, n_complete, MIN_COMPLETE_HISTORY,
-        ),
+        _history(record, trials, out_dir),
         _optuna_plot(
             out_dir, "param_importances", "parameter importances (PED-ANOVA)",
-            optuna_plots.plot_param_importances, snapshot, n_complete, MIN_COMPLETE_IMPORTANCE,
+            functools.partial(optuna_plots.plot_param_importances, target_name="val Dice"),
+            snapshot, n_complete, MIN_COMPLETE_IMPORTANCE, record,
         ),
         _learning_curves(record, trials, out_dir),
         *(_objective_vs(record, trials, name, out_dir) for name in record.param_names),
         _optuna_plot(
-            out_dir, "parallel_coordinates", "parallel coordinates", optuna_plots.plot_parallel_coordinate,
-            snapshot, n_complete, MIN_COMPLETE_PARALLEL,
+            out_dir, "parallel_coordinates", "parallel coordinates",
+            functools.partial(optuna_plots.plot_parallel_coordinate, target_name="val Dice"),
+            snapshot, n_complete, MIN_COMPLETE_PARALLEL, record,
         ),
     ]  # fmt: skip
     return plots
@@ -150,11 +165,20 @@ def _optuna_plot(
     study: optuna.Study,
     n_complete: int,
     needed: int,
+    record: StudyRecord,
 ) -> PlotFile:
-    if n_complete < needed:
-        return PlotFile(name, title, skipped=f"needs {needed} completed trials, has {n_complete}")
-    if name != "optimization_history" and not any(t.params for t in study.trials):
+    if not any(t.params for t in study.trials):
         return PlotFile(name, title, skipped="the study searches no parameter")
+    if n_complete < needed:
+        common = common_epoch_study(record, needed)
+        if common is None or common.trials < needed:
+            return PlotFile(
+                name,
+                title,
+                skipped=f"needs {needed} completed trials or trials at a common epoch, has {n_complete}",
+            )
+        study = common.study
+        title = f"{title} of val Dice at epoch {common.epoch} ({common.trials} trials, pruned ones too)"
     # Optuna switches matplotlib's global style: the context puts it back for the plots drawn here.
     with warnings.catch_warnings(), plt.rc_context():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
@@ -163,20 +187,51 @@ def _optuna_plot(
         fig = axes.figure
         assert isinstance(fig, Figure)  # internal: Optuna draws on a figure of its own
         fig.set_size_inches(8, 5)
+        if n_complete < needed:
+            fig.suptitle(f"{record.name}: {title}: {n_complete} completed, too few", fontsize="small")
         return _save(fig, out_dir / f"{name}.png", name, title)
+
+
+def _history(record: StudyRecord, trials: pd.DataFrame, out_dir: Path) -> PlotFile:
+    """Every trial's best val Dice by trial number, pruned ones too, coloured by outcome, with the best so
+    far and the Dice of predicting foreground everywhere."""
+    name, title = "optimization_history", "optimisation history: every trial's best val Dice"
+    values = trials["peak_val_dice"].fillna(trials["objective"])
+    rows = trials.assign(value=values, kind=_outcomes(trials))[values.notna()]
+    if rows.empty:
+        return PlotFile(name, title, skipped="no trial with a val Dice yet")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for kind, group in sorted(rows.groupby("kind"), key=lambda item: _outcome_order(str(item[0]))):
+        colour = OUTCOME_COLOURS.get(str(kind), _OTHER_COLOUR)
+        filled = kind == "complete"
+        ax.scatter(
+            group["number"], group["value"], s=30, label=f"{kind} ({len(group)})",
+            facecolors=colour if filled else "none", edgecolors=colour,
+        )  # fmt: skip
+    ax.step(rows["number"], rows["value"].cummax(), where="post", color="black", lw=1, label="best so far")
+    floor = record.constant_dice
+    if floor is not None:
+        ax.axhline(floor, color="tab:red", ls="--", lw=1, label=f"all foreground ({floor:.3f})")
+    metric = (record.spec.get("objective") or {}).get("metric", "val_dice")
+    ax.set(
+        xlabel="trial number", ylabel=f"{_METRIC_NAMES.get(metric, metric)} (best epoch)",
+        title=f"{record.name}: optimisation history (hollow: stopped early, best epoch so far)",
+    )  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize="small")
+    return _save(fig, out_dir / f"{name}.png", name, title)
 
 
 def _learning_curves(record: StudyRecord, trials: pd.DataFrame, out_dir: Path) -> PlotFile:
     name, title = "learning_curves", "learning curves coloured by outcome"
     if record.epochs.empty:
         return PlotFile(name, title, skipped="no epoch stored yet")
-    outcomes = {
-        int(number): outcome(state, reason)
-        for number, state, reason in zip(
-            trials["number"], trials["state"], trials["stop_reason"], strict=True
-        )
-    }
-    fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    outcomes = dict(zip(trials["number"].astype(int), _outcomes(trials), strict=True))
+    diverged = {n for n, kind in outcomes.items() if kind == "diverged"}
+    if diverged:
+        fig, (loss_ax, diverged_ax, dice_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
+    else:
+        fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
     seen: dict[str, int] = {}
     for number, rows in record.epochs.groupby("trial_number", sort=True):
         kind = outcomes.get(int(number), "running")
@@ -185,14 +240,20 @@ def _learning_curves(record: StudyRecord, trials: pd.DataFrame, out_dir: Path) -
         seen[kind] = seen.get(kind, 0) + 1
         # Markers keep a trial stopped after one epoch visible.
         style = {"color": colour, "alpha": 0.7, "lw": 1, "marker": "o", "markersize": 2.5, "label": label}
-        loss_ax.plot(rows["epoch"], rows["val_loss"], **style)
+        # A diverged loss (1e5 where the others sit near 1) would flatten every other curve.
+        (diverged_ax if int(number) in diverged else loss_ax).plot(rows["epoch"], rows["val_loss"], **style)
         dice_ax.plot(rows["epoch"], rows["val_dice"], **style)
-    losses = record.epochs["val_loss"].dropna()
+    losses = record.epochs[~record.epochs["trial_number"].isin(diverged)]["val_loss"].dropna()
     if len(losses) and (losses > 0).all():
         loss_ax.set_yscale("log")
     loss_ax.set(xlabel="epoch", ylabel="val loss", title="Validation loss")
     dice_ax.set(xlabel="epoch", ylabel="val Dice", title="Validation Dice")
-    for ax in (loss_ax, dice_ax):
+    axes = [loss_ax, dice_ax]
+    if diverged:
+        diverged_ax.set_yscale("log")
+        diverged_ax.set(xlabel="epoch", ylabel="val loss (log)", title=f"Diverged trials ({len(diverged)})")
+        axes.append(diverged_ax)
+    for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = dice_ax.get_legend_handles_labels()
     order = sorted(range(len(labels)), key=lambda i: _outcome_order(labels[i]))
@@ -214,10 +275,7 @@ def _objective_vs(record: StudyRecord, trials: pd.DataFrame, param: str, out_dir
     definition = record.space.get(param, {})
     choices = list(definition.get("choices") or [])
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for kind, group in sorted(
-        rows.groupby([outcome(s, r) for s, r in zip(rows["state"], rows["stop_reason"], strict=True)]),
-        key=lambda item: _outcome_order(str(item[0])),
-    ):
+    for kind, group in sorted(rows.groupby(_outcomes(rows)), key=lambda item: _outcome_order(str(item[0]))):
         x = [_x_position(v, choices) for v in group[param]]
         colour = OUTCOME_COLOURS.get(str(kind), _OTHER_COLOUR)
         filled = kind == "complete"

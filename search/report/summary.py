@@ -10,6 +10,7 @@ plots. Several studies get a comparison table first. The text depends only on th
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,13 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
         f"{md.text(best['diagnosis'])}.",
         "",
     ]
+    floor = record.constant_dice
+    if floor is not None:
+        lines[-1:] = [
+            f"Predicting foreground everywhere scores val Dice {md.num(floor)} on this validation split "
+            f"(background everywhere: 0); this trial is {_above(best['peak_val_dice'], floor)} above it.",
+            "",
+        ]
     tested = record.test_scores.get(str(int(best["number"])))
     if tested is not None:
         lines[-1:] = [
@@ -152,9 +160,12 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
     test = record.test_scores
     k = int((record.spec.get("objective") or {}).get("folds") or 1)
     val_header = f"val Dice (complete: mean of {k} folds)" if k > 1 else "val Dice"
-    header = ["trial", val_header, *(["test Dice"] if test else []), "epoch", *params, "outcome", "diagnosis"]
+    floor = record.constant_dice
+    header = ["trial", val_header, *(["vs all foreground"] if floor is not None else [])]
+    header += [*(["test Dice"] if test else []), "epoch", *params, "outcome", "diagnosis"]
     body = [
         [f"#{int(r['number'])}", md.num(r["peak_val_dice"]),
+         *([_above(r["peak_val_dice"], floor)] if floor is not None else []),
          *([md.num(test.get(str(int(r["number"])), {}).get("test_dice"))] if test else []),
          md.integer(r["best_epoch"]), *(md.value(r[p]) for p in params),
          _outcome(r["state"], r["stop_reason"]), md.text(r["diagnosis"])]
@@ -207,7 +218,7 @@ def _findings_section(findings: list[Finding]) -> list[str]:
             f"shares a stop reason or diagnosis in {MIN_SHARE:.0%} of its trials and "
             f"{MIN_CONTRAST:.0%} more often than the other trials."
         )
-    lines += [f"- {finding.text}" for finding in findings]
+    lines += [f"- {finding.sentence}" for finding in findings]
     return [*lines, ""]
 
 
@@ -258,6 +269,11 @@ def _ranked(record: StudyRecord, rows: pd.DataFrame) -> pd.DataFrame:
     order = {trial.number: place for place, trial in enumerate(rank_trials(record.trials))}
     candidates = rows[rows["number"].isin(order)]
     return candidates.iloc[candidates["number"].map(order).argsort()]
+
+
+def _above(value: Any, floor: float) -> str:
+    """A val Dice's distance to the constant-prediction floor, e.g. "+0.5312"."""
+    return f"{float(value) - floor:+.4f}" if isinstance(value, int | float) and math.isfinite(value) else "-"
 
 
 def _best_row(record: StudyRecord, rows: pd.DataFrame) -> pd.Series | None:

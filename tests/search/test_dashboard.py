@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 import pytest
 import sqlalchemy as sa
-from test_report import SMALL, craft_study
+from test_report import SMALL, Planned, craft_study
 from test_run import study_file
 
 from search.dashboard import is_loopback, main
@@ -125,6 +125,36 @@ def test_finished_study_in_the_browser(browser: Any, storage_url: str, backend: 
             expect(page.get_by_text("Complete", exact=True).first).to_be_visible(timeout=WAIT_MS)
             expect(page.get_by_text("Intermediate Values", exact=True)).to_be_visible(timeout=WAIT_MS)
             screenshot(page, f"dashboard-finished-{backend}.png")
+    finally:
+        page.close()
+
+
+@pytest.mark.slow
+def test_pruned_and_diverged_trials_show_their_labels(browser: Any, tmp_path: Path) -> None:
+    """Issue 20: under successive halving the trials end at the first rung; the dashboard shows each
+    one's diagnosis (too_early, or diverged for a pruned trial whose loss exploded) beside its stop."""
+    from playwright.sync_api import expect
+
+    url = f"sqlite:///{tmp_path / 'sh.db'}"
+    storage = open_storage(url)
+    pruned = optuna.trial.TrialState.PRUNED
+    plan = [
+        Planned(0.001, "batch", optuna.trial.TrialState.COMPLETE, 4, diagnosis="healthy"),
+        Planned(0.0002, "instance", pruned, 1, "underperforming", "too_early"),
+        Planned(0.5, "batch", pruned, 1, "underperforming", "diverged"),
+    ]
+    craft_study(storage, "halving", plan)
+    storage.engine.dispose()
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        with served(url, "--study", "halving") as study_page:
+            for number, label in ((1, "too_early"), (2, "diverged")):
+                page.goto(f"{study_page}/trials?numbers={number}", timeout=WAIT_MS)
+                expect(page.get_by_text("3 Trials", exact=True)).to_be_visible(timeout=WAIT_MS)
+                stop = page.get_by_text("stop_reason underperforming", exact=True)
+                expect(stop).to_be_visible(timeout=WAIT_MS)
+                expect(page.get_by_text(f"diagnosis {label}", exact=True)).to_be_visible(timeout=WAIT_MS)
+                screenshot(page, f"dashboard-halving-{label}.png")
     finally:
         page.close()
 

@@ -208,12 +208,16 @@ def test_plots_are_written_and_not_blank(small_store: str, tmp_path: Path) -> No
     assert run_report(small_store, tmp_path / "r", "small") == 0
     plots = tmp_path / "r" / "plots" / "small"
     written = sorted(p.name for p in plots.glob("*.png"))
-    # One completed trial: importances (5 needed) and parallel coordinates (2 needed) are skipped.
+    # One completed trial: importances (5 needed) are drawn from the val Dice at epoch 1 of all 5 trials,
+    # parallel coordinates (2 needed) from epoch 2, the latest that half of them reached (the running one
+    # too).
     assert written == [
         "learning_curves.png",
         "objective_vs_learning_rate.png",
         "objective_vs_model_norm.png",
         "optimization_history.png",
+        "parallel_coordinates.png",
+        "param_importances.png",
     ]
     for path in plots.glob("*.png"):
         pixels = matplotlib.image.imread(path)
@@ -221,7 +225,8 @@ def test_plots_are_written_and_not_blank(small_store: str, tmp_path: Path) -> No
         assert pixels[..., :3].std() > 0.05, f"{path.name} is blank"
     summary = (tmp_path / "r" / "summary.md").read_text()
     assert "![learning curves coloured by outcome](plots/small/learning_curves.png)" in summary
-    assert "parameter importances (PED-ANOVA) (needs 5 completed trials, has 1)" in summary
+    assert "parameter importances (PED-ANOVA) of val Dice at epoch 1 (5 trials, pruned ones too)" in summary
+    assert "parallel coordinates of val Dice at epoch 2 (4 trials, pruned ones too)" in summary
 
 
 def test_running_study_is_reported(small_store: str, tmp_path: Path) -> None:
@@ -240,8 +245,9 @@ def test_summary_findings_and_compute_on_a_crafted_study(tmp_path: Path) -> None
     summary = (tmp_path / "r" / "summary.md").read_text()
     findings = summary.split("### Findings\n\n")[1].split("\n\n")[0].splitlines()
     assert findings == [
-        "- all 6 trials with learning rate > 0.05 diverged",
-        "- 4 of 5 trials with normalisation none stalled and were stopped on a plateau",
+        "- all 6 trials with learning rate > 0.05 diverged within 2 epochs: narrow learning_rate to <= 0.05",
+        "- 4 of 5 trials with normalisation none stalled and were stopped on a plateau within 3 epochs: "
+        "drop none from model.norm's choices",
     ]
     # 6 x 2 + 4 x 3 + 7 x 4 = 52 epochs of 16 images; pruned trials saved 6 x 2 + 4 x 1 = 16 epochs.
     assert "Spent 832 training images in 52 epochs." in summary
@@ -253,6 +259,11 @@ def test_summary_findings_and_compute_on_a_crafted_study(tmp_path: Path) -> None
     assert "Trial #16: val Dice " in summary and "| **learning_rate** | 0.04 |" in summary
     assert "| pruned: diverged | 6 | 0 | 0 | 6 |" in summary  # outcome x diagnosis counts
     assert "| pruned: plateau | 0 | 0 | 4 | 4 |" in summary
+    # Issue 20: each trial's Dice beside the floor of predicting foreground everywhere, 2p / (1 + p) at the
+    # rows' median validation foreground share p.
+    p = pd.read_csv(tmp_path / "r" / "epochs.csv")["val_true_fg"].median()
+    assert f"Predicting foreground everywhere scores val Dice {2 * p / (1 + p):.4f}" in summary
+    assert "| trial | val Dice | vs all foreground |" in summary
     # With 7 completed trials every plot is drawn.
     assert len(list((tmp_path / "r" / "plots" / "findings").glob("*.png"))) == 6
 

@@ -285,3 +285,29 @@ def test_bad_num_classes_is_an_error_finding(tmp_path: Path) -> None:
     for stem in "ab":
         _pair(tmp_path, stem, _square_mask())
     assert main([str(tmp_path), "--num-classes", "0"]) == 2
+
+
+def test_mostly_foreground_masks_state_the_constant_dice_and_warn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20: on masks that are ~80 % foreground, predicting foreground everywhere scores Dice ~0.89;
+    the doctor states that floor and warns, so a search reaching it does not read as success."""
+    for i, stem in enumerate("abcdefgh"):
+        _pair(tmp_path, stem, _square_mask(fg=28 + i % 2))  # 784 or 841 of 1024 pixels
+    report = inspect_folder(tmp_path, val_fraction=0.25)
+    p = report.splits["val"]["foreground"]
+    assert 0.76 < p < 0.83
+    assert report.constant_dice == {"all_foreground": pytest.approx(2 * p / (1 + p)), "all_background": 0.0}
+    warning = next(f for f in report.findings if f.code == "high-constant-dice")
+    assert warning.severity == "warning"
+    assert f"scores val Dice {2 * p / (1 + p):.3f}" in warning.message and "not 0" in warning.fix
+    assert main([str(tmp_path), "--val-fraction", "0.25"]) == 0
+    out = capsys.readouterr().out
+    assert f"constant Dice: all foreground {2 * p / (1 + p):.3f}, all background 0.000" in out
+
+
+def test_sparse_foreground_states_a_low_constant_dice_without_a_warning(dsb2018: Path) -> None:
+    report = inspect_folder(dsb2018)
+    p = report.splits["val"]["foreground"]
+    assert report.constant_dice["all_foreground"] == pytest.approx(2 * p / (1 + p)) and p < 0.3
+    assert "high-constant-dice" not in _codes(report, "warning")

@@ -47,6 +47,22 @@ def test_history_has_every_field(synthetic):
     assert 0.0 <= record.val_iou <= record.val_dice <= 1.0
 
 
+def test_every_record_holds_the_untrained_models_val_loss(synthetic):
+    """Issue 20: the reference an exploded first epoch is measured against, taken before the first step."""
+    from unet.losses import build_loss
+    from unet.model import build_model
+    from unet.validation import evaluate
+
+    train, val = synthetic
+    config = small_config(epochs=2)
+    history = fit(config, train, val).history
+    torch.manual_seed(config.seed)
+    untrained = build_model(config.model)
+    expected = evaluate(untrained, val, criterion=build_loss(config.loss, num_classes=1), num_classes=1).loss
+    assert [r.initial_val_loss for r in history] == [pytest.approx(expected, rel=1e-4)] * 2
+    assert history[0].val_loss < history[0].initial_val_loss
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_learning_rate_10_stops_as_diverged(synthetic, optimizer):
     train, val = synthetic

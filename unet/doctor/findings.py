@@ -8,8 +8,11 @@ from unet.data.plan import DataPlan
 from unet.data.problems import DataProblem, preview
 from unet.data.survey import Survey
 from unet.doctor.report import Finding, Report, percent
+from unet.metrics import constant_dice
 
 IMBALANCE_THRESHOLD = 0.05  # a class below this share of all pixels gets a loss-choice warning
+# A val Dice this high for predicting every pixel foreground hides a model that learned nothing.
+HIGH_CONSTANT_DICE = 0.5
 # Images with both sides at most this share of the patch are "much smaller": training mirrors each into
 # a patch-sized canvas, so most of what the loss sees is copies.
 SMALL_IMAGE_SHARE = 0.5
@@ -31,6 +34,26 @@ def problem_findings(problems: list[tuple[DataProblem, str]], largest_class_like
             fix = f"pass num_classes={needed} (--num-classes {needed}) or more; binary masks: 0/255 or 0/1"
         findings.append(Finding("error", code, first.problem + more, fix))
     return findings
+
+
+def constant_findings(report: Report) -> list[Finding]:
+    """Fill ``report.constant_dice`` from the validation split (binary masks) and warn when it is high."""
+    val = report.splits.get("val")
+    if (report.num_classes or 1) > 1 or not val or not val["images"]:
+        return []
+    report.constant_dice = constant_dice(val["foreground"])
+    score = report.constant_dice["all_foreground"]
+    if score < HIGH_CONSTANT_DICE:
+        return []
+    message = (
+        f"predicting foreground everywhere scores val Dice {score:.3f} (foreground is "
+        f"{percent(val['foreground'])} of the validation pixels)"
+    )
+    fix = (
+        f"judge models against {score:.3f}, not 0: a val Dice near it means nothing was learned; if the "
+        "background is the structure of interest, invert the masks"
+    )
+    return [Finding("warning", "high-constant-dice", message, fix)]
 
 
 def data_findings(report: Report, survey: Survey) -> list[Finding]:

@@ -11,7 +11,7 @@ from unet.data.plan import DEFAULT_DEPTH, make_plan
 from unet.data.problems import DataProblem, preview
 from unet.data.split import Split, split_with_test
 from unet.data.survey import Survey
-from unet.doctor.findings import data_findings, plan_findings, problem_findings
+from unet.doctor.findings import constant_findings, data_findings, plan_findings, problem_findings
 from unet.doctor.report import Finding, Report
 from unet.errors import ConfigError
 
@@ -92,6 +92,7 @@ def inspect_folder(
         seed=seed,
         root=root,
     )
+    report.findings += constant_findings(report)
     fingerprint = report.fingerprint()
     if fingerprint is not None:
         try:

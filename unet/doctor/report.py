@@ -42,6 +42,8 @@ class Report:
     empty_masks: list[str] = field(default_factory=list)  # masks without any foreground
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)  # train/val -> images, classes, share
     plan: dict[str, Any] | None = None  # the data plan (unet.data.plan.DataPlan.to_dict), when readable
+    # Binary masks: val Dice of predicting every pixel foreground / background (unet.metrics.constant_dice)
+    constant_dice: dict[str, float] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -103,6 +105,11 @@ class Report:
             lines.append(
                 f"  {name + ':':<13} {split['images']} images, foreground {percent(split['foreground'])} "
                 f"of pixels, classes {split['classes'] or 'none'}"
+            )
+        if self.constant_dice:
+            lines.append(
+                f"  constant Dice: all foreground {self.constant_dice['all_foreground']:.3f}, all background "
+                f"{self.constant_dice['all_background']:.3f} on the validation split (the floor to beat)"
             )
         lines.append(f"  empty masks:  {len(self.empty_masks)}")
         lines.append(f"  unpaired:     {len(self.unpaired_images)} images, {len(self.unpaired_masks)} masks")

@@ -109,9 +109,10 @@ CASES = {
         _history([0.7, 0.4, 0.2, 0.35, 0.12], [0.6, 0.35, 0.2, 0.3, 0.12], [0.0, 0.01, 0.02, 0.01, 0.02]),
         "background_only",
     ),
-    # Short histories: trends need 3 epochs, so only divergence and instability are judged.
-    "1 epoch": (_history([1.0], [0.9], [0.0]), "healthy"),
-    "2 flat epochs with Dice 0": (_history([1.0, 0.99], [0.9, 0.9], [0.0, 0.0]), "healthy"),
+    # Short histories: trends need 3 epochs, so only divergence and instability are judged, and the rest
+    # is too early to call healthy (issue 20).
+    "1 epoch": (_history([1.0], [0.9], [0.0]), "too_early"),
+    "2 flat epochs with Dice 0": (_history([1.0, 0.99], [0.9, 0.9], [0.0, 0.0]), "too_early"),
     "2 epochs with a jump": (_history([1.0, 1.6], [0.9, 1.0], [0.1, 0.1]), "unstable"),
 }
 
@@ -189,7 +190,8 @@ def test_healthy_summary_and_short_history_note() -> None:
     )
     assert diagnosis.evidence["val_decrease"] == pytest.approx(0.5 / 0.9)
     short = diagnose(CASES["1 epoch"][0])
-    assert short.summary.endswith("too few epochs to judge trends (need 3)")
+    assert short.summary.startswith("too_early: ended at epoch 1: val loss went from 0.9 to 0.9")
+    assert short.summary.endswith("3 epochs are needed to judge the trends")
 
 
 def test_none_values_are_read_as_nan() -> None:

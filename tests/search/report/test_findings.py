@@ -158,3 +158,31 @@ def test_round_between(low: float, high: float, log: bool, expected: float) -> N
 def test_outcome_labels(stop_reason: object, diagnosis: object, labels: set[str]) -> None:
     assert outcome_labels(stop_reason, diagnosis) == labels
     assert outcome_labels(stop_reason, diagnosis, state="PRUNED") == labels | {"pruned"}
+
+
+def test_pruned_trials_that_diverged_in_epoch_1_give_the_range_to_leave_out() -> None:
+    """Issue 20: the unet-lr run under successive halving, where every trial but one stopped at the
+    first rung; the three that exploded there are the finding, with the change to the space."""
+    early = ("PRUNED", "underperforming", "too_early")
+    rows = [(10 ** (-4 + 0.2 * i), early) for i in range(12)]
+    rows += [(0.03, ("PRUNED", "underperforming", "diverged")), (0.3, DIVERGED), (0.7, DIVERGED)]
+    rows += [(0.002, ("COMPLETE", None, "healthy"))]
+    frame = trials("learning_rate", rows)
+    frame["epochs_run"] = [1] * 15 + [12]
+    found = [f.sentence for f in find_findings(frame, LR)]
+    assert found == [
+        "all 3 trials with learning rate > 0.02 diverged in epoch 1: narrow learning_rate to <= 0.02",
+        # Successive halving's usual end is no failure to leave out of the space.
+        "13 of 14 trials with learning rate < 0.09 were pruned as underperforming in epoch 1",
+    ]
+
+
+def test_a_choice_that_failed_is_dropped_and_health_gets_no_action() -> None:
+    rows = [("batch", HEALTHY)] * 3 + [("none", STALLED)] * 3
+    frame = trials("model.norm", rows)
+    frame["epochs_run"] = [10, 10, 10, 4, 5, 6]
+    (found,) = find_findings(frame, NORM)
+    assert found.sentence == (
+        "all 3 trials with normalisation none stalled and were stopped on a plateau within 6 epochs: "
+        "drop none from model.norm's choices"
+    )

@@ -60,3 +60,16 @@ def test_healthy_study_has_nothing_to_fix() -> None:
     assert next_step(frame(rows), SPACE) == (
         "No failure cause dominates the 2 diagnosed trials (1 unclear): nothing to fix."
     )
+
+
+def test_diverged_pruned_trials_give_the_learning_rate_range_as_the_step() -> None:
+    """Issue 20: 13 trials stopped at the first rung (too early to judge), 3 that exploded there."""
+    rows = [(10 ** (-5 + 0.25 * i), "batch", "too_early") for i in range(13)]
+    rows += [(0.03, "batch", "diverged"), (0.3, "none", "diverged"), (0.7, "batch", "diverged")]
+    table = frame(rows, {"learning_rate": 0.003})
+    table["state"] = "PRUNED"
+    table["epochs_run"] = 1
+    assert next_step(table, SPACE) == (
+        "3 of 3 diverged trials had learning rate > 0.02 (all in epoch 1): lower the space's upper bound of "
+        "learning_rate to 0.02."
+    )
