@@ -42,7 +42,8 @@ from search.checkpoints.store import ArtifactsError
 from search.report.data import load_study_record
 from search.store.engine import StoreError, open_existing_storage
 from search.store.location import add_storage_option, redact_url, storage_url
-from unet.checkpoint import Checkpoint, load_checkpoint, write_atomic
+from unet.atomic import write_atomic
+from unet.checkpoint import Checkpoint, load_checkpoint
 from unet.errors import UNetError
 
 logger = logging.getLogger(__name__)

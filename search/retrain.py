@@ -40,7 +40,8 @@ from search.spec.schema import SpecError, StudySpec
 from search.spec.space import build_config
 from search.store.engine import StoreError, open_existing_storage
 from search.store.location import add_storage_option, redact_url, storage_url
-from unet.checkpoint import dataset_normalization, write_atomic
+from unet.atomic import write_atomic
+from unet.checkpoint import dataset_normalization
 from unet.config import TrainConfig
 from unet.errors import UNetError
 from unet.history import EpochRecord

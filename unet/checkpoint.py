@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from unet.atomic import write_atomic
 from unet.config import TrainConfig
 from unet.data.plan import DataPlan
 from unet.errors import CheckpointError, UNetError
@@ -57,18 +56,6 @@ class Checkpoint:
     normalization: dict[str, Any] | None  # {"name": ...}; None: images are used as given
     history: list[dict[str, Any]] = field(default_factory=list)  # every epoch's record
     path: Path | None = None  # the file it was read from
-
-
-def write_atomic(path: Path, write: Callable[[Any], None], *, binary: bool = False) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_metrics(path: Path, history: list[EpochRecord]) -> None:

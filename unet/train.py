@@ -24,7 +24,8 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from unet.checkpoint import dataset_normalization, load_checkpoint, write_atomic
+from unet.atomic import write_atomic
+from unet.checkpoint import dataset_normalization, load_checkpoint
 from unet.config import ModelConfig, TrainConfig
 from unet.data import FolderDataset, SyntheticDataset, folder_datasets, synthetic_datasets
 from unet.data.heldout import held_out_dataset, held_out_pairs
