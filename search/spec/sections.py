@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from search.pruning.cross_trial import CrossTrialRule, CrossTrialRuleName
 from search.pruning.plateau import PlateauRule
 from search.store.retry import OUTAGE_WINDOW_S
+from unet.config import VAL_FRACTION
 
 
 class Section(BaseModel):
@@ -37,7 +38,7 @@ class FolderData(Section):
 
     path: Path  # dataset folder; a relative path is relative to the study file's folder
     val_path: Path | None = None  # explicit validation folder (same layout); null: split off val_fraction
-    val_fraction: float = Field(0.2, gt=0, lt=1)  # validation share when val_path is null
+    val_fraction: float = Field(VAL_FRACTION, gt=0, lt=1)  # validation share when val_path is null
     # Held-out test folder (same layout; disjoint from path and val_path): the best trials are scored on
     # it once, after the search (search.execution.testset). null: no test score.
     test_path: Path | None = None
