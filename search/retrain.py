@@ -30,9 +30,8 @@ import optuna
 import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
 
-from search.execution.data import StudyData, load_study_data
+from search.execution.data import load_study_data
 from search.execution.objective import THREADS_ATTR
 from search.outcome import STOP_REASON
 from search.report.data import load_study_record
@@ -41,11 +40,8 @@ from search.spec.space import build_config
 from search.store.engine import StoreError, open_existing_storage
 from search.store.location import add_storage_option, redact_url, storage_url
 from unet.atomic import write_atomic
-from unet.checkpoint import dataset_normalization
-from unet.config import TrainConfig
 from unet.errors import UNetError
-from unet.history import EpochRecord
-from unet.run_folder import train_to_folder
+from unet.train import train_with_progress
 
 
 class RetrainError(ValueError):
@@ -178,42 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     print(f"Using {threads_note}", file=sys.stderr)
-    return _train(config, data, args.out, quiet=args.quiet)
-
-
-def _train(config: TrainConfig, data: StudyData, out: Path, *, quiet: bool) -> int:
-    """Train, writing metrics.csv after every epoch and the checkpoint at the end; the exit status."""
-    bar = tqdm(total=config.epochs, unit="epoch", disable=quiet, file=sys.stderr)
-
-    def on_epoch(record: EpochRecord) -> None:
-        bar.set_postfix(loss=f"{record.train_loss:.4f}", val_dice=f"{record.val_dice:.3f}")
-        bar.update(1)
-
-    try:
-        result = train_to_folder(
-            out,
-            config,
-            data.train,
-            data.val,
-            plan=data.plan,
-            normalization=dataset_normalization(data.train),
-            on_epoch=on_epoch,
-        )
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {bar.n} epoch(s) kept in {out / 'metrics.csv'}", file=sys.stderr)
-        return 130
-    except UNetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        bar.close()
-    if result.stop_reason == "diverged":
-        print(f"diverged: {result.stop_message}; run written to {out}", file=sys.stderr)
-        return 1
-    best = result.best
-    summary = f"best val Dice {best.val_dice:.4f} at epoch {best.epoch}" if best else "no finite val Dice"
-    print(f"{summary} (model.pt holds it); last.pt, config.yaml and metrics.csv written to {out}")
-    return 0
+    status, _ = train_with_progress(args.out, config, data.train, data.val, plan=data.plan, quiet=args.quiet)
+    return status
 
 
 def _source(study: str, storage: str, trial: FrozenTrial, spec_source: Any) -> dict[str, Any]:
