@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import statistics
 import subprocess
@@ -11,6 +9,8 @@ import threading
 from pathlib import Path
 
 import torch
+
+from search.processes import end_session
 
 
 class UtilisationSampler:
@@ -81,20 +81,5 @@ def run_in_own_session(
             proc.kill()
             output, _ = proc.communicate()
         output += f"\n[device_check] stopped after {timeout:.0f} s"
-    for pid in session_pids(proc.pid):  # Ray daemons the driver left behind
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    end_session(proc.pid)  # Ray daemons the driver left behind
     return (proc.returncode if proc.returncode is not None else -1), output
-
-
-def session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-                pids.append(int(entry.name))
-    return pids

@@ -42,7 +42,7 @@ from search.store.claims import claim_lock
 from search.store.engine import open_storage
 from search.store.epochs import EpochStore
 from search.store.heartbeat import Heartbeat
-from search.store.reaper import reap_lost_trials
+from search.store.reaper import GRACE_SECONDS, reap_lost_trials
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _suggest(trial: optuna.Trial) -> None:
 
 def service_trial(storage: optuna.storages.RDBStorage, study: optuna.Study, epochs: int) -> None:
     """The store traffic of one service trial (``run_local`` + ``execute_trial``), without the training."""
-    reap_lost_trials(storage, study.study_name, grace_seconds=60)
+    reap_lost_trials(storage, study.study_name, grace_seconds=GRACE_SECONDS)
     with claim_lock(storage.engine, study.study_name):
         count_trials(study)
         study.sampler = optuna.samplers.RandomSampler()

@@ -45,7 +45,8 @@ from search.ranking import best_trial
 from search.report.data import load_study_record
 from search.store.engine import StoreError, open_existing_storage
 from search.store.location import StoreLocation, add_storage_option
-from unet.checkpoint import Checkpoint, load_checkpoint, write_atomic
+from unet.atomic import write_atomic
+from unet.checkpoint import Checkpoint, load_checkpoint
 from unet.errors import UNetError
 from unet.outputs import check_out, staged, write_failed
 

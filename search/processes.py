@@ -1,7 +1,10 @@
-"""Processes on this host, told apart by /proc: whether one is alive, stopped or gone, and when it started.
+"""Processes on this host, told apart by /proc: whether one is alive, stopped or gone, when it started,
+which belong to a session or hold files in a folder, and ending them.
 
 A pid alone does not name a process: once it ends, the pid may be given to another. The start time (from
-``/proc/<pid>/stat``) tells them apart. Standard library only, so that a small watchdog process
+``/proc/<pid>/stat``) tells them apart. Ending processes is one path (:func:`end_processes`: SIGTERM,
+a grace period, SIGKILL for what is left), whether they are a Ray run's leftovers or a session a command
+was started in. Standard library only, so that a small watchdog process
 (:mod:`search.execution.ray.leftovers`) can import it without Optuna, SQLAlchemy or Ray.
 """
 
@@ -9,6 +12,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 # Process start times are compared to this many seconds: /proc counts in clock ticks (1/100 s).
@@ -72,3 +78,75 @@ def _boot_time() -> int:
         if line.startswith("btime "):
             return int(line.split()[1])
     raise ValueError("/proc/stat has no btime line")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` names a live (or stopped) process here; an exited, uncollected one is gone."""
+    return local_process_state(pid, None) != "process gone"
+
+
+def session_processes(sid: int) -> list[int]:
+    """Pids of the live processes of session ``sid`` (a process started with ``start_new_session``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = _proc_stat_fields(int(entry.name))
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):  # field 6: the session id
+            pids.append(int(entry.name))
+    return pids
+
+
+def processes_using(folder: Path) -> list[int]:
+    """Pids of this user's live processes (but this one) with a file or their working dir in ``folder``."""
+    inside = str(folder.resolve()) + os.sep
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid() or not process_alive(int(entry.name)):
+                continue
+            links = [entry / "cwd", *(entry / "fd").iterdir()]
+        except OSError:  # gone meanwhile, or not ours to look into
+            continue
+        for link in links:
+            try:
+                target = os.readlink(link)
+            except OSError:
+                continue
+            if (target + os.sep).startswith(inside):
+                found.append(int(entry.name))
+                break
+    return found
+
+
+def end_processes(pids: Sequence[int], *, grace_s: float) -> None:
+    """End ``pids``: SIGTERM, up to ``grace_s`` seconds to exit, then SIGKILL what is left.
+
+    With ``grace_s`` 0 they get SIGKILL at once (processes that must not outlive a test or a check).
+    """
+    if grace_s > 0:
+        _signal_all(pids, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(process_alive(pid) for pid in pids):
+            time.sleep(0.05)
+    _signal_all([pid for pid in pids if process_alive(pid)], signal.SIGKILL)
+
+
+def end_session(sid: int, *, grace_s: float = 0.0) -> list[int]:
+    """End every live process of session ``sid`` (:func:`end_processes`); returns their pids."""
+    pids = session_processes(sid)
+    end_processes(pids, grace_s=grace_s)
+    return pids
+
+
+def _signal_all(pids: Sequence[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):  # ended meanwhile
+            continue

@@ -32,9 +32,8 @@ import optuna
 import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
 
-from search.execution.data import StudyData, load_study_data
+from search.execution.data import load_study_data
 from search.outcome import cpu_threads, recorded_best_epoch
 from search.ranking import best_trial
 from search.report.data import load_study_record
@@ -42,12 +41,10 @@ from search.spec.schema import SpecError, StudySpec
 from search.spec.space import build_config
 from search.store.engine import StoreError, open_existing_storage
 from search.store.location import StoreLocation, add_storage_option
-from unet.checkpoint import dataset_normalization, write_atomic
-from unet.config import TrainConfig
+from unet.atomic import write_atomic
 from unet.errors import UNetError
-from unet.history import EpochRecord
-from unet.outputs import StagedFolder, check_out, staged, write_failed
-from unet.run_folder import train_to_folder
+from unet.outputs import check_out, staged, write_failed
+from unet.train import train_with_progress
 
 # What a run folder holds: an existing --out may hold these only (it is replaced whole).
 OUTPUT_NAMES = frozenset({"model.pt", "last.pt", "config.yaml", "metrics.csv", "source.yaml"})
@@ -172,53 +169,17 @@ def main(argv: list[str] | None = None) -> int:
                 folder.path / "config.yaml", lambda f: yaml.safe_dump(config.to_dict(), f, sort_keys=False)
             )
             write_atomic(folder.path / "source.yaml", lambda f: yaml.safe_dump(source, f, sort_keys=False))
-            return _train(config, data, folder, quiet=args.quiet)
+            # The staged folder replaces --out when the run ends, also when it diverged or was interrupted
+            # (its finished epochs are kept); a training error discards it, leaving --out as it was.
+            status, _ = train_with_progress(
+                folder.path, config, data.train, data.val, plan=data.plan, quiet=args.quiet, shown=args.out
+            )
+            if status == 2:
+                folder.discard()
+            return status
     except OSError as e:
         print(f"error: {write_failed(args.out, e)}", file=sys.stderr)
         return 2
-
-
-def _train(config: TrainConfig, data: StudyData, folder: StagedFolder, *, quiet: bool) -> int:
-    """Train into the staged run folder; the exit status.
-
-    ``metrics.csv`` is written after every epoch and the checkpoints at the end. The folder replaces
-    ``--out`` when the run ends, also when it diverged or was interrupted (its finished epochs are kept);
-    an error discards it, leaving ``--out`` as it was.
-    """
-    out = folder.out
-    bar = tqdm(total=config.epochs, unit="epoch", disable=quiet, file=sys.stderr)
-
-    def on_epoch(record: EpochRecord) -> None:
-        bar.set_postfix(loss=f"{record.train_loss:.4f}", val_dice=f"{record.val_dice:.3f}")
-        bar.update(1)
-
-    try:
-        result = train_to_folder(
-            folder.path,
-            config,
-            data.train,
-            data.val,
-            plan=data.plan,
-            normalization=dataset_normalization(data.train),
-            on_epoch=on_epoch,
-        )
-    except KeyboardInterrupt:
-        folder.commit()
-        print(f"\ninterrupted: {bar.n} epoch(s) kept in {out / 'metrics.csv'}", file=sys.stderr)
-        return 130
-    except UNetError as e:
-        folder.discard()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        bar.close()
-    if result.stop_reason == "diverged":
-        print(f"diverged: {result.stop_message}; run written to {out}", file=sys.stderr)
-        return 1
-    best = result.best
-    summary = f"best val Dice {best.val_dice:.4f} at epoch {best.epoch}" if best else "no finite val Dice"
-    print(f"{summary} (model.pt holds it); last.pt, config.yaml and metrics.csv written to {out}")
-    return 0
 
 
 def _source(study: str, storage: str, trial: FrozenTrial, spec_source: Any) -> dict[str, Any]:

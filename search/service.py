@@ -30,6 +30,7 @@ from search.spec.schema import StudySpec
 from search.store.engine import open_storage
 from search.store.epochs import EpochStore
 from search.store.location import StoreLocation
+from search.store.reaper import GRACE_SECONDS
 from unet.history import EpochRecord
 
 # ray (the default): trials in parallel on a Ray cluster, or on a local Ray started for the run;
@@ -105,7 +106,7 @@ def run_study(
     verbose: bool = False,
     on_trial: OnTrial | None = None,
     on_epoch: OnEpoch | None = None,
-    grace_seconds: float = 60.0,
+    grace_seconds: float = GRACE_SECONDS,
     reuse_actors: bool = True,
 ) -> Counts:
     """Run trials until the spec's budget is spent (its compute, its ``n_trials`` cap) or its timeout passed.

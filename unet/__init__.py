@@ -9,10 +9,30 @@ Using a trained model takes two calls::
 
 from __future__ import annotations
 
-# ``unet.predict`` names both this function and the command line ``python -m unet.predict`` (the
-# ``unet/predict`` package). Importing the package first means the function is what stays bound here,
-# whichever of the two a program imports later.
+import sys
+from typing import Any
+
+# ``unet.predict`` names both the function above and the command line ``python -m unet.predict`` (the
+# ``unet/predict`` package, light: its ``main`` imports the CLI when called). Importing the package here,
+# then dropping the name the import bound, means the function is what ``unet.predict`` resolves to,
+# whichever of the two a program imports later (a package already imported is not bound again).
 import unet.predict as _predict_cli  # noqa: F401  (see above)
-from unet.inference import load_model, predict
+
+delattr(sys.modules[__name__], "predict")
 
 __all__ = ["load_model", "predict"]
+
+
+def __getattr__(name: str) -> Any:
+    """``load_model`` and ``predict`` from ``unet.inference``, imported on first use.
+
+    ``unet.inference`` imports torch; the light modules (``unet.history``, ``unet.errors``, ...) that
+    the store, the report and the Kubernetes commands import must not pay for it through this package.
+    """
+    if name in __all__:
+        from unet import inference
+
+        value = getattr(inference, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from unet.atomic import write_atomic
 from unet.config import TrainConfig
 from unet.data.plan import DataPlan
 from unet.errors import CheckpointError, UNetError
 from unet.history import EPOCH_FIELDS, EpochRecord
 from unet.model import build_model
-from unet.outputs import file_mode
 
 if TYPE_CHECKING:  # fit's validation imports inference, which imports this module
     from unet.fit import FitResult
@@ -58,23 +56,6 @@ class Checkpoint:
     normalization: dict[str, Any] | None  # {"name": ...}; None: images are used as given
     history: list[dict[str, Any]] = field(default_factory=list)  # every epoch's record
     path: Path | None = None  # the file it was read from
-
-
-def write_atomic(path: Path, write: Callable[[Any], None], *, binary: bool = False) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file.
-
-    The file gets the mode the umask gives (``unet.outputs.file_mode``), not ``mkstemp``'s private 0600:
-    masks, scores and models are for others to read too.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_metrics(path: Path, history: list[EpochRecord]) -> None:

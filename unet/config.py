@@ -13,6 +13,10 @@ from typing import Any
 from unet.divergence import GUARD_FACTOR
 from unet.errors import ConfigError
 
+# The validation share of a dataset folder that has no validation folder of its own: the default of
+# every command and of the study file (the split itself is ``unet.data.split``).
+VAL_FRACTION = 0.2
+
 
 @dataclass(frozen=True)
 class ModelConfig:

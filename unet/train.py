@@ -24,14 +24,14 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from unet.checkpoint import dataset_normalization, load_checkpoint, write_atomic
-from unet.config import ModelConfig, TrainConfig
-from unet.data import FolderDataset, SyntheticDataset, folder_datasets, synthetic_datasets
-from unet.data.heldout import held_out_dataset, held_out_pairs
+from unet.atomic import write_atomic
+from unet.checkpoint import dataset_normalization, load_checkpoint
+from unet.config import VAL_FRACTION, ModelConfig, TrainConfig
+from unet.data import FolderDataset, SyntheticDataset, synthetic_datasets
 from unet.data.plan import DataPlan, fit_depths, make_plan, masks_fingerprint
-from unet.doctor import inspect_folder
 from unet.errors import ConfigError, UNetError
-from unet.fit import check_config
+from unet.fit import FitResult, check_config
+from unet.folder_source import FolderSource
 from unet.history import EpochRecord
 from unet.loading import parse_num_workers
 from unet.run_folder import train_to_folder
@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset folder (DIR/images, DIR/masks) or 'synthetic'")
     p.add_argument("--out", required=True, type=Path, help="run folder for checkpoint, config and metrics")
     p.add_argument("--val", type=Path, default=None, help="explicit validation folder (same layout)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="validation share when --val is not given")
+    p.add_argument(
+        "--val-fraction", type=float, default=VAL_FRACTION, help="validation share when --val is not given"
+    )
     p.add_argument(
         "--test-fraction",
         type=float,
@@ -118,56 +120,36 @@ def load_data(
         plan = make_plan(fingerprint, depth=args.depth, patch_size=args.patch_size)
         train, val = made
     else:
-        report = inspect_folder(
-            Path(args.data),
-            val_root=args.val,
-            num_classes=args.num_classes,
-            val_fraction=args.val_fraction,
-            test_fraction=args.test_fraction,
-            seed=args.seed,
-            patch_size=args.patch_size,
-            depth=args.depth,
-        )
-        report.raise_if_unusable()
-        surveyed = report.fingerprint()
-        assert surveyed is not None  # a usable folder has images
-        plan = make_plan(surveyed, depth=args.depth, patch_size=args.patch_size)
-        train, val = folder_datasets(
-            Path(args.data),
-            val_root=args.val,
-            val_fraction=args.val_fraction,
-            test_fraction=args.test_fraction,
-            seed=args.seed,
-            patch_size=plan.patch_size,
-            normalization=args.normalization,
-            num_classes=args.num_classes,
-        )
+        source = folder_source(args)
+        plan = source.plan(source.fingerprint(depth=args.depth), depth=args.depth)
+        train, val = source.datasets(plan)
     refused = fit_depths(plan.patch_size, [args.depth]).refused
     if refused:
         raise ConfigError(f"--depth {args.depth}: {refused[args.depth]}: lower --depth or raise --patch-size")
     return train, val, plan
 
 
+def folder_source(args: argparse.Namespace) -> FolderSource:
+    """The dataset folder the arguments name, split and read as they say."""
+    return FolderSource(
+        Path(args.data),
+        val_root=args.val,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        num_classes=args.num_classes,
+        normalization=args.normalization,
+        patch_size=args.patch_size,
+    )
+
+
 def load_test(
     args: argparse.Namespace, train: FolderDataset | SyntheticDataset, plan: DataPlan
 ) -> FolderDataset | None:
     """The held-out test share (``--test-fraction``) as whole images, or None without one."""
-    if not args.test_fraction:
+    if args.data == "synthetic":
         return None
-    pairs = held_out_pairs(
-        Path(args.data),
-        test_fraction=args.test_fraction,
-        val_root=args.val,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-    )
-    return held_out_dataset(
-        pairs,
-        in_channels=train.in_channels,
-        patch_size=plan.patch_size,
-        normalization=args.normalization,
-        num_classes=args.num_classes,
-    )
+    return folder_source(args).held_out(in_channels=train.in_channels, plan=plan)
 
 
 def score_test(out: Path, test: FolderDataset) -> str:
@@ -231,7 +213,37 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(args.out / "config.yaml", lambda f: yaml.safe_dump(config.to_dict(), f, sort_keys=False))
     if not args.quiet:
         print(f"Data plan: {plan.format()}", file=sys.stderr)
-    bar = tqdm(total=config.epochs, unit="epoch", disable=args.quiet, file=sys.stderr)
+    status, result = train_with_progress(
+        args.out, config, train, val, plan=plan, keep_last=not args.no_last, quiet=args.quiet
+    )
+    if status == 0 and test is not None and result is not None and result.best is not None:
+        print(score_test(args.out, test))
+    return status
+
+
+def train_with_progress(
+    out: Path,
+    config: TrainConfig,
+    train: FolderDataset | SyntheticDataset,
+    val: FolderDataset | SyntheticDataset,
+    *,
+    plan: DataPlan,
+    keep_last: bool = True,
+    quiet: bool = False,
+    shown: Path | None = None,
+) -> tuple[int, FitResult | None]:
+    """Train into the run folder ``out`` with a progress bar, print the outcome; the command's exit status.
+
+    The one way the commands train (``python -m unet.train``, ``python -m search.retrain``):
+    ``unet.run_folder.train_to_folder`` with the training set's normalisation stored for prediction.
+    ``shown`` is the folder the messages name when ``out`` is a staged one (``unet.outputs.staged``).
+
+    Returns:
+        The exit status: 0 done, 1 diverged, 2 a training error (printed as one line), 130 interrupted
+        (``metrics.csv`` keeps the finished epochs); and the run's result, None when interrupted or failed.
+    """
+    shown = shown or out
+    bar = tqdm(total=config.epochs, unit="epoch", disable=quiet, file=sys.stderr)
 
     def on_epoch(record: EpochRecord) -> None:
         bar.set_postfix(loss=f"{record.train_loss:.4f}", val_dice=f"{record.val_dice:.3f}")
@@ -239,32 +251,31 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = train_to_folder(
-            args.out,
+            out,
             config,
             train,
             val,
             plan=plan,
             normalization=dataset_normalization(train),
-            keep_last=not args.no_last,
+            keep_last=keep_last,
             on_epoch=on_epoch,
         )
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {bar.n} finished epoch(s) kept in {args.out / 'metrics.csv'}", file=sys.stderr)
-        return 130
+        print(f"\ninterrupted: {bar.n} finished epoch(s) kept in {shown / 'metrics.csv'}", file=sys.stderr)
+        return 130, None
     except UNetError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 2, None
     finally:
         bar.close()
-    best = result.best
     if result.stop_reason == "diverged":
-        print(f"diverged: {result.stop_message}; run written to {args.out}", file=sys.stderr)
-        return 1
+        print(f"diverged: {result.stop_message}; run written to {shown}", file=sys.stderr)
+        return 1, result
+    best = result.best
     summary = f"best val Dice {best.val_dice:.4f} at epoch {best.epoch}" if best else "no finite val Dice"
-    print(f"{summary} (model.pt holds it); config.yaml and metrics.csv written to {args.out}")
-    if test is not None and best is not None:
-        print(score_test(args.out, test))
-    return 0
+    written = "last.pt, config.yaml and metrics.csv" if keep_last else "config.yaml and metrics.csv"
+    print(f"{summary} (model.pt holds it); {written} written to {shown}")
+    return 0, result
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Why did this U-Net's loss not decrease? A label, the numbers and a change to try, for every trial.
 
 ``diagnose`` (in :mod:`search.diagnosis.diagnose`) is a pure function of a trial's recorded history and
-settings; :mod:`search.diagnosis.study` turns a study's diagnoses into its single most useful next step.
+settings; :mod:`search.report.next_step` turns a study's diagnoses into its single most useful next step.
 """
 
 from __future__ import annotations

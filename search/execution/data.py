@@ -19,10 +19,11 @@ from search.spec.files import SpecError
 from search.spec.schema import StudySpec
 from search.spec.space import CategoricalParam, IntParam
 from unet.config import ModelConfig
-from unet.data import FolderDataset, SyntheticDataset, folder_datasets, synthetic_datasets
+from unet.data import FolderDataset, SyntheticDataset, synthetic_datasets
 from unet.data.folds import Fold, fold_datasets
 from unet.data.plan import DataPlan, Fingerprint, fit_depths, make_plan, masks_fingerprint
-from unet.doctor import Report, inspect_folder
+from unet.doctor import Report
+from unet.folder_source import FolderSource
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,29 @@ class StudyData:
     folds: tuple[Fold, ...] = field(default=())
 
 
-def inspect_study_data(spec: StudySpec) -> Report | None:
-    """Run the dataset doctor on a folder source (None for synthetic data, which is correct by making)."""
+def folder_source(spec: StudySpec) -> FolderSource | None:
+    """The study's dataset folder as ``unet.folder_source`` reads it (None for synthetic data)."""
     if spec.data.source != "folder" or spec.data.folder is None:
         return None
     folder = spec.data.folder
-    return inspect_folder(
+    return FolderSource(
         Path(folder.path),
         val_root=folder.val_path,
-        num_classes=folder.num_classes,
         val_fraction=spec.split_val_fraction(),
         test_fraction=folder.test_fraction,
+        test_root=folder.test_path,
         seed=folder.seed,
+        num_classes=folder.num_classes,
+        normalization=folder.normalization,
         patch_size=folder.patch_size,
-        depth=max(depth_choices(spec)),
+        geometry_on=folder.geometry_on,
     )
+
+
+def inspect_study_data(spec: StudySpec) -> Report | None:
+    """Run the dataset doctor on a folder source (None for synthetic data, which is correct by making)."""
+    source = folder_source(spec)
+    return source.inspect(depth=max(depth_choices(spec))) if source is not None else None
 
 
 def depth_choices(spec: StudySpec) -> list[int]:
@@ -92,28 +101,14 @@ def load_study_data(spec: StudySpec) -> StudyData:
     Raises:
         DataError: the folder is not usable; the message is the doctor's first error with its fix.
     """
-    report = inspect_study_data(spec)
-    if report is not None:
-        report.raise_if_unusable()
     train: FolderDataset | SyntheticDataset
     val: FolderDataset | SyntheticDataset
-    if spec.data.source == "folder":
+    source = folder_source(spec)
+    if source is not None:
         f = spec.data.folder
-        assert f is not None  # the spec requires the folder section for a folder source
-        fingerprint = report.fingerprint() if report is not None else None
-        assert fingerprint is not None  # a usable folder has images
-        plan = plan_study_data(spec, fingerprint)
-        train, val = folder_datasets(
-            Path(f.path),
-            val_root=f.val_path,
-            val_fraction=spec.split_val_fraction(),
-            test_fraction=f.test_fraction,
-            seed=f.seed,
-            patch_size=plan.patch_size,
-            normalization=f.normalization,
-            num_classes=f.num_classes,
-            geometry_on=f.geometry_on,
-        )
+        assert f is not None  # folder_source found it
+        plan = plan_study_data(spec, source.fingerprint(depth=max(depth_choices(spec))))
+        train, val = source.datasets(plan)
         held_out = f" ({f.test_fraction:g} held out for testing)" if f.test_fraction else ""
         description = (
             f"folder {f.path}: {len(train)} train + {len(val)} val images{held_out}, patches of "

@@ -18,6 +18,7 @@ from search.execution.objective import TrialContext, execute_trial
 from search.execution.scheduling import POLL_SECONDS, claim_next, reap_and_retry, tell, tell_interrupted
 from search.execution.study import Counts, count_trials
 from search.outcome import TrialOutcome
+from search.store.reaper import GRACE_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def run_local(
     n_trials: int | None = None,
     compute: float | None = None,
     timeout: float | None = None,
-    grace_seconds: float = 60.0,
+    grace_seconds: float = GRACE_SECONDS,
     on_trial: Callable[[optuna.trial.FrozenTrial, TrialOutcome, Counts], None] | None = None,
 ) -> Counts:
     """Run trials until the budget is spent or ``timeout`` seconds have passed.

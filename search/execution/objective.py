@@ -47,7 +47,7 @@ from search.spec.schema import StudySpec
 from search.spec.space import build_config, flatten_settings, suggest_params
 from search.store.epochs import EpochStore
 from search.store.errors import StoreError
-from search.store.heartbeat import Heartbeat, raise_if_taken
+from search.store.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat, raise_if_taken
 from unet.checkpoint import dataset_normalization, save_checkpoint
 from unet.config import TrainConfig
 from unet.errors import UNetError
@@ -64,7 +64,7 @@ class TrialContext:
     spec: StudySpec
     storage: optuna.storages.RDBStorage
     data: StudyData
-    heartbeat_interval: float = 10.0
+    heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None  # e.g. a progress display
     # Where the top trials keep their weights (none by default).
     checkpoints: CheckpointPolicy = field(default_factory=lambda: CheckpointPolicy(None, 0))

@@ -15,7 +15,6 @@ epoch, images}}``), shown by the run's summary and the report beside the validat
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from pathlib import Path
@@ -28,15 +27,12 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from torch.utils.data import Dataset
 
 from search.checkpoints.keep import download, kept
-from search.execution.data import StudyData
+from search.execution.data import StudyData, folder_source
 from search.outcome import TEST_SCORES, stored_test_scores
 from search.spec.schema import StudySpec
-from search.spec.sections import FolderData
 from unet.checkpoint import load_checkpoint
 from unet.data import synthetic_datasets
-from unet.data.files import Pair, paired_files
-from unet.data.heldout import held_out_dataset, held_out_pairs
-from unet.errors import DataError, UNetError
+from unet.errors import UNetError
 from unet.validation import evaluate
 
 logger = logging.getLogger(__name__)
@@ -49,10 +45,8 @@ def load_test_set(spec: StudySpec, data: StudyData) -> Dataset | None:
         DataError: the test folder is unusable, or holds an image of the training or validation folder.
     """
     if spec.data.source == "folder":
-        folder = spec.data.folder
-        if folder is None or (folder.test_path is None and folder.test_fraction == 0):
-            return None
-        return _folder_test_set(spec, data)
+        source = folder_source(spec)
+        return source.held_out(in_channels=data.in_channels, plan=data.plan) if source is not None else None
     s = spec.data.synthetic
     if s.n_test == 0:
         return None
@@ -70,52 +64,6 @@ def load_test_set(spec: StudySpec, data: StudyData) -> Dataset | None:
         noise=s.noise,
     )
     return test
-
-
-def _folder_test_set(spec: StudySpec, data: StudyData) -> Dataset:
-    folder = spec.data.folder
-    assert folder is not None  # checked by the caller
-    if folder.test_path is None:
-        pairs = held_out_pairs(
-            folder.path,
-            test_fraction=folder.test_fraction,
-            val_root=folder.val_path,
-            val_fraction=spec.split_val_fraction(),
-            seed=folder.seed,
-        )
-    else:
-        pairs = _test_folder_pairs(folder)
-    return held_out_dataset(
-        pairs,
-        in_channels=data.in_channels,
-        patch_size=data.plan.patch_size,
-        normalization=folder.normalization,
-        num_classes=data.num_classes,
-    )
-
-
-def _test_folder_pairs(folder: FolderData) -> list[Pair]:
-    """The test folder's pairs, checked to share no image with the training or validation folder."""
-    assert folder.test_path is not None  # checked by the caller
-    pairs = paired_files(folder.test_path)
-    seen = {
-        _digest(p.image): p.image
-        for root in (folder.path, folder.val_path)
-        if root
-        for p in paired_files(root)
-    }
-    for pair in pairs:
-        twin = seen.get(_digest(pair.image))
-        if twin is not None:
-            raise DataError(
-                f"test image {pair.image} is also {twin}: held-out test data must share no image with "
-                f"the training or validation data"
-            )
-    return pairs
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def score_on_test(

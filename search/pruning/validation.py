@@ -1,4 +1,4 @@
-"""Checks of the pruning rules' settings when a rule is built directly (a study file is checked on load)."""
+"""The pruning rules' range checks: the one check, for a rule built directly or by a study file."""
 
 from __future__ import annotations
 

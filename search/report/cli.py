@@ -22,7 +22,7 @@ from search.report.summary import summary_markdown
 from search.report.tables import epochs_frame, trials_frame, write_csv
 from search.store.engine import StoreError, open_existing_storage
 from search.store.location import StoreLocation, add_storage_option
-from unet.checkpoint import write_atomic
+from unet.atomic import write_atomic
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial
 from search.outcome import stored_spec, stored_test_scores, train_images
 from search.store.engine import StoreError
 from search.store.epochs import EpochStore
-from unet.metrics import constant_dice
+from unet.chance import constant_dice
 
 logger = logging.getLogger(__name__)
 

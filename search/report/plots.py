@@ -48,7 +48,7 @@ MIN_COMPLETE_PARALLEL = 2
 MIN_COMPLETE_IMPORTANCE = 5
 DPI = 100
 # Outcome of a trial -> colour, in legend order: "complete", "running", and every stop reason of
-# search.outcome.STOP_REASONS but the retryable ones (tests/search/report/test_plots.py checks that).
+# search.outcome.STOP_REASONS but the retryable ones (tests/search/test_outcome.py checks that).
 OUTCOME_COLOURS: dict[str, str] = {
     "complete": "tab:green",
     "plateau": "tab:orange",

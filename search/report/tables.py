@@ -32,7 +32,7 @@ from search.outcome import (
     STOP_REASON,
 )
 from search.report.data import StudyRecord
-from unet.checkpoint import write_atomic
+from unet.atomic import write_atomic
 from unet.history import EPOCH_FIELDS
 
 # trials.csv: these columns, with one column per searched parameter between the two groups.

@@ -123,6 +123,11 @@ def describe_validation_error(error: ValidationError, root: type[BaseModel]) -> 
         limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
         return f"{path} must be {bounds[kind]} {limit} but got {_short(value)}"
     message = str(err["msg"]).removeprefix("Value error, ")
+    section, _, name = path.rpartition(".")
+    if kind == "value_error" and message.startswith(f"{name}."):
+        # A section checked by the object it builds (a pruning rule), whose message names the setting
+        # below the section's own name: "plateau.patience must be ..." under "pruning".
+        return f"{section}.{message}" if section else message
     message = re.sub(r"a valid dictionary or instance of \w+", "a mapping", message)
     if message.startswith("Input should be "):
         # "Input should be a valid integer, unable to parse string as an integer": the first part says it.

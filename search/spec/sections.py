@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from search.pruning.cross_trial import CrossTrialRule, CrossTrialRuleName
 from search.pruning.plateau import PlateauRule
 from search.store.retry import OUTAGE_WINDOW_S
+from unet.config import VAL_FRACTION
 
 
 class Section(BaseModel):
@@ -37,7 +38,7 @@ class FolderData(Section):
 
     path: Path  # dataset folder; a relative path is relative to the study file's folder
     val_path: Path | None = None  # explicit validation folder (same layout); null: split off val_fraction
-    val_fraction: float = Field(0.2, gt=0, lt=1)  # validation share when val_path is null
+    val_fraction: float = Field(VAL_FRACTION, gt=0, lt=1)  # validation share when val_path is null
     # Held-out test folder (same layout; disjoint from path and val_path): the best trials are scored on
     # it once, after the search (search.execution.testset). null: no test score.
     test_path: Path | None = None
@@ -110,11 +111,16 @@ _CROSS_TRIAL = CrossTrialRule()
 class PlateauPruning(Section):
     """Stops a trial whose own validation loss stopped improving or diverged (``search.pruning.plateau``)."""
 
-    warmup_epochs: int = Field(_PLATEAU.warmup_epochs, ge=0)  # no plateau decision before this many epochs
-    patience: int = Field(_PLATEAU.patience, ge=1)  # epochs without enough improvement before it stops
-    min_delta: float = Field(_PLATEAU.min_delta, ge=0, lt=1)  # relative improvement that counts (0.01: 1%)
+    warmup_epochs: int = _PLATEAU.warmup_epochs  # no plateau decision before this many epochs
+    patience: int = _PLATEAU.patience  # epochs without enough improvement before it stops
+    min_delta: float = _PLATEAU.min_delta  # relative improvement that counts (0.01: 1%)
     # a val loss this many times its first value has diverged
-    divergence_factor: float = Field(_PLATEAU.divergence_factor, gt=1)
+    divergence_factor: float = _PLATEAU.divergence_factor
+
+    @model_validator(mode="after")
+    def _in_range(self) -> PlateauPruning:
+        self.to_rule()  # the rule checks its ranges (search.pruning.plateau): one check, one message
+        return self
 
     def to_rule(self) -> PlateauRule:
         """The rule these settings describe."""
@@ -125,9 +131,14 @@ class CrossTrialPruning(Section):
     """Stops a trial whose validation Dice falls behind the other trials' at the same epoch."""
 
     rule: CrossTrialRuleName = _CROSS_TRIAL.rule  # Optuna pruner to compare with
-    warmup_epochs: int = Field(_CROSS_TRIAL.warmup_epochs, ge=0)  # epochs before a trial may be compared
-    min_trials: int = Field(_CROSS_TRIAL.min_trials, ge=0)  # finished trials needed before any comparison
-    reduction_factor: int = Field(_CROSS_TRIAL.reduction_factor, ge=2)  # successive_halving: keep 1 in this
+    warmup_epochs: int = _CROSS_TRIAL.warmup_epochs  # epochs before a trial may be compared
+    min_trials: int = _CROSS_TRIAL.min_trials  # finished trials needed before any comparison
+    reduction_factor: int = _CROSS_TRIAL.reduction_factor  # successive_halving: keep 1 in this
+
+    @model_validator(mode="after")
+    def _in_range(self) -> CrossTrialPruning:
+        self.to_rule()  # the rule checks its ranges (search.pruning.cross_trial): one check, one message
+        return self
 
     def to_rule(self) -> CrossTrialRule:
         """The rule these settings describe."""

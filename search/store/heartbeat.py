@@ -37,6 +37,9 @@ from unet.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+# Seconds between a running trial's heartbeats, well under the reaper's grace period (``GRACE_SECONDS``).
+HEARTBEAT_INTERVAL_S = 10.0
+
 _TRIALS = optuna_models.TrialModel.__table__
 
 
@@ -98,7 +101,7 @@ class Heartbeat:
         study_name: str,
         trial_id: int,
         *,
-        interval: float = 10.0,
+        interval: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
         if not interval > 0:
             raise ConfigError(f"heartbeat interval must be > 0 seconds but got {interval!r}")

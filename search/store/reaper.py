@@ -31,6 +31,10 @@ from unet.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+# How long a remote (or stopped) worker may stay silent before its trial is failed as lost: the default
+# of every backend and of the service.
+GRACE_SECONDS = 60.0
+
 _TRIALS = optuna_models.TrialModel.__table__
 _USER_ATTRS = optuna_models.TrialUserAttributeModel.__table__
 
@@ -39,7 +43,7 @@ def reap_lost_trials(
     storage: optuna.storages.RDBStorage,
     study_name: str,
     *,
-    grace_seconds: float = 60,
+    grace_seconds: float = GRACE_SECONDS,
     now: dt.datetime | None = None,
 ) -> list[int]:
     """Fail the study's RUNNING trials whose worker is gone, with ``stop_reason="worker_lost"``.

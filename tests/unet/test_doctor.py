@@ -12,7 +12,8 @@ import pytest
 
 from unet.data import folder_datasets, split_with_test
 from unet.data.problems import DataProblem
-from unet.doctor import Report, inspect_folder, main
+from unet.doctor import Report, inspect_folder
+from unet.doctor.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from unet.config import VAL_FRACTION
 from unet.data.checks import check_float, check_int, check_num_classes
 from unet.data.device_geometry import DeviceGeometry
 from unet.data.files import Pair, paired_files
@@ -151,7 +152,7 @@ def folder_datasets(
     root: Path | str,
     *,
     val_root: Path | str | None = None,
-    val_fraction: float = 0.2,
+    val_fraction: float = VAL_FRACTION,
     test_fraction: float = 0.0,
     seed: int = 0,
     patch_size: int = 256,

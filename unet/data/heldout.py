@@ -7,10 +7,13 @@ Test images are brought to the training images' channel count, like the validati
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from unet.config import VAL_FRACTION
 from unet.data.checks import check_float
 from unet.data.files import Pair, paired_files
 from unet.data.folder import FolderDataset, load_pair
@@ -23,7 +26,7 @@ def held_out_pairs(
     *,
     test_fraction: float,
     val_root: Path | str | None = None,
-    val_fraction: float = 0.2,
+    val_fraction: float = VAL_FRACTION,
     seed: int = 0,
 ) -> list[Pair]:
     """The image/mask pairs of ``root`` in its held-out test share, as ``folder_datasets`` splits it.
@@ -43,6 +46,29 @@ def held_out_pairs(
     )
     held_out = set(split.test)
     return [pair for pair in pairs if pair.stem in held_out]
+
+
+def test_folder_pairs(test_root: Path | str, *, beside: Sequence[Path | str | None]) -> list[Pair]:
+    """The pairs of a held-out test folder, checked to share no image with the folders in ``beside``.
+
+    Raises:
+        DataError: the folder is unusable, or one of its images is also in a folder of ``beside`` (the
+            training or validation data), whatever its name.
+    """
+    pairs = paired_files(test_root)
+    seen = {_digest(p.image): p.image for root in beside if root for p in paired_files(root)}
+    for pair in pairs:
+        twin = seen.get(_digest(pair.image))
+        if twin is not None:
+            raise DataError(
+                f"test image {pair.image} is also {twin}: held-out test data must share no image with "
+                f"the training or validation data"
+            )
+    return pairs
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def held_out_dataset(

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from unet.config import VAL_FRACTION
 from unet.data.checks import check_float, check_int
 from unet.data.problems import DataProblem
 from unet.errors import ConfigError
@@ -26,7 +27,7 @@ class Split(NamedTuple):
 
 
 def split_stems(
-    stems: Sequence[str], *, val_fraction: float = 0.2, seed: int = 0, source: Path | str = "dataset"
+    stems: Sequence[str], *, val_fraction: float = VAL_FRACTION, seed: int = 0, source: Path | str = "dataset"
 ) -> tuple[list[str], list[str]]:
     """Split file stems into training and validation stems.
 

@@ -7,14 +7,13 @@ what would distort scores. Run it as ``python -m unet.doctor DIR [--val DIR] [--
 [--patch-size P] [--json]``; the exit status is 0 when the folder is usable and 2 when it is not.
 
 Modules: ``report`` (the ``Report`` and its text), ``inspect`` (reading the folder), ``findings`` (what
-the doctor warns about), ``cli``.
+the doctor warns about), ``cli`` (through ``unet.folder_source``, as training reads the folder).
 """
 
 from __future__ import annotations
 
-from unet.doctor.cli import main
 from unet.doctor.findings import IMBALANCE_THRESHOLD
 from unet.doctor.inspect import inspect_folder
 from unet.doctor.report import Finding, Report
 
-__all__ = ["IMBALANCE_THRESHOLD", "Finding", "Report", "inspect_folder", "main"]
+__all__ = ["IMBALANCE_THRESHOLD", "Finding", "Report", "inspect_folder"]

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from unet.doctor.inspect import inspect_folder
+from unet.config import VAL_FRACTION
+from unet.data.plan import DEFAULT_DEPTH
+from unet.folder_source import FolderSource
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,24 +25,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--num-classes", type=int, metavar="K", help="K >= 2 for masks of class indices 0..K-1"
     )
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="validation share without --val")
+    parser.add_argument(
+        "--val-fraction", type=float, default=VAL_FRACTION, help="validation share without --val"
+    )
     parser.add_argument(
         "--test-fraction", type=float, default=0.0, help="held-out test share of DIR (0: none)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation/test split")
     parser.add_argument("--patch-size", type=int, help="patch side to plan with (default: from the data)")
-    parser.add_argument("--depth", type=int, default=4, help="deepest U-Net to plan for")
+    parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="deepest U-Net to plan for")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    report = inspect_folder(
-        args.root,
-        val_root=args.val,
-        num_classes=args.num_classes,
+    source = FolderSource(
+        Path(args.root),
+        val_root=None if args.val is None else Path(args.val),
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         seed=args.seed,
+        num_classes=args.num_classes,
         patch_size=args.patch_size,
-        depth=args.depth,
     )
+    report = source.inspect(depth=args.depth)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
     return 0 if report.ok else 2

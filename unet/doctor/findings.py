@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from unet.chance import constant_dice
 from unet.data.plan import DataPlan
 from unet.data.problems import DataProblem, preview
 from unet.data.survey import Survey
 from unet.doctor.report import Finding, Report, percent
-from unet.metrics import constant_dice
 
 IMBALANCE_THRESHOLD = 0.05  # a class below this share of all pixels gets a loss-choice warning
 # A val Dice this high for predicting every pixel foreground hides a model that learned nothing.

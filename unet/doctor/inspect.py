@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from unet.config import VAL_FRACTION
 from unet.data.checks import check_num_classes
 from unet.data.files import FolderScan, Pair, pairing_problems, scan_folder
 from unet.data.plan import DEFAULT_DEPTH, make_plan
@@ -23,7 +24,7 @@ def inspect_folder(
     *,
     val_root: Path | str | None = None,
     num_classes: int | None = None,
-    val_fraction: float = 0.2,
+    val_fraction: float = VAL_FRACTION,
     test_fraction: float = 0.0,
     seed: int = 0,
     patch_size: int | None = None,

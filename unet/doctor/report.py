@@ -42,7 +42,7 @@ class Report:
     empty_masks: list[str] = field(default_factory=list)  # masks without any foreground
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)  # train/val -> images, classes, share
     plan: dict[str, Any] | None = None  # the data plan (unet.data.plan.DataPlan.to_dict), when readable
-    # Binary masks: val Dice of predicting every pixel foreground / background (unet.metrics.constant_dice)
+    # Binary masks: val Dice of predicting every pixel foreground / background (unet.chance.constant_dice)
     constant_dice: dict[str, float] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
 

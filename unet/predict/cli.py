@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from unet.checkpoint import Checkpoint, write_atomic
+from unet.atomic import write_atomic
+from unet.checkpoint import Checkpoint
 from unet.data.files import files_by_stem
 from unet.data.images import read_image, read_mask
 from unet.data.masks import decode_mask

@@ -35,6 +35,7 @@ from search.execution.ray.worker import WorkerJob, run_trial
 from search.execution.scheduling import reap_and_retry
 from search.execution.study import Counts, count_trials
 from search.store.location import StoreLocation
+from search.store.reaper import GRACE_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def run_ray(
     timeout: float | None = None,
     address: str | None = None,
     verbose: bool = False,
-    grace_seconds: float = 60.0,
+    grace_seconds: float = GRACE_SECONDS,
     on_trial: OnTrial | None = None,
     reuse_actors: bool = True,
 ) -> Counts:

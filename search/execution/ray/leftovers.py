@@ -23,14 +23,13 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from search.processes import local_process_state, process_start_time
+from search.processes import end_processes, local_process_state, process_start_time, processes_using
 
 logger = logging.getLogger(__name__)
 
@@ -68,30 +67,6 @@ def driver_alive(folder: Path) -> bool:
     return local_process_state(pid, started) in ("alive", "stopped")
 
 
-def processes_using(folder: Path) -> list[int]:
-    """Pids of this user's live processes (but this one) with a file or their working dir in ``folder``."""
-    inside = str(folder.resolve()) + os.sep
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if entry.stat().st_uid != os.getuid() or not _alive(int(entry.name)):
-                continue
-            links = [entry / "cwd", *(entry / "fd").iterdir()]
-        except OSError:  # gone meanwhile, or not ours to look into
-            continue
-        for link in links:
-            try:
-                target = os.readlink(link)
-            except OSError:
-                continue
-            if (target + os.sep).startswith(inside):
-                found.append(int(entry.name))
-                break
-    return found
-
-
 def end_run(folder: Path) -> list[int]:
     """End every process with a file in ``folder`` (SIGTERM, then SIGKILL) and remove the folder.
 
@@ -99,11 +74,7 @@ def end_run(folder: Path) -> list[int]:
         The pids that were ended.
     """
     pids = processes_using(folder)
-    _signal_all(pids, signal.SIGTERM)
-    deadline = time.monotonic() + _TERM_GRACE_S
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-        time.sleep(0.05)
-    _signal_all([pid for pid in pids if _alive(pid)], signal.SIGKILL)
+    end_processes(pids, grace_s=_TERM_GRACE_S)
     shutil.rmtree(folder, ignore_errors=True)
     return pids
 
@@ -153,18 +124,6 @@ def watch(folder: Path, driver_pid: int) -> None:
     while local_process_state(driver_pid, started) in ("alive", "stopped"):
         time.sleep(_WATCH_INTERVAL_S)
     end_run(folder)
-
-
-def _alive(pid: int) -> bool:
-    return local_process_state(pid, None) != "process gone"
-
-
-def _signal_all(pids: list[int], signum: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signum)
-        except (ProcessLookupError, PermissionError):  # ended meanwhile
-            continue
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from search.execution.scheduling import POLL_SECONDS, claim_next, reap_and_retry
 from search.execution.study import Counts, count_trials, enqueue_retry
 from search.outcome import TrialOutcome, ray_node, trial_worker
 from search.store.heartbeat import Heartbeat
-from search.store.reaper import fail_trial
+from search.store.reaper import GRACE_SECONDS, fail_trial
 from unet.history import EPOCH_FIELDS, EpochRecord
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class StoreSearcher(Searcher):
         n_trials: int | None = None,
         compute: float | None = None,
         timeout: float | None = None,
-        grace_seconds: float = 60.0,
+        grace_seconds: float = GRACE_SECONDS,
         on_trial: OnTrial | None = None,
         on_epoch: OnEpoch | None = None,
     ) -> None:

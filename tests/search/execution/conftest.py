@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from session_support import kill_session
+
+from search.processes import end_session
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -46,5 +47,5 @@ def cli(tmp_path: Path) -> Iterator:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        kill_session(proc.pid)
+        end_session(proc.pid)
     shutil.rmtree(scratch, ignore_errors=True)

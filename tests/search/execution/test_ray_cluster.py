@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-from session_support import kill_session
 from test_ray_backend import LONG
 from test_run import REPO, study_file, trials, wait_for
+
+from search.processes import end_session
 
 # Prints the alive nodes as {node id: resources} once there are two.
 NODES_SCRIPT = """
@@ -105,7 +106,7 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(f"127.0.0.1:{port}", env, head_node, worker_node, worker)
     finally:
         for proc in reversed(started):
-            kill_session(proc.pid)
+            end_session(proc.pid)
             proc.wait()
         shutil.rmtree(root, ignore_errors=True)
 
@@ -155,13 +156,13 @@ def test_study_spreads_over_two_nodes_and_survives_losing_one(tmp_path, cluster)
             return bool(finished and training)
 
         wait_for(worker_node_is_training_its_second_trial, timeout=400, what="the worker node's 2nd trial")
-        kill_session(cluster.worker.pid)  # the node is lost: its raylet, agents and workers at once
+        end_session(cluster.worker.pid)  # the node is lost: its raylet, agents and workers at once
         out, _ = driver.communicate(timeout=600)
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait()
-        kill_session(driver.pid)
+        end_session(driver.pid)
     assert driver.returncode == 0, out
 
     done = trials(url, "spread")

@@ -29,7 +29,6 @@ from pathlib import Path
 import pytest
 import torch
 from optuna.trial import TrialState
-from session_support import kill_session
 from test_ray_backend import (  # noqa: F401 (fixtures)
     LONG,
     in_process_worker,
@@ -41,6 +40,7 @@ from test_run import REPO, study_file, trials, wait_for
 
 from search.execution import objective
 from search.execution.ray import worker as ray_worker
+from search.processes import end_session
 
 # Prints {node id: resources} of the alive nodes once there are as many as asked for.
 NODES_SCRIPT = """
@@ -119,7 +119,7 @@ def ray_cluster(*nodes: dict[str, float]) -> Iterator[Cluster]:
         yield Cluster(f"127.0.0.1:{port}", env, found)
     finally:
         for proc in reversed(started):
-            kill_session(proc.pid)
+            end_session(proc.pid)
             proc.wait()
         shutil.rmtree(root, ignore_errors=True)
 

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-from session_support import session_processes
 from test_run import REPO, epochs_recorded, study_file, trials, wait_for
 
 from search.execution.ray import leftovers
-from search.processes import process_start_time
+from search.processes import process_start_time, session_processes
 
 # Trials long enough that the killed driver's worker cannot finish its trial before it is ended.
 LONG = {"plateau": {"warmup_epochs": 1000, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}}

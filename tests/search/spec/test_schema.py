@@ -161,6 +161,16 @@ BAD_FILES = [
     ("negative-n-trials", [("n_trials: 4", "n_trials: -2")], "budget.n_trials must be >= 1 but got -2"),
     ("zero-max-epochs", [("max_epochs: 2", "max_epochs: 0")], "budget.max_epochs must be >= 1 but got 0"),
     ("negative-timeout", [("timeout: null", "timeout: -5")], "budget.timeout must be > 0 but got -5"),
+    (
+        "plateau-patience-zero",
+        [("budget: {", "pruning: {plateau: {patience: 0}}\nbudget: {")],
+        "pruning.plateau.patience must be an integer >= 1 but got 0",
+    ),
+    (
+        "plateau-min-delta-out-of-range",
+        [("budget: {", "pruning: {plateau: {min_delta: 1.0}}\nbudget: {")],
+        "pruning.plateau.min_delta must be a relative improvement in [0, 1) (0.01 = 1 %) but got 1.0",
+    ),
     ("n-trials-not-int", [("n_trials: 4", "n_trials: many")], "budget.n_trials must be a valid integer"),
     (
         "unknown-sampler",
