@@ -108,13 +108,15 @@ class TrainEvidence:
     ) -> None:
         """Count one step's predictions and inputs (call before the optimizer updates the weights)."""
         confusion = confusion_matrix(predict(logits.detach().float()), masks, self._classes)
-        x = images.detach().double()
+        # The batch's moments in float32 (pairwise sums: ~1e-7 relative), accumulated in float64: a
+        # float64 copy of every input pixel cost as much as the rest of the evidence together.
+        x = images.detach().float()
         sums = self._totals(x)
         keep = keep if keep is not None else torch.ones((), dtype=torch.bool, device=x.device)
         confusion = confusion * keep.long()
         self._confusion = confusion if self._confusion is None else self._confusion + confusion
-        moments = torch.stack([x.sum(), (x * x).sum(), x.new_full((), float(x.numel())), x.abs().max()])
-        moments = torch.where(keep, moments, 0.0)  # not a product: NaN inputs times 0 stay NaN
+        moments = torch.stack([x.sum(), x.square().sum(), x.new_full((), float(x.numel())), x.abs().amax()])
+        moments = torch.where(keep, moments.double(), 0.0)  # not a product: NaN inputs times 0 stay NaN
         sums[3:6] += moments[:3]
         sums[6] = torch.maximum(sums[6], moments[3])
 
@@ -126,7 +128,7 @@ class TrainEvidence:
         if first is None or last is None:
             return
         sums = self._totals(first)
-        norms = torch.stack([first.detach().double().norm(), last.detach().double().norm()])
+        norms = torch.stack([first.detach().norm(), last.detach().norm()]).double()
         if keep is None:
             sums[0:2] += norms
             sums[2] += 1.0
