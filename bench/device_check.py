@@ -5,7 +5,8 @@
 On a CUDA machine it measures, in this order (each part bounded in time, a failing part recorded with its
 error while the others still run):
 
-1. ``fit`` against a bare mixed-precision loop on the same model and batches at 256 x 256 (goal >= 0.95);
+1. ``fit`` against a bare mixed-precision loop at 256 x 256 (``bench.train_loop``: interleaved rounds, the
+   ratio's min/median/max, fit's epoch split; goal >= 0.95), and fit's host syncs per training step;
 2. aggregate images/s, GPU utilisation and peak memory per trial with 1, 2 and 4 trials packed on the GPU
    (separate processes, as Ray runs them);
 3. loader-only items/s of the folder pipeline with ``num_workers: auto`` (and in-process), prefetch 2 and 4;
@@ -22,11 +23,11 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from bench import train_loop
 from bench.device_tools import UtilisationSampler, run_in_own_session
 from unet.config import ModelConfig, TrainConfig
 from unet.device import Precision, prepare_model, seed_everything
@@ -72,48 +74,37 @@ def batches(n: int, size: int, seed: int) -> TensorDataset:
     return TensorDataset(x, (x[:, 0] > 0.8).long())
 
 
-def bare_amp_epoch(config: TrainConfig, data: TensorDataset, device: torch.device) -> float:
-    """Images/s of the plainest mixed-precision loop: pinned batches, autocast, scaler, step."""
-    seed_everything(0)
-    model, fmt = prepare_model(build_model(config.model), device, channels_last=True, compile_model=False)
-    optimizer = build_optimizer(model.parameters(), config)
-    criterion = build_loss(config.loss, num_classes=1).to(device)
-    precision = Precision(device, enabled=True)
-    loader = DataLoader(data, batch_size=config.batch_size, shuffle=True, pin_memory=device.type == "cuda")
-    model.train()
-    _sync(device)
-    start = time.perf_counter()
-    n = 0
-    for x, y in loader:
-        x = x.to(device, non_blocking=True, memory_format=fmt)
-        y = y.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with precision.autocast():
-            logits = model(x)
-        precision.scaler.scale(criterion(logits.float(), y)).backward()
-        precision.scaler.step(optimizer)
-        precision.scaler.update()
-        n += x.shape[0]
-    _sync(device)
-    return n / (time.perf_counter() - start)
-
-
 def fit_vs_bare(device: torch.device, s: Sizes) -> dict[str, Any]:
-    config = TrainConfig(model=MODEL, batch_size=s.batch, epochs=1, device=str(device), num_workers=0)
+    """``bench.train_loop``'s interleaved comparison on the device, and fit's host syncs per step."""
+    figures = train_loop.run(s.rounds, s.size, s.images, model=MODEL, device=str(device), batch_size=s.batch)
+    config = train_loop.bench_config(model=MODEL, device=str(device), batch_size=s.batch)
     data, val = batches(s.images, s.size, 0), batches(s.batch, s.size, 1)
-    rates: dict[str, list[float]] = {"fit": [], "bare": []}
-    for _ in range(s.rounds + 1):  # the first round warms up (cuDNN autotuning, allocator)
-        rates["fit"].append(fit(config, data, val).history[0].images_per_s)
-        rates["bare"].append(bare_amp_epoch(config, data, device))
-    med = {k: statistics.median(v[1:] if len(v) > 1 else v) for k, v in rates.items()}
-    return {
-        "image_size": s.size,
-        "batch_size": s.batch,
-        "images_per_s": {k: round(v, 1) for k, v in med.items()},
-        "fit_over_bare": round(med["fit"] / med["bare"], 3),
-        "goal": 0.95,
-        "precision": Precision(device, enabled=True).describe(),
-    }
+    figures.pop("raw")
+    return {**figures, "syncs_per_step": syncs_per_step(config, data, val, device)}
+
+
+def syncs_per_step(
+    config: TrainConfig, data: TensorDataset, val: TensorDataset, device: torch.device
+) -> float | None:
+    """Host syncs per training step of one ``fit`` epoch, between its first and last step (None off CUDA).
+
+    torch's sync debug mode warns at each operation that makes the host wait for the GPU (``.item()``, a
+    copy to the host, ...); the progress callback marks the steps, so the epoch's start and end (its
+    once-per-epoch reads, validation) are left out. ``unet.epoch`` reads one flag every ``SYNC_EVERY``
+    steps: 1 / SYNC_EVERY is the floor.
+    """
+    if device.type != "cuda":
+        return None
+    marks: list[int] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fit(config, data, val, on_batch=lambda step, total: marks.append(len(caught)))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    steps = len(marks) - 1
+    return round((marks[-1] - marks[0]) / steps, 3) if steps > 0 else None
 
 
 def _packed_trial(device_name: str, size: int, batch: int, seconds: float, queue: Any) -> None:

@@ -1,7 +1,9 @@
 """Training throughput: ``fit`` against a bare PyTorch loop; achieved FLOP/s against the CPU's matmul FLOP/s.
 
-The fit/bare ratio comes from ``bench.train_loop.run`` (same model, batches and optimizer; rounds
-alternate between the loops). Achieved FLOP/s is ``3 x conv_flops x images/s``: a training step costs
+The fit/bare ratio comes from ``bench.train_loop.run`` (same model, loader, memory format, autocast, loss
+and optimizer; rounds interleave the loops and the ratio is taken round by round, with its min and max
+over the rounds; fit's epoch split into training steps, validation, evidence and waiting for data).
+Achieved FLOP/s is ``3 x conv_flops x images/s``: a training step costs
 about three forward passes (the forward, and the backward's two products per layer, for the input and
 the weight gradients), and ``unet.cost.conv_flops`` counts the convolutions of one forward pass. The
 machine's reference is the best of a few ``torch.matmul`` of two 2048 x 2048 float32 matrices
@@ -56,7 +58,9 @@ def conv_flops_reference(*, size: int, channels: int = 64, batch: int = 8, repea
     return 2 * batch * size * size * channels * channels * 9 / best
 
 
-def run(*, rounds: int = 4, size: int = 96, images: int = 48, matmul_n: int = 2048) -> dict[str, Any]:
+def run(
+    *, rounds: int = 4, size: int = 96, images: int = 48, matmul_n: int = 2048, contiguous: bool = False
+) -> dict[str, Any]:
     """Throughput figures: images/s of each loop, fit/bare, and FLOP/s of fit against matmul.
 
     Args:
@@ -64,21 +68,28 @@ def run(*, rounds: int = 4, size: int = 96, images: int = 48, matmul_n: int = 20
         size: image side in pixels.
         images: training images per round.
         matmul_n: side of the reference matrices.
+        contiguous: also time the bare loop in the contiguous memory format (channels_last's speedup).
     """
-    loop = train_loop.run(rounds, size, images)
+    loop = train_loop.run(rounds, size, images, contiguous=contiguous)
     flops_per_image = 3 * conv_flops(build_model(train_loop.MODEL), size, size)
     peak = matmul_flops(n=matmul_n)
     conv_peak = conv_flops_reference(size=size)
     fit_flops = flops_per_image * loop["images_per_s"]["fit"]
-    bare_flops = flops_per_image * loop["images_per_s"]["bare_channels_last"]
+    bare_flops = flops_per_image * loop["images_per_s"]["bare"]
     return {
         "threads": torch.get_num_threads(),
         "image_size": size,
         "images_per_round": images,
         "rounds": rounds,
+        "interleaved": loop["interleaved"],
+        "precision": loop["precision"],
         "images_per_s": loop["images_per_s"],
+        "images_per_s_spread": loop["images_per_s_spread"],
         "fit_over_bare": loop["fit_over_bare"],
-        "channels_last_speedup": loop["channels_last_speedup"],
+        "fit_over_bare_spread": loop["fit_over_bare_spread"],
+        "goal": loop["goal"],
+        "fit_epoch_shares": loop["fit_epoch_shares"],
+        "channels_last_speedup": loop.get("channels_last_speedup"),
         "train_gflop_per_image": round(flops_per_image / 1e9, 4),
         "fit_gflops": round(fit_flops / 1e9, 2),
         "bare_gflops": round(bare_flops / 1e9, 2),
@@ -87,5 +98,5 @@ def run(*, rounds: int = 4, size: int = 96, images: int = 48, matmul_n: int = 20
         "fit_share_of_matmul": round(fit_flops / peak, 3),
         "conv3x3_gflops": round(conv_peak / 1e9, 2),
         "fit_share_of_conv3x3": round(fit_flops / conv_peak, 3),
-        "raw_images_per_s": loop["raw"],
+        "raw": loop["raw"],
     }

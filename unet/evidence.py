@@ -14,7 +14,10 @@
   wrong place all score Dice near 0.
 
 Everything stays on the device as tensors until :meth:`TrainEvidence.result`, so no step waits for the
-host.
+host. The training Dice and the input statistics are the costlier part (a confusion matrix over every
+pixel of a batch, the inputs' moments), so they come from at most ``EVIDENCE_BATCHES`` batches spread
+evenly over the epoch (:func:`sampled_steps`); the gradient norms cost a few kernels per step and come
+from every step.
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ from typing import Any, TypedDict
 import torch
 from torch import nn
 
-from unet.metrics import SegmentationMetrics
+from unet.metrics import confusion_matrix, dice_from_counts, predict
+
+# Batches per epoch whose predictions and inputs feed the training Dice and the input statistics. Every
+# batch of an epoch of up to this many steps counts (the diagnosis benchmark's runs have 4 to 12); a
+# longer epoch is sampled at even intervals, so its cost stays bounded.
+EVIDENCE_BATCHES = 16
 
 
 class TrainValues(TypedDict):
@@ -49,6 +57,14 @@ class ShareValues(TypedDict):
     val_class_shares: str
 
 
+def sampled_steps(total: int, batches: int = EVIDENCE_BATCHES) -> frozenset[int]:
+    """The 1-based steps of a ``total``-step epoch that feed the sampled evidence: all of them up to
+    ``batches``, else ``batches`` steps at even intervals from the first."""
+    if total <= batches:
+        return frozenset(range(1, total + 1))
+    return frozenset(1 + i * total // batches for i in range(batches))
+
+
 def end_layers(model: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The weights of the model's first and last convolution (any 4-D weight), or None without one."""
     weights: list[torch.Tensor] = []
@@ -62,6 +78,9 @@ def end_layers(model: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | No
 class TrainEvidence:
     """Accumulates one epoch's training-side evidence; create one per epoch.
 
+    Each call takes ``keep``, a bool tensor on the device: a step with ``keep`` false (one after a
+    non-finite loss, whose weights are no longer the run's) adds nothing, without a host sync.
+
     Args:
         model: the model being trained (its first and last convolutions are watched).
         num_classes: C of the logits (1 for binary).
@@ -69,66 +88,75 @@ class TrainEvidence:
 
     def __init__(self, model: nn.Module, num_classes: int) -> None:
         self._first, self._last = end_layers(model)
-        self._metrics = SegmentationMetrics(num_classes=num_classes)
-        self._sums: torch.Tensor | None = None  # [first grad, last grad, sum x, sum x^2, count, max |x|]
-        self._grad_steps = 0
+        self._classes = max(2, num_classes)  # binary predictions and targets are 0/1: two classes
+        self._confusion: torch.Tensor | None = None
+        # [first grad, last grad, gradient steps, sum x, sum x^2, count, max |x|]
+        self._sums: torch.Tensor | None = None
 
-    @torch.no_grad()
-    def after_forward(self, images: torch.Tensor, logits: torch.Tensor, masks: torch.Tensor) -> None:
-        """Count one step's predictions and inputs (call before the optimizer updates the weights)."""
-        self._metrics.update(logits.detach().float(), masks)
-        x = images.detach().double()
-        stats = torch.stack(
-            [
-                x.new_zeros(()),
-                x.new_zeros(()),
-                x.sum(),
-                (x * x).sum(),
-                x.new_tensor(float(x.numel())),
-                x.abs().max(),
-            ]
-        )
+    def _totals(self, like: torch.Tensor) -> torch.Tensor:
         if self._sums is None:
-            self._sums = stats
-        else:
-            self._sums[2:5] += stats[2:5]
-            self._sums[5] = torch.maximum(self._sums[5], stats[5])
+            self._sums = torch.zeros(7, dtype=torch.float64, device=like.device)
+        return self._sums
 
     @torch.no_grad()
-    def after_backward(self) -> None:
+    def after_forward(
+        self,
+        images: torch.Tensor,
+        logits: torch.Tensor,
+        masks: torch.Tensor,
+        keep: torch.Tensor | None = None,
+    ) -> None:
+        """Count one step's predictions and inputs (call before the optimizer updates the weights)."""
+        confusion = confusion_matrix(predict(logits.detach().float()), masks, self._classes)
+        # The batch's moments in float32 (pairwise sums: ~1e-7 relative), accumulated in float64: a
+        # float64 copy of every input pixel cost as much as the rest of the evidence together.
+        x = images.detach().float()
+        sums = self._totals(x)
+        keep = keep if keep is not None else torch.ones((), dtype=torch.bool, device=x.device)
+        confusion = confusion * keep.long()
+        self._confusion = confusion if self._confusion is None else self._confusion + confusion
+        moments = torch.stack([x.sum(), x.square().sum(), x.new_full((), float(x.numel())), x.abs().amax()])
+        moments = torch.where(keep, moments.double(), 0.0)  # not a product: NaN inputs times 0 stay NaN
+        sums[3:6] += moments[:3]
+        sums[6] = torch.maximum(sums[6], moments[3])
+
+    @torch.no_grad()
+    def after_backward(self, keep: torch.Tensor | None = None) -> None:
         """Add the first and last layers' gradient norms (call after unscaling, before clipping)."""
-        if self._sums is None or self._first is None or self._last is None:
+        first = self._first.grad if self._first is not None else None
+        last = self._last.grad if self._last is not None else None
+        if first is None or last is None:
             return
-        for slot, weight in ((0, self._first), (1, self._last)):
-            if weight.grad is not None:
-                self._sums[slot] += weight.grad.detach().double().norm()
-        self._grad_steps += 1
+        sums = self._totals(first)
+        norms = torch.stack([first.detach().norm(), last.detach().norm()]).double()
+        if keep is None:
+            sums[0:2] += norms
+            sums[2] += 1.0
+        else:
+            sums[0:2] += torch.where(keep, norms, 0.0)
+            sums[2] += keep.double()
 
     def result(self) -> TrainValues:
         """``train_dice``, ``grad_norm_first``, ``grad_norm_last``, ``input_mean``, ``input_std``,
         ``input_max``; NaN for what no step measured."""
         nan = math.nan
-        if self._sums is None:
-            return TrainValues(
-                train_dice=nan,
-                grad_norm_first=nan,
-                grad_norm_last=nan,
-                input_mean=nan,
-                input_std=nan,
-                input_max=nan,
-            )
-        first, last, total, squares, count, largest = self._sums.tolist()
-        dice = self._metrics.compute()["dice"]
-        assert isinstance(dice, float)  # internal: the summary Dice is a float, per-class ones are dicts
-        mean = total / count
-        steps = self._grad_steps
+        first, last, steps, total, squares, count, largest = (
+            self._sums.tolist() if self._sums is not None else [nan, nan, 0.0, nan, nan, 0.0, nan]
+        )
+        dice = nan
+        if self._confusion is not None and count > 0:
+            confusion = self._confusion.cpu()
+            tp = confusion.diagonal()
+            fp, fn = confusion.sum(dim=0) - tp, confusion.sum(dim=1) - tp
+            dice = float(dice_from_counts(tp, fp, fn)[1:].mean())  # mean over foreground classes
+        mean = total / count if count else nan
         return TrainValues(
             train_dice=dice,
             grad_norm_first=first / steps if steps else nan,
             grad_norm_last=last / steps if steps else nan,
             input_mean=mean,
-            input_std=math.sqrt(max(squares / count - mean * mean, 0.0)),
-            input_max=largest,
+            input_std=math.sqrt(max(squares / count - mean * mean, 0.0)) if count else nan,
+            input_max=largest if count else nan,
         )
 
 

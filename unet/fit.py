@@ -151,6 +151,7 @@ def fit(
             augment,
         )
         train_seconds = time.perf_counter() - started
+        val_started = time.perf_counter()
         evaluation = evaluate(
             model,
             val,
@@ -160,6 +161,7 @@ def fit(
             memory_format=memory_format,
             autocast=precision.autocast,
         )
+        val_seconds = time.perf_counter() - val_started
         val_loss = evaluation.loss
         metrics = Scores(evaluation.dice, evaluation.iou, foreground_shares(evaluation.scores))
         scheduler.step(val_loss)
@@ -177,6 +179,10 @@ def fit(
             **train_stats.evidence,
             **metrics.shares,
             initial_val_loss=untrained_loss,
+            train_s=train_stats.seconds - train_stats.data_wait_s - train_stats.evidence_s,
+            val_s=val_seconds,
+            evidence_s=train_stats.evidence_s,
+            data_wait_s=train_stats.data_wait_s,
         )
         result.history.append(record)
         _keep_if_best(result, model, record)

@@ -50,6 +50,7 @@ def infer_logits(
     overlap: float = DEFAULT_OVERLAP,
     tta: bool = False,
     batch_size: int | None = None,
+    memory_format: torch.memory_format | None = None,
 ) -> torch.Tensor:
     """Logits for every pixel of a batch of equally sized images.
 
@@ -60,6 +61,7 @@ def infer_logits(
         overlap: share of a tile overlapping its neighbours, in [0, 1).
         tta: average over the image and its flips.
         batch_size: tiles per forward pass (None: as many as hold ``TILE_BATCH_PIXELS`` pixels).
+        memory_format: the model's input format (channels_last where it trained so); None: as given.
 
     Shape:
         images (N, C, H, W) -> logits (N, K, H, W) float32.
@@ -70,7 +72,14 @@ def infer_logits(
     total: torch.Tensor | None = None
     for dims in flips:
         flipped = images.flip(dims) if dims else images
-        logits = _tiled(model, flipped, patch_size=patch_size, overlap=overlap, batch_size=batch_size)
+        logits = _tiled(
+            model,
+            flipped,
+            patch_size=patch_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            memory_format=memory_format,
+        )
         logits = logits.flip(dims) if dims else logits
         total = logits if total is None else total + logits
     assert total is not None  # flips is never empty
@@ -84,10 +93,17 @@ def _tiled(
     patch_size: int | None,
     overlap: float,
     batch_size: int | None,
+    memory_format: torch.memory_format | None,
 ) -> torch.Tensor:
     height, width = images.shape[-2:]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        # Flips and MONAI's tile gathering return contiguous tensors: back to the model's format.
+        x = x.contiguous(memory_format=memory_format) if memory_format is not None else x
+        return model(x).float()
+
     if patch_size is None or (height <= patch_size and width <= patch_size):
-        return model(images).float()
+        return forward(images)
     # Imported here: MONAI takes seconds to import, and whole-image inference never needs it.
     from monai.inferers import sliding_window_inference
 
@@ -97,7 +113,7 @@ def _tiled(
         images,
         roi_size=window,
         sw_batch_size=tiles,
-        predictor=lambda tiles: model(tiles).float(),
+        predictor=forward,
         overlap=overlap,
         mode="gaussian",
         sigma_scale=SIGMA_SCALE,

@@ -1,10 +1,17 @@
 """Whole-image validation: every pixel of every validation image, at its own size, scored once.
 
-Images come one at a time (they may all differ in size) and go through ``unet.inference.infer_logits``,
-the same path as prediction: whole when they fit the patch (the network pads them to its stride and
-crops back), in Gaussian-blended tiles when they are larger. Padding therefore never reaches the
-metrics, and the confusion matrix counts exactly ``sum(H * W)`` pixels. Dice and IoU are
-``unet.metrics.SegmentationMetrics`` over all of them; the loss is the mean of the per-image losses.
+Images go through ``unet.inference.infer_logits``, the same path as prediction: whole when they fit the
+patch (the network pads them to its stride and crops back), in Gaussian-blended tiles when they are
+larger. Padding therefore never reaches the metrics, and the confusion matrix counts exactly
+``sum(H * W)`` pixels. Dice and IoU are ``unet.metrics.SegmentationMetrics`` over all of them; the loss
+is the mean of the per-image losses.
+
+What it costs: consecutive images of one size that fit the patch go through the network together (up
+to ``unet.inference.TILE_BATCH_PIXELS`` pixels a pass; one image a pass left small images dominated by
+per-call overhead), larger images' tiles are batched by ``infer_logits``; all under
+``torch.inference_mode``, in the training's memory format and autocast. The network is in eval mode, so
+an image's logits do not depend on the others in its pass, and the loss is still computed per image:
+the score is the one-by-one score (``tests/unet/test_validation.py`` compares them).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from unet.inference import infer_logits
+from unet.inference import TILE_BATCH_PIXELS, infer_logits
 from unet.metrics import SegmentationMetrics
 
 
@@ -67,17 +74,39 @@ def evaluate(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     pixels = 0
     count = len(dataset)  # type: ignore[arg-type]
-    for index in range(count):
-        image, mask = dataset[index]
-        images = image[None].to(device, non_blocking=True, memory_format=memory_format)
-        masks = mask[None].to(device, non_blocking=True)
+    pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def flush() -> None:
+        nonlocal loss_sum, pixels
+        if not pending:
+            return
+        images = torch.stack([image for image, _ in pending])
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
+        masks = torch.stack([mask for _, mask in pending]).to(device, non_blocking=True)
+        pending.clear()
         with autocast():
-            logits = infer_logits(model, images, patch_size=patch_size, tta=tta)
+            logits = infer_logits(model, images, patch_size=patch_size, tta=tta, memory_format=memory_format)
         logits = logits.float()
         if criterion is not None:
-            loss_sum += criterion(logits, masks)
+            for i in range(logits.shape[0]):  # per image: a batch's Dice loss is not the mean of its images'
+                loss_sum += criterion(logits[i : i + 1], masks[i : i + 1])
         metrics.update(logits, masks)
         pixels += masks.numel()
+
+    for index in range(count):
+        image, mask = dataset[index]
+        height, width = image.shape[-2:]
+        whole = patch_size is None or (height <= patch_size and width <= patch_size)
+        if pending and (
+            not whole
+            or image.shape != pending[0][0].shape
+            or (len(pending) + 1) * height * width > TILE_BATCH_PIXELS
+        ):
+            flush()
+        pending.append((image, mask))
+        if not whole:
+            flush()  # tiled alone: infer_logits batches its tiles
+    flush()
     scores = metrics.compute()
     loss = float(loss_sum) / max(count, 1) if criterion is not None else float("nan")
     return Evaluation(

@@ -226,6 +226,9 @@ def _compute_section(record: StudyRecord, rows: pd.DataFrame) -> list[str]:
     lines = ["### Compute", ""]
     if rows.empty:
         return [*lines, "No trial has run yet.", ""]
+    split = _time_split(record.epochs)
+    if split is not None:
+        lines += [split, ""]
     spent = md.total(rows["compute_images"])
     epochs = md.total(rows["epochs_run"])
     if spent is None:
@@ -249,6 +252,34 @@ def _compute_section(record: StudyRecord, rows: pd.DataFrame) -> list[str]:
             f"stopped after {mean_epochs:.1f} of {record.max_epochs} epochs on average."
         )
     return [*lines, ""]
+
+
+# Parts of an epoch's wall time (``unet.history.EpochRecord``), in the order the summary names them.
+TIME_PARTS = (
+    ("train_s", "training steps"),
+    ("val_s", "validation"),
+    ("evidence_s", "evidence"),
+    ("data_wait_s", "waiting for data"),
+)
+
+
+def _time_split(epochs: pd.DataFrame) -> str | None:
+    """Where the epochs' wall time went, as shares of it; None when no epoch recorded the split."""
+    columns = [name for name, _ in TIME_PARTS]
+    if epochs.empty or not set(columns) <= set(epochs.columns):
+        return None
+    timed = epochs.dropna(subset=[*columns, "seconds"])
+    total = float(timed["seconds"].sum())
+    if timed.empty or total <= 0:
+        return None
+    parts = {name: float(timed[name].sum()) / total for name in columns}
+    other = 1.0 - sum(parts.values())
+    shares = ", ".join(f"{label} {parts[name]:.0%}" for name, label in TIME_PARTS)
+    return (
+        f"Epoch time ({md.count(len(timed))} epochs, {total:,.0f} s): {shares}, other {other:.0%} "
+        "(a large share of waiting for data asks for more loader workers; of validation, for fewer or "
+        "smaller validation images)."
+    )
 
 
 def _plots_section(plots: list[PlotFile], out_dir: Path) -> list[str]:

@@ -49,6 +49,8 @@ def test_every_part_runs_on_the_cpu(tmp_path):
     assert figures["device"] == "cpu" and figures["tiny"]
     assert figures["fit_vs_bare"]["fit_over_bare"] > 0
     assert figures["fit_vs_bare"]["precision"] == "float32"
+    assert figures["fit_vs_bare"]["interleaved"] and figures["fit_vs_bare"]["fit_over_bare_spread"]["min"] > 0
+    assert figures["fit_vs_bare"]["syncs_per_step"] is None  # counted with CUDA's sync debug mode only
     packed = figures["packing"]
     assert set(packed) == {"1", "2"}
     assert len(packed["2"]["per_trial_images_per_s"]) == 2 and packed["2"]["aggregate_images_per_s"] > 0

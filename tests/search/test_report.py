@@ -67,6 +67,8 @@ def epoch_metrics(number: int, epoch: int, *, diverges: bool) -> dict[str, float
     record["epoch"] = epoch
     record["val_dice"] = 0.1 + epoch / 7 + number / 1000
     record["val_loss"] = math.inf if diverges else 1 / (1 + epoch) + number / 1000
+    shares = {"train_s": 0.5, "val_s": 0.25, "evidence_s": 0.05, "data_wait_s": 0.1}  # other: 10 %
+    record |= {name: share * record["seconds"] for name, share in shares.items()}
     return record
 
 
@@ -251,6 +253,11 @@ def test_summary_findings_and_compute_on_a_crafted_study(tmp_path: Path) -> None
     ]
     # 6 x 2 + 4 x 3 + 7 x 4 = 52 epochs of 16 images; pruned trials saved 6 x 2 + 4 x 1 = 16 epochs.
     assert "Spent 832 training images in 52 epochs." in summary
+    # epoch_metrics splits each epoch's seconds 50/25/5/10 %; the 52 epochs' seconds add up to 20.
+    assert (
+        "Epoch time (52 epochs, 20 s): training steps 50%, validation 25%, evidence 5%, "
+        "waiting for data 10%, other 10%" in summary
+    )
     assert (
         "Pruning saved 256 images, 24% of the 1,088 the study would have spent without it: "
         "10 pruned trials stopped after 2.4 of 4 epochs on average." in summary

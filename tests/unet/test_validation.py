@@ -18,6 +18,8 @@ from torch import nn
 from unet.config import ModelConfig
 from unet.data.folder import FolderDataset, Sample, folder_datasets
 from unet.inference import infer_logits
+from unet.losses import build_loss
+from unet.metrics import SegmentationMetrics
 from unet.model import build_model
 from unet.validation import evaluate
 
@@ -104,3 +106,33 @@ def test_unet_logits_cover_the_image_at_its_own_size(height: int, width: int, tt
     model = build_model(ModelConfig(in_channels=1, num_classes=3, depth=2, base_filters=4)).eval()
     logits = infer_logits(model, torch.randn(1, 1, height, width), patch_size=32, tta=tta)
     assert logits.shape == (1, 3, height, width) and torch.isfinite(logits).all()
+
+
+def _one_by_one(model: nn.Module, dataset: FolderDataset, criterion: nn.Module) -> tuple[float, float, float]:
+    """The reference score: each image alone, contiguous, as validation computed it before batching."""
+    metrics = SegmentationMetrics(num_classes=1)
+    losses = []
+    with torch.inference_mode():
+        for index in range(len(dataset)):
+            image, mask = dataset[index]
+            logits = infer_logits(model, image[None], patch_size=dataset.patch_size).float()
+            losses.append(float(criterion(logits, mask[None])))
+            metrics.update(logits, mask[None])
+    scores = metrics.compute()
+    return sum(losses) / len(losses), float(scores["dice"]), float(scores["iou"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_batched_validation_scores_as_one_image_at_a_time(memory_format: torch.memory_format) -> None:
+    # Runs of equal sizes (batched together), sizes between them, and images larger than the patch (tiled).
+    sizes = [(24, 24)] * 5 + [(20, 28)] * 3 + [(24, 24)] * 2 + [(50, 37), (70, 70)]
+    dataset = _crafted(sizes, patch_size=32)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(in_channels=1, num_classes=1, depth=2, base_filters=4)).eval()
+    criterion = build_loss("dice_bce", num_classes=1)
+    loss, dice, iou = _one_by_one(model, dataset, criterion)
+    model = model.to(memory_format=memory_format)  # type: ignore[call-overload]
+    found = evaluate(model, dataset, criterion=criterion, num_classes=1, memory_format=memory_format)
+    assert found.pixels == sum(h * w for h, w in sizes)
+    assert found.loss == pytest.approx(loss, rel=1e-5)
+    assert found.dice == pytest.approx(dice, abs=1e-5) and found.iou == pytest.approx(iou, abs=1e-5)
