@@ -2,9 +2,9 @@
 
 Each finished trial has outcome labels: its stop reason (plateau, diverged, underperforming,
 out_of_memory, error), its diagnosis (a cause of ``search.diagnosis.CAUSES``: diverged, input_scale,
-vanishing_gradients, stalled, no_signal, background_only, foreground_flood, unstable, overfitting,
-underfitting, behind_peers), and "pruned" when it was stopped early for any reason (several reasons
-together can mark a bad range that no single reason does); "healthy", "too_early", "unclear" and a
+vanishing_gradients, stalled, no_signal, background_only, constant_floor, foreground_flood, unstable,
+overfitting, underfitting, behind_peers), and "pruned" when it was stopped early for any reason (several
+reasons together can mark a bad range that no single reason does); "healthy", "too_early", "unclear" and a
 completed trial's lack of a stop reason are not labels. For every
 searched parameter the trials are split into groups (each value of a categorical parameter or of a
 number with few values; above or below a threshold for other numbers), and a group becomes a finding
