@@ -56,7 +56,7 @@ MAX_VALUES_AS_GROUPS = 4
 # them is then 2 or more); ties that put more than half of them at or below the quarter say nothing.
 MIN_RUNG_TRIALS = 8
 BOTTOM_QUARTER = 0.25
-_BOTTOM = "bottom_quarter"  # the rung findings' label: not an outcome, no action
+BOTTOM_LABEL = "bottom_quarter"  # the rung findings' label: not an outcome, no action
 
 # Says less than any other label: dropped from a finding that names another one for the same trials.
 _GENERAL_LABEL = "pruned"
@@ -96,6 +96,11 @@ class Finding:
         if self.last_epoch is not None:
             when = " in epoch 1" if self.last_epoch == 1 else f" within {self.last_epoch} epochs"
         return f"{count} trials with {self.condition} {phrase}{when}"
+
+    @property
+    def at_equal_epochs(self) -> bool:
+        """A rung finding (:func:`rung_findings`): val Dice compared at one epoch, no outcome label."""
+        return BOTTOM_LABEL in self.labels
 
     @property
     def sentence(self) -> str:
@@ -188,7 +193,7 @@ def rung_findings(
     if len(bottom) > len(at) / 2:
         return []
     compared = eligible[eligible["number"].isin(at.index)]
-    labels = [frozenset({_BOTTOM}) if int(n) in bottom else frozenset() for n in compared["number"]]
+    labels = [frozenset({BOTTOM_LABEL}) if int(n) in bottom else frozenset() for n in compared["number"]]
     highest = max(float(at[n]) for n in bottom)
     phrase = f"were in the bottom quarter of val Dice at epoch {rung} (<= {highest:.3g} of {len(at)} trials)"
     found: list[tuple[int, Finding]] = []
