@@ -140,6 +140,10 @@ DIAGNOSIS_LABELS: dict[str, tuple[str, str]] = {
         "predicted background only",
         "the model predicts (almost) no foreground (class imbalance)",
     ),
+    "constant_floor": (
+        "scored what predicting foreground everywhere scores",
+        "val Dice at the all-foreground floor of mostly-foreground masks (class imbalance, other way round)",
+    ),
     "foreground_flood": (
         "flooded the image with foreground",
         "the model predicts far more foreground than there is",

@@ -77,6 +77,7 @@ def constructed(cause: str, history: list[dict[str, Any]], stop: str | None) -> 
         ),
         "no_signal": lambda: dice.max() < chance + 0.1,
         "background_only": lambda: dice.max() < 0.1 and q < 0.3 * p,
+        "constant_floor": lambda: p >= 0.5 and q >= 0.95 * p and dice.max() < chance + 0.5 * (1 - chance),
         "foreground_flood": lambda: q > 2 * p and dice[-1] < 0.5,
         "unstable": lambda: (
             _max(np.array(jumps)) > 1.5 or _max(col["grad_norm_max"][1:]) > 10 * _median(col["grad_norm"][1:])

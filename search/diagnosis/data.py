@@ -22,9 +22,18 @@ NORM_LAYERS = ("batch", "instance", "group")
 # Raw inputs are blamed only for a run that struggled: val Dice under 0.5, or 0.1 below its best at the end.
 STRUGGLE_DICE = 0.5
 STRUGGLE_DROP = 0.1
-# No signal: the best val Dice stays within this of chance (the Dice of predicting everything).
+# No signal: the best val Dice stays within this of chance (the Dice of predicting everything); on
+# mostly-foreground masks within FLOOR_MARGIN (FLOOR_BORDER) of the headroom above it (chance_levels).
 NO_SIGNAL_MARGIN = 0.03
 NO_SIGNAL_BORDER = 0.08
+# The constant floor: on masks at least MOSTLY_FOREGROUND foreground, a model that predicts at least the
+# true share and whose best val Dice gains less than FLOOR_MARGIN of the headroom above the all-foreground
+# Dice (1 - 2p / (1 + p)) learned nothing beyond "foreground everywhere"; up to FLOOR_BORDER it is
+# borderline. Relative to the headroom: at p = 0.85 the floor is 0.919, and an absolute margin would leave
+# no Dice that counts as learning.
+MOSTLY_FOREGROUND = 0.5
+FLOOR_MARGIN = 0.25
+FLOOR_BORDER = 0.5
 # Best val Dice below this is "predicts nothing"; even a poor model that finds the objects scores more.
 BACKGROUND_MAX_DICE = 0.05
 # Predicting less than this share of the true foreground is "background only".
@@ -81,8 +90,11 @@ def no_signal(c: Curves) -> Finding | None:
     # A model that predicts nothing and cannot fit even its training images (training Dice at chance)
     # lacks capacity; without anything learnable a model still memorises some training masks.
     collapsed = _predicts_nothing(c) and c.has_train_dice and c.best_train_dice <= chance
-    if best > chance + NO_SIGNAL_BORDER or nothing or collapsed or _flood_explained_by_loss(c):
+    margin, border = chance_levels(c)
+    if best > border or nothing or collapsed or _flood_explained_by_loss(c):
         return None
+    if _leans_to_majority_foreground(c):
+        return None  # the constant floor of mostly-foreground masks: constant_floor's case
     train = f", train Dice {c.best_train_dice:.3f}" if c.has_train_dice else ""
     seen = (
         f"best val Dice {best:.3f} never rose above chance ({chance:.3f}, predicting every pixel "
@@ -92,9 +104,18 @@ def no_signal(c: Curves) -> Finding | None:
         "nothing learnable reaches validation: check that masks match their images (same stems, not "
         "shifted or rotated; python -m unet.doctor) and that validation is the same kind of data"
     )
-    evidence = {"chance_dice": chance, "margin": NO_SIGNAL_MARGIN}
-    clear = best <= chance + NO_SIGNAL_MARGIN
-    return Finding("no_signal", clear, (chance + NO_SIGNAL_MARGIN) / max(best, 1e-9), seen, advice, evidence)
+    evidence = {"chance_dice": chance, "margin": margin - chance}
+    return Finding("no_signal", best <= margin, margin / max(best, 1e-9), seen, advice, evidence)
+
+
+def chance_levels(c: Curves) -> tuple[float, float]:
+    """The val Dice up to which a run is clearly (first) or maybe (second) at chance: NO_SIGNAL_MARGIN
+    and NO_SIGNAL_BORDER above it, or on mostly-foreground masks FLOOR_MARGIN and FLOOR_BORDER of the
+    headroom above it (at p = 0.9 chance is 0.947, and 0.08 above it would leave no Dice for learning)."""
+    chance = c.chance_dice
+    if c.true_share >= MOSTLY_FOREGROUND:
+        return chance + FLOOR_MARGIN * (1 - chance), chance + FLOOR_BORDER * (1 - chance)
+    return chance + NO_SIGNAL_MARGIN, chance + NO_SIGNAL_BORDER
 
 
 def background_only(c: Curves) -> Finding | None:
@@ -132,6 +153,48 @@ def background_only(c: Curves) -> Finding | None:
         "background_only", True, BACKGROUND_MAX_DICE / max(float(np.max(c.dice)), 1e-9), seen, advice,
         {"train_decrease": c.train_fall}, changes,
     )  # fmt: skip
+
+
+def constant_floor(c: Curves) -> Finding | None:
+    """Mostly-foreground masks, foreground predicted (nearly) everywhere, and a val Dice no better than
+    predicting it everywhere: the class imbalance of background_only, the other way round."""
+    if c.n < MIN_TREND_EPOCHS or not _leans_to_majority_foreground(c):
+        return None
+    floor, best = c.chance_dice, float(np.max(c.dice))
+    gained = (best - floor) / (1 - floor)  # the share of the headroom above the floor that was reached
+    if gained > FLOOR_BORDER:
+        return None
+    p = c.true_share
+    loss = c.setting("loss")
+    # Halfway (in log) to weighing all background pixels as much as all foreground ones, (1 - p) / p: on
+    # the bench's faint mostly-foreground runs the full weight overshot (predicting less foreground than
+    # there is, val Dice below the floor) and the half one came out closer to learning.
+    weight = float(f"{math.sqrt((1 - p) / p):.2g}")
+    if loss in ("bce", "dice_bce"):
+        changes: dict[str, object] = {"pos_weight": weight}
+    elif c.setting("model.num_classes") in (None, 1):
+        changes = {"loss": "dice_bce", "pos_weight": weight}
+    else:
+        changes = {}
+    seen = (
+        f"best val Dice {best:.3f} is what predicting every pixel foreground scores ({floor:.3f} at a true "
+        f"share of {p:.1%}; {max(gained, 0.0):.0%} of the way from it to 1), predicting "
+        f"{c.pred_fg[-1]:.1%} foreground"
+    )
+    fix = f"pos_weight {weight:g} on the BCE term" if changes else "class weights that favour background"
+    advice = (
+        "the model learned the majority class only (class imbalance, other way round); weigh the "
+        f"background: {fix}, or check the masks' polarity (objects marked 0 and background 1?)"
+    )
+    evidence = {"constant_dice": floor, "floor_gain": gained, "floor_margin": FLOOR_MARGIN}
+    clear = gained <= FLOOR_MARGIN
+    return Finding("constant_floor", clear, FLOOR_MARGIN / max(gained, 1e-9), seen, advice, evidence, changes)
+
+
+def _leans_to_majority_foreground(c: Curves) -> bool:
+    """Masks mostly foreground and a last epoch predicting at least the true share as foreground."""
+    p, q = c.true_share, float(c.pred_fg[-1])
+    return math.isfinite(p) and math.isfinite(q) and p >= MOSTLY_FOREGROUND and q >= p
 
 
 def _imbalance_explains(c: Curves) -> bool:

@@ -30,7 +30,13 @@ from typing import Any
 from search.diagnosis.advice import lower_learning_rate
 from search.diagnosis.comparison import behind_peers
 from search.diagnosis.curves import MIN_TREND_EPOCHS, Curves, base_evidence, fall, read_curves
-from search.diagnosis.data import background_only, foreground_flood, input_scale, no_signal
+from search.diagnosis.data import (
+    background_only,
+    constant_floor,
+    foreground_flood,
+    input_scale,
+    no_signal,
+)
 from search.diagnosis.generalisation import overfitting
 from search.diagnosis.labels import CAUSES, Diagnosis, Finding
 from search.diagnosis.peers import Peers
@@ -52,6 +58,7 @@ RULES: tuple[Rule, ...] = (
     stalled,
     no_signal,
     background_only,
+    constant_floor,
     foreground_flood,
     unstable,
     overfitting,

@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 
 from search.report.data import StudyRecord, load_study_record
-from search.report.findings import find_findings
+from search.report.findings import find_findings, rung_findings
 from search.report.plots import PlotFile, write_comparison_plot, write_study_plots
 from search.report.summary import summary_markdown
 from search.report.tables import epochs_frame, trials_frame, write_csv
@@ -60,7 +60,9 @@ def write_report(records: list[StudyRecord], out_dir: Path, *, storage_display: 
         rows = trials[trials["study"] == record.name]
         plots[record.name] = write_study_plots(record, rows, out_dir / "plots" / record.name)
         # A study not made by unet-search has no stored space: its parameters are judged by their values.
-        findings[record.name] = find_findings(rows, record.space or {name: {} for name in record.param_names})
+        space = record.space or {name: {} for name in record.param_names}
+        study_epochs = epochs[epochs["study"] == record.name]
+        findings[record.name] = find_findings(rows, space) + rung_findings(rows, study_epochs, space)
     comparison = None
     if len(records) > 1:
         comparison = write_comparison_plot(records, trials, out_dir / "plots" / "comparison.png")

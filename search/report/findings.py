@@ -2,9 +2,9 @@
 
 Each finished trial has outcome labels: its stop reason (plateau, diverged, underperforming,
 out_of_memory, error), its diagnosis (a cause of ``search.diagnosis.CAUSES``: diverged, input_scale,
-vanishing_gradients, stalled, no_signal, background_only, foreground_flood, unstable, overfitting,
-underfitting, behind_peers), and "pruned" when it was stopped early for any reason (several reasons
-together can mark a bad range that no single reason does); "healthy", "too_early", "unclear" and a
+vanishing_gradients, stalled, no_signal, background_only, constant_floor, foreground_flood, unstable,
+overfitting, underfitting, behind_peers), and "pruned" when it was stopped early for any reason (several
+reasons together can mark a bad range that no single reason does); "healthy", "too_early", "unclear" and a
 completed trial's lack of a stop reason are not labels. For every
 searched parameter the trials are split into groups (each value of a categorical parameter or of a
 number with few values; above or below a threshold for other numbers), and a group becomes a finding
@@ -18,6 +18,13 @@ rung, and a failure there (a loss that exploded in epoch 1) is what the search m
 the trials table has ``epochs_run``, a finding says by which epoch its trials ended; a finding about a
 failure says how to change the space (:attr:`Finding.action`).
 
+Without any label, the trials can still be compared at equal epochs (:func:`rung_findings`): at the
+deepest epoch that ``MIN_RUNG_TRIALS`` of them reached (under successive halving, a rung), the ones whose
+val Dice is in the bottom quarter are grouped the same way:
+
+    all 5 trials with learning rate < 0.0003 were in the bottom quarter of val Dice at epoch 1 (<= 0.12 of
+    16 trials)
+
 Trials whose worker was lost or that were interrupted say nothing about their parameters and are left
 out. Thresholds are round numbers between the observed values (in log space for log-scaled parameters),
 so that the sentence is true of every trial it counts.
@@ -25,6 +32,7 @@ so that the sentence is true of every trial it counts.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping
@@ -44,6 +52,11 @@ MIN_SHARE = 0.75
 MIN_CONTRAST = 0.5
 # Numbers with at most this many distinct values are grouped by value, like categories.
 MAX_VALUES_AS_GROUPS = 4
+# Rung findings compare val Dice at the deepest epoch at least this many trials reached (a quarter of
+# them is then 2 or more); ties that put more than half of them at or below the quarter say nothing.
+MIN_RUNG_TRIALS = 8
+BOTTOM_QUARTER = 0.25
+BOTTOM_LABEL = "bottom_quarter"  # the rung findings' label: not an outcome, no action
 
 # Says less than any other label: dropped from a finding that names another one for the same trials.
 _GENERAL_LABEL = "pruned"
@@ -70,16 +83,24 @@ class Finding:
     outside_share: float  # share of the other trials that have the first label
     action: str = ""  # the change to the space that avoids the group, e.g. "narrow learning_rate to <= 0.1"
     last_epoch: int | None = None  # the most epochs any matched trial ran (None: not known)
+    phrase: str = ""  # how the labels read, when not LABEL_PHRASES' words (rung findings)
 
     @property
     def text(self) -> str:
         """The finding without its action, as a sentence without a final full stop."""
-        phrase = " and ".join(LABEL_PHRASES.get(label, f"ended as {label}") for label in self.labels)
+        phrase = self.phrase or " and ".join(
+            LABEL_PHRASES.get(label, f"ended as {label}") for label in self.labels
+        )
         count = f"all {self.size}" if self.matched == self.size else f"{self.matched} of {self.size}"
         when = ""
         if self.last_epoch is not None:
             when = " in epoch 1" if self.last_epoch == 1 else f" within {self.last_epoch} epochs"
         return f"{count} trials with {self.condition} {phrase}{when}"
+
+    @property
+    def at_equal_epochs(self) -> bool:
+        """A rung finding (:func:`rung_findings`): val Dice compared at one epoch, no outcome label."""
+        return BOTTOM_LABEL in self.labels
 
     @property
     def sentence(self) -> str:
@@ -139,6 +160,50 @@ def find_findings(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) 
             item[1].condition,
         )
     )
+    return [finding for _, finding in found]
+
+
+def rung_findings(
+    trials: pd.DataFrame, epochs: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]
+) -> list[Finding]:
+    """Parameter groups whose trials were all (or 75 %+) in the bottom quarter of val Dice at one epoch.
+
+    The epoch is the deepest that ``MIN_RUNG_TRIALS`` finished trials reached, so that pruned trials are
+    compared with the others at equal training. A NaN val Dice counts as 0 (no overlap).
+
+    Args:
+        trials: as for :func:`find_findings`, with the trials' ``number``.
+        epochs: the study's epoch rows with ``trial_number``, ``epoch`` and ``val_dice``
+            (``search.report.tables.epochs_frame``).
+        space: as for :func:`find_findings`.
+
+    Returns:
+        The findings, most trials first; none when too few trials reached any epoch.
+    """
+    eligible = trials[trials["state"].isin(_FINISHED_STATES) & ~trials["stop_reason"].isin(RETRYABLE_REASONS)]
+    rows = epochs[epochs["trial_number"].isin(eligible["number"])]
+    reached = rows.groupby("epoch")["trial_number"].nunique()
+    deep = [int(e) for e, n in reached.items() if n >= MIN_RUNG_TRIALS]
+    if not deep:
+        return []
+    rung = max(deep)
+    at = rows[rows["epoch"] == rung].groupby("trial_number")["val_dice"].last().astype(float).fillna(0.0)
+    cut = float(at.quantile(BOTTOM_QUARTER))
+    bottom = {int(n) for n, v in at.items() if v <= cut}
+    if len(bottom) > len(at) / 2:
+        return []
+    compared = eligible[eligible["number"].isin(at.index)]
+    labels = [frozenset({BOTTOM_LABEL}) if int(n) in bottom else frozenset() for n in compared["number"]]
+    highest = max(float(at[n]) for n in bottom)
+    phrase = f"were in the bottom quarter of val Dice at epoch {rung} (<= {highest:.3g} of {len(at)} trials)"
+    found: list[tuple[int, Finding]] = []
+    for order, (name, definition) in enumerate(space.items()):
+        if name not in compared.columns:
+            continue
+        pairs = [(v, ls) for v, ls in zip(compared[name].tolist(), labels, strict=True) if not is_missing(v)]
+        for finding in _param_findings(name, definition, pairs, [None] * len(pairs)):
+            found.append((order, dataclasses.replace(finding, phrase=phrase)))
+    found.sort(key=lambda item: (-item[1].matched, -item[1].matched / item[1].size, item[0]))
     return [finding for _, finding in found]
 
 

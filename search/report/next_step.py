@@ -17,13 +17,13 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from search.diagnosis import CAUSES
-from search.report.findings import round_between
+from search.report.findings import Finding, round_between
 from search.report.markdown import is_missing
 
 # A condition must hold for this share of the cause's trials...
@@ -35,13 +35,17 @@ MIN_PRECISION = 0.75
 MIN_TRIALS = 2
 
 
-def next_step(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) -> str:
+def next_step(
+    trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]], *, at_equal_epochs: Sequence[Finding] = ()
+) -> str:
     """One sentence: the study's most common failure cause and what to change about the search.
 
     Args:
         trials: one row per trial with ``state``, ``diagnosis``, optionally ``diagnosis_changes`` and one
             column per parameter of ``space`` (``search.report.tables.trials_frame`` of one study).
         space: the study's searched parameters as stored in its spec.
+        at_equal_epochs: the study's rung findings (``search.report.findings.rung_findings``): without a
+            failure cause to fix, the first says which settings lag the others at equal epochs.
     """
     finished = trials[trials["state"].isin(("COMPLETE", "PRUNED", "FAIL")) & trials["diagnosis"].notna()]
     causes = Counter(d for d in finished["diagnosis"] if d in CAUSES)
@@ -50,10 +54,14 @@ def next_step(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) -> s
             return "No trial has been diagnosed yet."
         unclear = int((finished["diagnosis"] == "unclear").sum())
         extra = f" ({unclear} unclear)" if unclear else ""
-        return f"No failure cause dominates the {len(finished)} diagnosed trials{extra}: nothing to fix."
+        return f"No failure cause dominates the {len(finished)} diagnosed trials{extra}: nothing to fix" + (
+            _lagging(at_equal_epochs)
+        )
     cause, count = causes.most_common(1)[0]
     if count < MIN_TRIALS:
-        return f"Only {count} trial shows a failure cause ({cause}): nothing to fix in the space."
+        return f"Only {count} trial shows a failure cause ({cause}): nothing to fix in the space" + (
+            _lagging(at_equal_epochs)
+        )
     is_cause = (finished["diagnosis"] == cause).tolist()
     healthy = (finished["diagnosis"] == "healthy").tolist()
     best: tuple[int, float, str, str] | None = None
@@ -73,6 +81,13 @@ def next_step(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) -> s
         return f"{matched} of {count} {cause} trials had {condition}{_when(finished, is_cause)}: {action}."
     advice = _common_advice(finished[finished["diagnosis"] == cause])
     return f"{count} of {len(finished)} trials are {cause}: {advice}."
+
+
+def _lagging(at_equal_epochs: Sequence[Finding]) -> str:
+    """The end of a "nothing to fix" sentence: the first rung finding, if any, as what to look at."""
+    if not at_equal_epochs:
+        return "."
+    return f"; but {at_equal_epochs[0].text}: compare their settings with the others'."
 
 
 def _when(finished: pd.DataFrame, is_cause: list[bool]) -> str:

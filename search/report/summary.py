@@ -106,7 +106,7 @@ def _study_section(
     ]
     lines += _best_section(record, rows, storage_display)
     lines += _outcomes_section(rows)
-    lines += _causes_section(record, rows)
+    lines += _causes_section(record, rows, [f for f in findings if f.at_equal_epochs])
     lines += _findings_section(findings)
     lines += _compute_section(record, rows)
     return lines
@@ -193,13 +193,14 @@ def _outcomes_section(rows: pd.DataFrame) -> list[str]:
     return [*lines, ""]
 
 
-def _causes_section(record: StudyRecord, rows: pd.DataFrame) -> list[str]:
+def _causes_section(record: StudyRecord, rows: pd.DataFrame, at_equal_epochs: list[Finding]) -> list[str]:
     """Trials grouped by diagnosis, most common first, and the study's next step."""
     diagnosed = rows[rows["diagnosis"].notna()]
     if diagnosed.empty:
         return []
     space = record.space or {name: {} for name in record.param_names}
-    lines = ["### Causes", "", f"Next step: {next_step(rows, space)}", ""]
+    step = next_step(rows, space, at_equal_epochs=at_equal_epochs)
+    lines = ["### Causes", "", f"Next step: {step}", ""]
     counts = diagnosed["diagnosis"].value_counts()
     body = []
     for label in sorted(counts.index, key=lambda d: (-int(counts[d]), str(d))):

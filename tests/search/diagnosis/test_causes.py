@@ -73,6 +73,20 @@ CASES = {
         BN,
         "no_signal",
     ),
+    # BCE on masks that are 78 % foreground (membranes): it learns the prior, predicts foreground
+    # everywhere and scores the all-foreground Dice 2p / (1 + p) = 0.876, which looks like success.
+    "at the constant floor of mostly-foreground masks (trap: no_signal)": (
+        rows(
+            [0.69, 0.55, 0.53, 0.52, 0.52, 0.52],
+            [0.56, 0.53, 0.52, 0.52, 0.52, 0.52],
+            [0.861, 0.874, 0.876, 0.876, 0.875, 0.876],
+            train_dice=[0.85, 0.87, 0.876, 0.877, 0.877, 0.877],
+            pred_fg=[0.93, 0.99, 1.0, 1.0, 1.0, 1.0],
+            true_fg=0.78,
+        ),
+        BN | {"loss": "bce"},
+        "constant_floor",
+    ),
     # BCE on 1.9 % foreground of faint objects: after a short flood it predicts nothing.
     "background only with the shares": (
         rows(
@@ -183,6 +197,8 @@ def test_each_cause_names_its_deciding_numbers() -> None:
         ("overfitting with the gap", {"epochs": 9}),
         ("background only with the shares", {"loss": "dice_bce"}),
         ("dead first layer", {"model.norm": "batch"}),
+        # The background weighed halfway (in log) to its 22 % against the 78 %: sqrt(0.22 / 0.78).
+        ("at the constant floor of mostly-foreground masks (trap: no_signal)", {"pos_weight": 0.53}),
     ],
 )
 def test_advice_as_settings(name: str, changes: dict) -> None:
@@ -216,3 +232,44 @@ def test_only_borderline_evidence_is_unclear_with_two_causes() -> None:
 
 def test_causes_are_the_vocabulary_order() -> None:
     assert DIAGNOSES[: len(CAUSES)] == CAUSES and DIAGNOSES[-2:] == ("healthy", "unclear")
+
+
+def test_constant_floor_is_judged_against_the_headroom_above_it() -> None:
+    """On 78 % foreground the floor is 0.876: a model that reaches 0.95 learned (60 % of the headroom), one
+    at 0.90 is borderline, and the same curves on sparse masks stay no_signal's (check the masks)."""
+    history, settings, _ = CASES["at the constant floor of mostly-foreground masks (trap: no_signal)"]
+    found = diagnose(history, params=settings)
+    assert found.evidence["constant_dice"] == pytest.approx(2 * 0.78 / 1.78)
+    assert "0.876" in found.summary and "polarity" in found.summary
+
+    def dense(best: float, pred: float = 0.9) -> list[dict[str, float | str]]:
+        return rows(
+            [0.69, 0.45, 0.35, 0.3, 0.27, 0.25],
+            [0.5, 0.4, 0.33, 0.3, 0.28, 0.27],
+            [0.86, 0.88, best - 0.02, best - 0.01, best, best],
+            train_dice=[0.86, 0.9, 0.93, 0.95, 0.96, 0.97],
+            pred_fg=[0.95, 0.9, pred, pred, pred, pred],
+            true_fg=0.78,
+        )
+
+    assert diagnose(dense(0.95, pred=0.8), params=settings).label == "healthy"
+    borderline = diagnose(dense(0.91), params=settings)
+    assert borderline.label == "unclear" and borderline.candidates == ("constant_floor", "healthy")
+    # Predicting less foreground than there is, at the floor: not the majority class, nothing learnable.
+    assert diagnose(dense(0.876, pred=0.6), params=settings).label == "no_signal"
+    # Two epochs at the floor: too early to blame the loss.
+    assert diagnose(history[:2], params=settings).label == "too_early"
+
+
+def test_a_model_that_learned_mostly_foreground_masks_is_not_at_chance() -> None:
+    """Sparse objects with inverted masks (97.4 % foreground, chance 0.987): a bench-sized fit reached val
+    Dice 0.995, 62 % of the headroom above chance, and was labelled no_signal by the absolute margin."""
+    history = rows(
+        [0.62, 0.3, 0.16, 0.1, 0.08, 0.07],
+        [0.4, 0.2, 0.12, 0.09, 0.08, 0.07],
+        [0.987, 0.989, 0.992, 0.994, 0.995, 0.995],
+        train_dice=[0.98, 0.99, 0.993, 0.995, 0.996, 0.997],
+        pred_fg=[0.99, 0.98, 0.975, 0.972, 0.972, 0.972],
+        true_fg=0.974,
+    )
+    assert diagnose(history, params=BN).label == "healthy"

@@ -7,8 +7,9 @@ import math
 import pandas as pd
 import pytest
 
-from search.report.findings import find_findings, outcome_labels, round_between
+from search.report.findings import find_findings, outcome_labels, round_between, rung_findings
 
+NAN = math.nan
 LR = {"learning_rate": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}}
 NORM = {"model.norm": {"type": "categorical", "choices": ["batch", "instance", "none"]}}
 DEPTH = {"model.depth": {"type": "int", "low": 2, "high": 5}}
@@ -186,3 +187,47 @@ def test_a_choice_that_failed_is_dropped_and_health_gets_no_action() -> None:
         "all 3 trials with normalisation none stalled and were stopped on a plateau within 6 epochs: "
         "drop none from model.norm's choices"
     )
+
+
+def _rung_study(dice_by_lr: dict[float, list[float]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Trials 0.. with one learning rate each and no outcome labels (all pruned as underperforming or
+    complete and healthy), and their epoch rows: ``{lr: [val Dice at epoch 1, 2, ...]}``."""
+    trial_rows, epoch_rows = [], []
+    for number, (lr, dice) in enumerate(dice_by_lr.items()):
+        state, reason = ("COMPLETE", None) if len(dice) > 1 else ("PRUNED", "underperforming")
+        trial_rows.append(
+            {
+                "number": number,
+                "state": state,
+                "stop_reason": reason,
+                "diagnosis": "too_early",
+                "learning_rate": lr,
+            }
+        )
+        epoch_rows += [{"trial_number": number, "epoch": e + 1, "val_dice": d} for e, d in enumerate(dice)]
+    return pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows)
+
+
+def test_rung_findings_compare_val_dice_at_equal_epochs_without_labels() -> None:
+    """12 trials, none with a failure label: at epoch 1 (8 of them ended there) the three with the lowest
+    learning rates have the lowest val Dice (at or below the 25th percentile, 0.25); 4 reached epoch 2."""
+    dice = {1e-5: [0.02], 2e-5: [NAN], 3e-5: [0.1], 1e-3: [0.3, 0.5], 2e-3: [0.35, 0.55], 3e-3: [0.4, 0.6]}
+    dice |= {4e-3: [0.32, 0.5], 5e-3: [0.33], 6e-3: [0.34], 7e-3: [0.36], 8e-3: [0.37], 9e-3: [0.38]}
+    trials_table, epochs = _rung_study(dice)
+    # No outcome label sets the slow ones apart (they were pruned like the others of epoch 1).
+    assert [f for f in find_findings(trials_table, LR) if "<" in f.condition] == []
+    found = rung_findings(trials_table, epochs, LR)
+    assert [f.sentence for f in found] == [
+        "all 3 trials with learning rate < 0.0002 were in the bottom quarter of val Dice at epoch 1 "
+        "(<= 0.1 of 12 trials)"
+    ]
+    assert found[0].action == ""  # a slow start is no failure: nothing to cut from the space yet
+
+
+def test_rung_findings_need_enough_trials_at_an_epoch_and_a_real_quarter() -> None:
+    few, few_epochs = _rung_study({1e-5: [0.0], 2e-5: [0.0], 3e-5: [0.0], 1e-3: [0.4], 2e-3: [0.5]})
+    assert rung_findings(few, few_epochs, LR) == []
+    # Half of the trials at Dice 0: the "bottom quarter" would be half of them, which says nothing.
+    tied = {lr: [0.0] for lr in (1e-5, 2e-5, 3e-5, 4e-5, 5e-5)} | {1e-2: [0.4], 2e-2: [0.5], 3e-2: [0.6]}
+    trials_table, epochs = _rung_study(tied)
+    assert rung_findings(trials_table, epochs, LR) == []

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 
+from search.report.findings import rung_findings
 from search.report.next_step import next_step
 
 SPACE = {
@@ -72,4 +73,19 @@ def test_diverged_pruned_trials_give_the_learning_rate_range_as_the_step() -> No
     assert next_step(table, SPACE) == (
         "3 of 3 diverged trials had learning rate > 0.02 (all in epoch 1): lower the space's upper bound of "
         "learning_rate to 0.02."
+    )
+
+
+def test_without_a_cause_the_settings_that_lag_at_equal_epochs() -> None:
+    """12 trials pruned at epoch 1, none with a cause: the step says which settings lagged there."""
+    lrs = [1e-6, 2e-6, 3e-6] + [1e-3 * (i + 1) for i in range(9)]
+    table = frame([(lr, "batch", "too_early") for lr in lrs])
+    table["state"], table["stop_reason"], table["number"] = "PRUNED", "underperforming", range(12)
+    dice = [0.01, 0.02, 0.0] + [0.3 + 0.01 * i for i in range(9)]
+    epochs = pd.DataFrame({"trial_number": range(12), "epoch": 1, "val_dice": dice})
+    lagging = rung_findings(table, epochs, SPACE)
+    assert next_step(table, SPACE, at_equal_epochs=lagging) == (
+        "No failure cause dominates the 12 diagnosed trials: nothing to fix; but all 3 trials with learning "
+        "rate < 5e-05 were in the bottom quarter of val Dice at epoch 1 (<= 0.02 of 12 trials): compare "
+        "their settings with the others'."
     )
