@@ -171,10 +171,12 @@ def test_dashboard_and_report_during_a_running_sqlite_study(browser: Any, tmp_pa
         tmp_path,
         "unet-live",
         # Long enough (a few seconds a trial) that the dashboard's pages see trials running, however
-        # fast the machine is; the plateau rule waits as long, so every trial runs to the end.
-        budget={"n_trials": n_trials, "timeout": None, "max_epochs": 10},
+        # fast the machine is (10 epochs were too few once fit stopped reading the device every step and
+        # validation batched its images: no page load overlapped a trial); the plateau rule waits as
+        # long, so every trial runs to the end.
+        budget={"n_trials": n_trials, "timeout": None, "max_epochs": 40},
         pruning={
-            "plateau": {"warmup_epochs": 10, "patience": 3, "min_delta": 0.0, "divergence_factor": 5.0},
+            "plateau": {"warmup_epochs": 40, "patience": 3, "min_delta": 0.0, "divergence_factor": 5.0},
             "cross_trial": {"rule": "none", "warmup_epochs": 1, "min_trials": 1},
         },
     )
