@@ -211,7 +211,8 @@ def test_connections_cut_during_trials_cost_at_most_a_retry(
     path = study_file(
         tmp_path,
         "cut",
-        budget={"n_trials": 2, "max_epochs": 12},
+        # Long enough that the 60 cuts below (15 s) fall while trials run (12 epochs once ended after 8).
+        budget={"n_trials": 2, "max_epochs": 30},
         pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}},
     )
     with fresh_database(backend) as url:
@@ -237,7 +238,7 @@ def test_connections_cut_during_trials_cost_at_most_a_retry(
                         sa.text("SELECT epoch FROM unet_search_epochs WHERE trial_id = :id ORDER BY epoch"),
                         {"id": t._trial_id},
                     ).scalars()
-                    assert list(epochs) == sorted(t.intermediate_values) == list(range(1, 13))
+                    assert list(epochs) == sorted(t.intermediate_values) == list(range(1, 31))
         finally:
             killer.dispose()
 
