@@ -32,7 +32,7 @@ from unet.loading import make_train_loader
 from unet.losses import build_loss
 from unet.model import build_model
 from unet.optim import build_optimizer, build_scheduler, current_lr
-from unet.validation import evaluate, initial_val_loss
+from unet.validation import evaluate
 
 if TYPE_CHECKING:  # the data package (albumentations, OpenCV) is not needed to train on tensors
     from unet.data.device_geometry import DeviceGeometry
@@ -124,7 +124,9 @@ def fit(
     )
     result = FitResult(model=model, device=str(device))
     first_loss: float | None = None
-    untrained_loss = initial_val_loss(
+    # Whole-image validation of ``model`` on ``val``: once before the first step, then after every epoch.
+    validate = functools.partial(
+        evaluate,
         model,
         val,
         criterion=criterion,
@@ -133,6 +135,10 @@ def fit(
         memory_format=memory_format,
         autocast=precision.autocast,
     )
+    # The untrained model's val loss: a loss that exploded is measured against it (a healthy curve starts
+    # at about this value and falls; one 100x above it after epoch 1 has diverged however early the trial
+    # was stopped). One validation pass and no random numbers, so training after it is the same.
+    untrained_loss = validate().loss if len(val) else float("nan")  # type: ignore[arg-type]
 
     augment = _device_augmentation(train, device, config.seed)
     for epoch in range(1, config.epochs + 1):
@@ -152,15 +158,7 @@ def fit(
         )
         train_seconds = time.perf_counter() - started
         val_started = time.perf_counter()
-        evaluation = evaluate(
-            model,
-            val,
-            criterion=criterion,
-            num_classes=config.model.num_classes,
-            device=device,
-            memory_format=memory_format,
-            autocast=precision.autocast,
-        )
+        evaluation = validate()
         val_seconds = time.perf_counter() - val_started
         val_loss = evaluation.loss
         metrics = Scores(evaluation.dice, evaluation.iou, foreground_shares(evaluation.scores))

@@ -118,33 +118,3 @@ def evaluate(
         pixels=pixels,
         scores=scores,
     )
-
-
-def initial_val_loss(
-    model: nn.Module,
-    dataset: Dataset,
-    *,
-    criterion: nn.Module,
-    num_classes: int,
-    device: torch.device | None = None,
-    memory_format: torch.memory_format = torch.contiguous_format,
-    autocast: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
-) -> float:
-    """The untrained model's val loss, before the first training step (NaN for an empty ``dataset``).
-
-    A loss that exploded is measured against it: a healthy curve starts at about this value and falls,
-    one that is 100x above it after epoch 1 has diverged however early the trial was stopped. It costs
-    one validation pass and no random numbers, so training after it is the same as without it.
-    """
-    if len(dataset) == 0:  # type: ignore[arg-type]
-        return float("nan")
-    evaluation = evaluate(
-        model,
-        dataset,
-        criterion=criterion,
-        num_classes=num_classes,
-        device=device,
-        memory_format=memory_format,
-        autocast=autocast,
-    )
-    return evaluation.loss
