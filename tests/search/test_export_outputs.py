@@ -18,6 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from output_cases import BAD_DESTINATIONS, FOREIGN_FILES, bad_destination, snapshot
 from test_report import spec_dict
 
 from search import export
@@ -64,10 +65,6 @@ def _export(url: str, out: Path, *extra: str, study: str = "crafted") -> int:
     return export.main(["--study", study, "--storage", url, "--out", str(out), *extra])
 
 
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def _one_line_error(capsys: pytest.CaptureFixture[str], *parts: str) -> None:
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
@@ -86,7 +83,7 @@ def test_a_disk_filling_up_leaves_the_earlier_export_whole(
     out = tmp_path / "exports" / "model"
     assert _export(crafted, out, "--trial", "0") == 0
     assert yaml.safe_load((out / "source.yaml").read_text())["trial"] == 0
-    before = _snapshot(out.parent)
+    before = snapshot(out.parent)
     real = export.write_atomic
 
     def full(path: Path, *args: object, **kwargs: object) -> None:
@@ -98,7 +95,7 @@ def test_a_disk_filling_up_leaves_the_earlier_export_whole(
     capsys.readouterr()
     assert _export(crafted, out) == 2
     _one_line_error(capsys, f"--out {out} was not written (No space left on device; it is left as it was)")
-    assert _snapshot(out.parent) == before  # trial 0's files, all of them, and no leftovers
+    assert snapshot(out.parent) == before  # trial 0's files, all of them, and no leftovers
     monkeypatch.setattr(export, "write_atomic", real)
     assert _export(crafted, out) == 0
     assert yaml.safe_load((out / "source.yaml").read_text())["trial"] == 1
@@ -107,13 +104,7 @@ def test_a_disk_filling_up_leaves_the_earlier_export_whole(
 
 @pytest.mark.parametrize(
     ("case", "message"),
-    [
-        ("a-file", "is a file: give a folder"),
-        ("under-a-file", "a file: choose a path under a folder"),
-        ("read-only", "cannot be written (Read-only file system): choose a folder you can write to"),
-        ("full", "cannot be written (No space left on device): free some space"),
-        ("foreign-files", "holds 1 file(s) this command does not write (notes.txt)"),
-    ],
+    [*BAD_DESTINATIONS, FOREIGN_FILES],
 )
 def test_a_bad_destination_is_one_line_exit_2_and_nothing_written(
     crafted: str,
@@ -126,21 +117,11 @@ def test_a_bad_destination_is_one_line_exit_2_and_nothing_written(
     # Case 9: each was a traceback (the foreign files would have been mixed with the model's).
     place = tmp_path / "dest"
     place.mkdir()
-    out = place / "out"
-    if case == "a-file":
-        out.write_text("keep me")
-    elif case == "under-a-file":
-        (place / "file").write_text("keep me")
-        out = place / "file" / "out"
-    elif case == "foreign-files":
-        out.mkdir()
-        (out / "notes.txt").write_text("mine")
-    else:
-        fail_writes_under(place, errno.EROFS if case == "read-only" else errno.ENOSPC)
-    before = _snapshot(place)
+    out = bad_destination(place, case, fail_writes_under)
+    before = snapshot(place)
     assert _export(crafted, out) == 2
     _one_line_error(capsys, message)
-    assert _snapshot(place) == before and {p.name for p in place.iterdir()} <= {"out", "file"}
+    assert snapshot(place) == before and {p.name for p in place.iterdir()} <= {"out", "file"}
 
 
 @pytest.mark.parametrize("tampered", ["../other/{id}", "../../../../etc/passwd", "..", "."])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from output_cases import BAD_DESTINATIONS, FOREIGN_FILES, bad_destination, snapshot
 from test_report import SMALL, craft_study
 
 import unet.checkpoint
@@ -34,10 +35,6 @@ def _retrain(url: str, out: Path) -> int:
     return main(["--study", "crafted", "--storage", url, "--out", str(out), "--quiet", "--threads", "1"])
 
 
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def _one_line_error(capsys: pytest.CaptureFixture[str], message: str) -> None:
     """One error line, the last one (after the run's header when it failed while training)."""
     lines = capsys.readouterr().err.splitlines()
@@ -47,13 +44,7 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], message: str) -> None:
 
 @pytest.mark.parametrize(
     ("case", "message"),
-    [
-        ("a-file", "is a file: give a folder"),
-        ("under-a-file", "a file: choose a path under a folder"),
-        ("read-only", "cannot be written (Read-only file system): choose a folder you can write to"),
-        ("full", "cannot be written (No space left on device): free some space"),
-        ("foreign-files", "holds 1 file(s) this command does not write (notes.txt)"),
-    ],
+    [*BAD_DESTINATIONS, FOREIGN_FILES],
 )
 def test_a_bad_destination_is_one_line_exit_2_before_training(
     crafted: str,
@@ -65,21 +56,11 @@ def test_a_bad_destination_is_one_line_exit_2_before_training(
 ) -> None:
     place = tmp_path / "dest"
     place.mkdir()
-    out = place / "out"
-    if case == "a-file":
-        out.write_text("keep me")
-    elif case == "under-a-file":
-        (place / "file").write_text("keep me")
-        out = place / "file" / "out"
-    elif case == "foreign-files":
-        out.mkdir()
-        (out / "notes.txt").write_text("mine")
-    else:
-        fail_writes_under(place, errno.EROFS if case == "read-only" else errno.ENOSPC)
-    before = _snapshot(place)
+    out = bad_destination(place, case, fail_writes_under)
+    before = snapshot(place)
     assert _retrain(crafted, out) == 2
     _one_line_error(capsys, message)
-    assert _snapshot(place) == before and {p.name for p in place.iterdir()} <= {"out", "file"}
+    assert snapshot(place) == before and {p.name for p in place.iterdir()} <= {"out", "file"}
 
 
 def test_a_disk_filling_up_leaves_the_earlier_run_whole(
@@ -95,7 +76,7 @@ def test_a_disk_filling_up_leaves_the_earlier_run_whole(
         "source.yaml",
     ]
     (out / "source.yaml").write_text(yaml.safe_dump({"run": "first"}))  # to tell the runs apart
-    before = _snapshot(out.parent)
+    before = snapshot(out.parent)
     real = unet.checkpoint.write_atomic
 
     def full(path: Path, *args: object, **kwargs: object) -> None:
@@ -107,4 +88,4 @@ def test_a_disk_filling_up_leaves_the_earlier_run_whole(
     capsys.readouterr()
     assert _retrain(crafted, out) == 2
     _one_line_error(capsys, f"--out {out} was not written (No space left on device; it is left as it was)")
-    assert _snapshot(out.parent) == before
+    assert snapshot(out.parent) == before

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from output_cases import BAD_DESTINATIONS, bad_destination, snapshot
 
 from unet.checkpoint import save_checkpoint
 from unet.config import ModelConfig, TrainConfig
@@ -27,11 +28,6 @@ from unet.predict import cli
 from unet.predict import main as predict_main
 
 DSB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dsb2018-nuclei"
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` with its bytes (hidden leftovers included)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -85,10 +81,10 @@ def test_out_is_never_an_input_nor_holds_one(
     data: Path, capsys: pytest.CaptureFixture[str], out: str, message: str
 ) -> None:
     # Case 1: --out M wrote the predictions over the true masks, then scored them: Dice 1.0000, exit 0.
-    before = _snapshot(data)
+    before = snapshot(data)
     assert _predict(data, data / out) == 2
     _one_line_error(capsys, message)
-    assert _snapshot(data) == before
+    assert snapshot(data) == before
 
 
 def test_a_mask_of_the_wrong_size_is_found_before_any_mask_is_written(
@@ -117,10 +113,7 @@ def test_an_unreadable_image_is_found_before_any_mask_is_written(
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("a-file", "is a file: give a folder"),
-        ("under-a-file", "a file: choose a path under a folder"),
-        ("read-only", "cannot be written (Read-only file system): choose a folder you can write to"),
-        ("full", "cannot be written (No space left on device): free some space"),
+        *BAD_DESTINATIONS,
         ("bad-device", "device 'foo' is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ],
 )
@@ -134,22 +127,14 @@ def test_a_bad_destination_or_device_is_one_line_exit_2_and_nothing_written(
 ) -> None:
     # Case 9: each of these was a traceback.
     place = tmp_path_factory.mktemp("dest")
-    out, extra = place / "out", []
-    if case == "a-file":
-        out.write_text("keep me")
-    elif case == "under-a-file":
-        (place / "file").write_text("keep me")
-        out = place / "file" / "out"
-    elif case == "read-only":
-        fail_writes_under(place, errno.EROFS)
-    elif case == "full":
-        fail_writes_under(place, errno.ENOSPC)
+    if case == "bad-device":
+        out, extra = place / "out", ["--device", "foo"]
     else:
-        extra = ["--device", "foo"]
-    before = _snapshot(place)
+        out, extra = bad_destination(place, case, fail_writes_under), []
+    before = snapshot(place)
     assert _predict(data, out, *extra) == 2
     _one_line_error(capsys, message)
-    assert _snapshot(place) == before and {p.name for p in place.iterdir()} <= {"out", "file"}
+    assert snapshot(place) == before and {p.name for p in place.iterdir()} <= {"out", "file"}
 
 
 def _disk_fills_after(monkeypatch: pytest.MonkeyPatch, writes: int) -> None:
@@ -175,14 +160,14 @@ def test_a_disk_filling_up_leaves_the_earlier_output_as_it_was(
     # Case 8: a failed second run into the folder of a first left some of each run's files.
     out = tmp_path_factory.mktemp("pred") / "out"
     assert _predict(data, out) == 0
-    before = _snapshot(out.parent)
+    before = snapshot(out.parent)
     masks = [f"out/{p.name}" for p in (data / "images").iterdir()]
     assert sorted(before) == sorted([*masks, "out/scores.csv"])
     _disk_fills_after(monkeypatch, writes=2)
     capsys.readouterr()
     assert _predict(data, out, "--tta") == 2
     _one_line_error(capsys, f"--out {out} was not written (No space left on device; it is left as it was)")
-    assert _snapshot(out.parent) == before
+    assert snapshot(out.parent) == before
 
 
 def test_a_second_run_replaces_the_folder_whole(
