@@ -121,18 +121,13 @@ def _packed_trial(device_name: str, size: int, batch: int, seconds: float, queue
     images, start, warm = 0, time.perf_counter(), None
     # At least two counted steps, however slow the machine (the first step, autotuning, is not counted).
     while time.perf_counter() - start < seconds or images < 2 * batch:
-        optimizer.zero_grad(set_to_none=True)
-        with precision.autocast():
-            logits = model(x)
-        precision.scaler.scale(criterion(logits.float(), y)).backward()
-        precision.scaler.step(optimizer)
-        precision.scaler.update()
+        train_loop.bare_step(model, criterion, optimizer, precision, x, y)
         if warm is None:  # the first step (autotuning) is not counted
-            _sync(device)
+            train_loop.sync(device)
             warm = time.perf_counter()
         else:
             images += batch
-    _sync(device)
+    train_loop.sync(device)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
     queue.put({"images_per_s": images / (time.perf_counter() - (warm or start)), "peak_bytes": peak})
 
@@ -227,11 +222,6 @@ def smoke_study(device: torch.device, s: Sizes, workdir: Path) -> dict[str, Any]
         "gpu_fallback": [t.user_attrs.get(GPU_FALLBACK) for t in trials],
         "output_tail": output[-1500:] if returncode else None,
     }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def run(device: torch.device, *, tiny: bool, say: Callable[[str], None] = print) -> dict[str, Any]:

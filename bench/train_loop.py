@@ -88,24 +88,36 @@ def bare_epoch(config: TrainConfig, data: TensorDataset, val: TensorDataset) -> 
     precision = Precision(device, enabled=config.mixed_precision)
     loader = make_train_loader(config, data, val, device)
     model.train()
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     n = 0
     for x, y in loader:
         x = x.to(device, non_blocking=True, memory_format=memory_format)
-        y = y.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with precision.autocast():
-            logits = model(x)
-        precision.scaler.scale(criterion(logits.float(), y)).backward()
-        precision.scaler.step(optimizer)
-        precision.scaler.update()
+        bare_step(model, criterion, optimizer, precision, x, y.to(device, non_blocking=True))
         n += x.shape[0]
-    _sync(device)
+    sync(device)
     return n / (time.perf_counter() - start)
 
 
-def _sync(device: torch.device) -> None:
+def bare_step(
+    model: torch.nn.Module,
+    criterion: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    precision: Precision,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> None:
+    """One training step with nothing of fit's around it: forward, loss, backward, optimiser step."""
+    optimizer.zero_grad(set_to_none=True)
+    with precision.autocast():
+        logits = model(x)
+    precision.scaler.scale(criterion(logits.float(), y)).backward()
+    precision.scaler.step(optimizer)
+    precision.scaler.update()
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA), so a clock read after it counts that work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
