@@ -148,11 +148,13 @@ def test_study_spreads_over_two_nodes_and_survives_losing_one(tmp_path, cluster)
     )
     try:
 
+        training: list[int] = []  # the number of the trial the worker node is training when it is lost
+
         def worker_node_is_training_its_second_trial() -> bool:
             assert driver.poll() is None, "the study ended before the worker node could be killed"
             on_worker = [row for row in trials_by_node(db) if row[2] == cluster.worker_node]
             finished = [row for row in on_worker if row[1] in ("COMPLETE", "PRUNED")]
-            training = [row for row in on_worker if row[1] == "RUNNING" and row[3] >= 1]
+            training[:] = [row[0] for row in on_worker if row[1] == "RUNNING" and row[3] >= 1]
             return bool(finished and training)
 
         wait_for(worker_node_is_training_its_second_trial, timeout=400, what="the worker node's 2nd trial")
@@ -171,8 +173,14 @@ def test_study_spreads_over_two_nodes_and_survives_losing_one(tmp_path, cluster)
     counted = [t for t in done if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(counted) == 8  # the exact count
     assert {t.user_attrs["ray_node_id"] for t in counted} == {cluster.head_node, cluster.worker_node}
-    lost = [t for t in done if t.user_attrs.get("stop_reason") == "worker_lost"]
-    assert len(lost) == 1 and lost[0].user_attrs["ray_node_id"] == cluster.worker_node
-    retry = next(t for t in done if t.user_attrs.get("retry_of") == lost[0].number)
-    assert retry.params == lost[0].params and retry.number in {t.number for t in counted}
-    assert retry.user_attrs["ray_node_id"] == cluster.head_node  # the only node left
+    lost = {t.number: t for t in done if t.user_attrs.get("stop_reason") == "worker_lost"}
+    # The trial that was training there is lost with the node, and its retry counts, on the head node.
+    [number] = training
+    assert lost[number].user_attrs["ray_node_id"] == cluster.worker_node
+    retries = [t for t in counted if t.user_attrs.get("retry_of") == number]
+    assert [t.params for t in retries] == [lost[number].params]
+    assert retries[0].user_attrs["ray_node_id"] == cluster.head_node  # the only node left
+    # Tune may hand the node one more trial before Ray declares it dead (seen once in CI): that trial is
+    # lost too, on that node or before it reached one, and the budget is still filled (8 counted).
+    for other in set(lost) - {number}:
+        assert lost[other].user_attrs.get("ray_node_id") in (cluster.worker_node, None)
