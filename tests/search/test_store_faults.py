@@ -43,6 +43,21 @@ def reader_command(args: list[str]) -> list[str]:
     return [*prefix, sys.executable, *args]
 
 
+def check_reader_reaches_checkout() -> None:
+    """Fail in one line when the reader cannot run this Python on this checkout (e.g. a 0700 parent)."""
+    if os.geteuid() != 0:
+        return
+    probe = subprocess.run(
+        reader_command(["-c", "import search"]), env=reader_env(Path("/")), capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        pytest.fail(
+            f"user nobody cannot run {sys.executable} on {REPO} (a parent folder closed to others?): "
+            f"put the checkout where others may enter (chmod o+x on its parents) to run the read-only tests",
+            pytrace=False,
+        )
+
+
 def reader_env(home: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home), "MPLCONFIGDIR": str(home)}
 
@@ -73,6 +88,7 @@ def shared_dir() -> Iterator[Path]:
 
 def read_only_copy(finished: Path, shared: Path, what: str) -> tuple[str, Path]:
     """Copy the store into ``shared``, make the file (and for "directory" its folder) read-only."""
+    check_reader_reaches_checkout()
     store_dir = shared / "archive"
     store_dir.mkdir()
     db = store_dir / "unet-search.db"
