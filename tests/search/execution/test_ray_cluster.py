@@ -146,9 +146,8 @@ def test_study_spreads_over_two_nodes_and_survives_losing_one(tmp_path, cluster)
         text=True,
         start_new_session=True,
     )
+    training: list[int] = []  # the number of the trial the worker node is training when it is lost
     try:
-
-        training: list[int] = []  # the number of the trial the worker node is training when it is lost
 
         def worker_node_is_training_its_second_trial() -> bool:
             assert driver.poll() is None, "the study ended before the worker node could be killed"
