@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 
-from bench.store_load import budget_run
+from bench.store.load import budget_run
 
 
 @pytest.mark.slow

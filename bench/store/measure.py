@@ -14,7 +14,7 @@ Three measurements per backend, each on a study of its own with a unique name, d
   user attributes, and our epoch rows). ``cold`` is the first trial of a worker that just loaded the
   study (it reads every trial once), ``warm`` the median of the next ones.
 - ``load`` (PostgreSQL and MariaDB): 16 workers started together fill one study's budget, with lost
-  trials to reap (:mod:`bench.store_load`): trials/s, p50/p95 store time per trial, and the checks.
+  trials to reap (:mod:`bench.store.load`): trials/s, p50/p95 store time per trial, and the checks.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from bench.store_bulk import add_finished_trials, delete_study, end_workers_and_drop, epoch_record
-from bench.store_load import budget_run
+from bench.store.bulk import add_finished_trials, delete_study, end_workers_and_drop, epoch_record
+from bench.store.load import budget_run
 from search.execution.study import count_trials
 from search.outcome import BEST_EPOCH, DIAGNOSIS, DIAGNOSIS_SUMMARY, TRAIN_IMAGES
 from search.store.claims import claim_lock
@@ -256,7 +256,7 @@ def run(
         trials: trials per measurement (per worker for the concurrent one).
         epochs: epochs per trial.
         load_workers: worker processes of the load measurement on the servers
-            (:func:`bench.store_load.budget_run`: ``2 * load_workers`` trials, 3 of them lost at the start).
+            (:func:`bench.store.load.budget_run`: ``2 * load_workers`` trials, 3 of them lost at the start).
         on_step: called with a short label before each measurement (progress lines).
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)

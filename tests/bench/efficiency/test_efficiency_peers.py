@@ -12,13 +12,12 @@ import pytest
 
 from bench.__main__ import main
 from bench.efficiency.folder_task import FolderTask
+from bench.efficiency.measure import folder_task
 from bench.efficiency.replay import STRATEGIES, replay
-from bench.efficiency.section import folder_task
 from bench.efficiency.table import Row, Table, build_rows
 from bench.efficiency.task import HardTask
+from bench.paths import DSB
 from search.spec.schema import StudySpec
-
-DSB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dsb2018-nuclei"
 
 TINY = HardTask(
     n_train=10, n_val=4, size=16, epochs=3, learning_rates=(1e-3, 1e-1), losses=("dice",), norms=("batch",)

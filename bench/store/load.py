@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from bench.store_bulk import end_workers_and_drop, epoch_record
+from bench.store.bulk import end_workers_and_drop, epoch_record
 from search.execution.study import count_trials, enqueue_retry
 from search.outcome import DIAGNOSIS, WorkerIdentity, record_worker, retry_of, stop_reason
 from search.store.claims import claim_lock

@@ -93,14 +93,12 @@ def add_finished_trials(
     trials_table = models.TrialModel.__table__
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with engine.begin() as connection:
-        first = (
-            connection.execute(
-                sa.select(sa.func.coalesce(sa.func.max(trials_table.c.number), -1)).where(
-                    trials_table.c.study_id == study_id
-                )
-            ).scalar()
-            + 1
-        )
+        last = connection.execute(
+            sa.select(sa.func.coalesce(sa.func.max(trials_table.c.number), -1)).where(
+                trials_table.c.study_id == study_id
+            )
+        ).scalar_one()
+        first = int(last) + 1
         numbers = range(first, first + count)
         connection.execute(
             sa.insert(trials_table),
@@ -115,7 +113,7 @@ def add_finished_trials(
                 for n in numbers
             ],
         )
-        ids = dict(
+        ids: dict[int, int] = dict(
             connection.execute(
                 sa.select(trials_table.c.number, trials_table.c.trial_id).where(
                     trials_table.c.study_id == study_id, trials_table.c.number >= first
