@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from unet.config import ModelConfig, TrainConfig
+from bench.efficiency.task import train_config
+from unet.config import TrainConfig
 from unet.data import FolderDataset, SyntheticDataset
 from unet.data.files import paired_files
 from unet.data.folder import Sample
@@ -218,15 +219,7 @@ class FolderTask:
 
     def train_config(self, params: Mapping[str, Any]) -> TrainConfig:
         """The ``TrainConfig`` of one configuration: the fixed settings plus ``params``, on the CPU."""
-        settings = {**self.fixed, **params}
-        model = {k.removeprefix("model."): v for k, v in settings.items() if k.startswith("model.")}
-        train = {k: v for k, v in settings.items() if not k.startswith("model.")}
-        return TrainConfig(
-            model=ModelConfig(in_channels=1, num_classes=1, **model),
-            epochs=self.epochs,
-            device="cpu",
-            **train,
-        )
+        return train_config({**self.fixed, **params}, epochs=self.epochs)
 
     def study_dict(self, name: str) -> dict[str, Any]:
         """A study file (as data) with this task's space: what the replay's strategies read.

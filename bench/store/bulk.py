@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 import optuna
@@ -33,19 +31,6 @@ def epoch_record(epoch: int) -> dict[str, float]:
     record = {field: 0.5 for field in EPOCH_FIELDS}
     record["epoch"] = epoch
     return record
-
-
-def end_workers_and_drop(
-    processes: Sequence[BaseProcess], storage: optuna.storages.RDBStorage, study_name: str
-) -> None:
-    """After a multi-worker measurement: kill workers still alive, delete the study, close the store."""
-    for p in processes:
-        if p.is_alive():
-            p.kill()
-            p.join()
-    delete_study(storage, study_name)
-    storage.remove_session()
-    storage.engine.dispose()
 
 
 def delete_study(storage: optuna.storages.RDBStorage, study_name: str) -> None:
