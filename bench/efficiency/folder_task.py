@@ -5,9 +5,8 @@ The folder (``DIR/images``, ``DIR/masks``) is read as every command reads one, t
 fix), split into training and validation images (``val_fraction``, seed 0) and decoded. Each decoded
 image is then turned gray (channel mean), downscaled to ``short_side`` pixels on its shorter side (OpenCV
 area interpolation for images, nearest for masks), cut to its central ``size x size`` square, z-scored
-and held in memory.
-This keeps every trial to seconds on a shared 2-core CPU (the table builds in tens of minutes there);
-nuclei become a few pixels wide, which keeps the task hard.
+and held in memory. This keeps every trial to seconds on a shared 2-core CPU (the table builds in tens
+of minutes there); nuclei become a few pixels wide, which keeps the task hard.
 
 The space has six dimensions (learning rate, batch size, depth, filter count, normalisation and loss), too
 many for a full grid, so the table trains a fixed random sample of ``n_configs`` configurations (seeded
