@@ -7,18 +7,19 @@ section; the markdown report goes to ``BENCHMARKS.md`` at the repository root fo
 section, else to ``OUT/BENCHMARKS.md`` (``--markdown`` chooses). A section that fails is reported with its
 error and the others still run; the exit status is then 1.
 
-Sections: ``efficiency`` (search strategies on a hard task: replay and live tiers), ``throughput`` (fit
-against a bare loop, FLOP/s against matmul), ``orchestration`` (per-trial overhead of the backends,
-``bench.orchestration``), ``store`` (write costs, concurrent workers, growth to 10,000 trials),
-``pipeline`` (loader items/s per core and with workers against the training step, ``bench.pipeline``),
-``diagnosis`` (crafted runs of known cause: labels right, advice that fixes them; ``bench.diagnosis``).
+Sections (the registry ``bench.sections.SECTIONS``; each a package ``bench.<name>`` whose ``section``
+module implements ``bench.section.Section``): ``efficiency`` (search strategies on a hard task: replay
+and live tiers), ``throughput`` (fit against a bare loop, FLOP/s against matmul), ``orchestration``
+(per-trial overhead of the backends), ``store`` (write costs, concurrent workers, growth to 10,000
+trials, many workers on one budget), ``pipeline`` (loader items/s per core and with workers against the
+training step), ``diagnosis`` (crafted runs of known cause: labels right, advice that fixes them). An
+``--only`` name that is not a section exits 2 with one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import difflib
 import json
 import logging
 import math
@@ -27,13 +28,15 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("efficiency", "throughput", "orchestration", "store", "pipeline", "diagnosis")
+from bench.paths import REPO, RESULTS
+from bench.report import render
+from bench.section import RunOptions
+from bench.sections import SECTIONS
+
 PACKAGES = ("torch", "optuna", "ray", "sqlalchemy", "psycopg", "pymysql", "numpy", "albumentations")
 
 
@@ -43,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the benchmarks; write bench/results/*.json and the BENCHMARKS.md report.",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes for CI (seconds, figures meaningless)")
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results folder")
-    p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    p.add_argument(
+        "--only", nargs="+", metavar="NAME", help=f"run only these sections: {', '.join(SECTIONS)}"
+    )
     p.add_argument("--markdown", type=Path, help="where to write the report (default: see above)")
     p.add_argument("--workers", type=int, default=2, help="processes for training and replays (default 2)")
     p.add_argument(
@@ -68,8 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    unknown = [name for name in args.only or () if name not in SECTIONS]
+    if unknown:
+        print(f"error: {unknown_section(unknown[0])}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sections = tuple(args.only or SECTIONS)
+    sections = tuple(dict.fromkeys(args.only or SECTIONS))
+    options = RunOptions(quick=args.quick, out=args.out, workers=args.workers, data=args.data, say=_say)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results: dict[str, Any] = {"meta": machine(args, sections), "sections": {}}
@@ -78,16 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         section_started = time.perf_counter()
         try:
-            figures = RUNNERS[name](args)
+            figures = SECTIONS[name].run(options)
         except Exception as e:  # one broken section must not hide the others' figures
             traceback.print_exc()
             figures = {
                 "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e) else ''}"
             }
             failed = True
-        if figures is None:
-            print(f"[bench] {name}: not available, skipped", file=sys.stderr)
-            continue
         seconds = round(time.perf_counter() - section_started, 1)
         results["meta"]["section_seconds"][name] = seconds
         results["sections"][name] = figures
@@ -95,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {name} done in {seconds:.0f} s", file=sys.stderr, flush=True)
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     (args.out / "results.json").write_text(_dumps(results))
-    from bench.report import render
-
     markdown = args.markdown
     if markdown is None:
         complete = not args.quick and set(sections) == set(SECTIONS)
@@ -104,6 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     markdown.write_text(render(results))
     print(f"[bench] results in {args.out}, report in {markdown}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def unknown_section(name: str) -> str:
+    """The one-line error for an ``--only`` name that is not a section: the valid ones, the nearest."""
+    near = difflib.get_close_matches(name, SECTIONS, n=1)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    return f"--only {name!r} is not a section{hint}: choose from {', '.join(SECTIONS)}"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _dumps(data: Any) -> str:
@@ -155,71 +171,6 @@ def machine(args: argparse.Namespace, sections: tuple[str, ...]) -> dict[str, An
         "versions": versions,
         "section_seconds": {},
     }
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def run_efficiency(args: argparse.Namespace) -> dict[str, Any]:
-    from dataclasses import replace
-
-    from bench.efficiency import section
-
-    data = args.data if args.data is not None else section.DEFAULT_DATA
-    folder = section.folder_task(data, quick=args.quick) if (data / "images").is_dir() else None
-    settings = replace(
-        section.QUICK if args.quick else section.FULL, workers=args.workers, folder_task=folder
-    )
-    return section.run(settings, args.out / "cache", say=_say)
-
-
-def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
-    from bench import throughput
-
-    if args.quick:
-        return throughput.run(rounds=1, size=32, images=8, matmul_n=256)
-    return throughput.run(rounds=6)  # the median of 6 rounds rides out other users' bursts better
-
-
-def run_store(args: argparse.Namespace) -> dict[str, Any]:
-    from bench import store
-
-    if args.quick:
-        return store.run(
-            worker_counts=(1, 2), sizes=(10, 100), trials=2, epochs=2, load_workers=4, on_step=_say
-        )
-    return store.run(on_step=_say)
-
-
-def run_orchestration(args: argparse.Namespace) -> dict[str, Any] | None:
-    """``bench.orchestration.run(quick=...)`` when that module exists (it is written separately)."""
-    if importlib.util.find_spec("bench.orchestration") is None:
-        return None
-    module = importlib.import_module("bench.orchestration")
-    return module.run(quick=args.quick)
-
-
-def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
-    from bench import pipeline
-
-    return pipeline.run(quick=args.quick)
-
-
-def run_diagnosis(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.diagnosis import section
-
-    return section.run(quick=args.quick, workers=args.workers, say=_say)
-
-
-RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any] | None]] = {
-    "efficiency": run_efficiency,
-    "throughput": run_throughput,
-    "orchestration": run_orchestration,
-    "store": run_store,
-    "pipeline": run_pipeline,
-    "diagnosis": run_diagnosis,
-}
 
 
 if __name__ == "__main__":

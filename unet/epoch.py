@@ -19,10 +19,10 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from unet.config import TrainConfig
 from unet.device import Precision
@@ -65,12 +65,19 @@ class Scores:
     shares: ShareValues  # unet.evidence.foreground_shares
 
 
+class Batches(Protocol):
+    """What an epoch trains on: a DataLoader, or batches already in memory (``bench.pipeline``'s)."""
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
 def train_epoch(
     model: nn.Module,
     criterion: nn.Module,
     optimizer: torch.optim.Optimizer,
     precision: Precision,
-    loader: DataLoader,
+    loader: Batches,
     config: TrainConfig,
     device: torch.device,
     memory_format: torch.memory_format,
@@ -168,7 +175,7 @@ class _Clock:
         self.waited = 0.0
         self.gathering = 0.0
 
-    def wait(self, loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def wait(self, loader: Batches) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The loader's batches, timing each wait for the next one."""
         batches = iter(loader)
         while True:

@@ -1,9 +1,9 @@
 """The training loop: ``fit(config, train, val, on_epoch)`` trains one U-Net and returns its history.
 
 The loop is deliberately plain (one optimizer step per batch, validation after every epoch) so that its
-speed stays within a few percent of a bare PyTorch loop (``bench/train_loop.py`` measures it). Non-finite
-losses stop the run with a reason instead of training on; ``on_epoch`` may stop it too, by returning True
-or by raising (the search service raises its own stop exception from it).
+speed stays within a few percent of a bare PyTorch loop (``bench/throughput/train_loop.py`` measures it).
+Non-finite losses stop the run with a reason instead of training on; ``on_epoch`` may stop it too, by
+returning True or by raising (the search service raises its own stop exception from it).
 """
 
 from __future__ import annotations

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
+from bench.paths import DSB
 from unet.data import folder_datasets, synthetic_datasets
 from unet.data.synthetic import SyntheticDataset
 
-REPO = Path(__file__).resolve().parents[2]
-DSB = REPO.parent / "shared" / "data" / "dsb2018-nuclei"
 SIZE = 32  # image side of every run
 
 Pair = tuple[SyntheticDataset, SyntheticDataset]

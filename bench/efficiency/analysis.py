@@ -121,7 +121,7 @@ def _median(values: np.ndarray) -> float:
     return float(np.median(values)) if len(values) else math.nan
 
 
-def speedup(reference: Sequence[float], other: Sequence[float], *, seed: int = 0) -> dict[str, float]:
+def speedup(reference: Sequence[float], other: Sequence[float], *, seed: int = 0) -> dict[str, float | str]:
     """Median(reference) / median(other) of compute-to-target, with a 95 % bootstrap interval.
 
     Args:

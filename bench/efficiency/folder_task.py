@@ -1,11 +1,12 @@
 """The second search-efficiency task: real images from a dataset folder, over a space like ``unet-full``'s.
 
-The images of ``DIR/images`` (masks in ``DIR/masks``, the layout ``unet.data.folder_datasets`` reads) are
-turned gray (channel mean), downscaled to ``short_side`` pixels on their shorter side (OpenCV area
-interpolation for images, nearest for masks), cut to their central ``size x size`` square, z-scored per
-image and held in memory, then split into training and validation sets with ``unet.data.split_stems``.
-This keeps every trial to seconds on a shared 2-core CPU (the table builds in tens of minutes there);
-nuclei become a few pixels wide, which keeps the task hard.
+The folder (``DIR/images``, ``DIR/masks``) is read as every command reads one, through
+``unet.folder_source.FolderSource``: inspected by the dataset doctor (its first error raised with the
+fix), split into training and validation images (``val_fraction``, seed 0) and decoded. Each decoded
+image is then turned gray (channel mean), downscaled to ``short_side`` pixels on its shorter side (OpenCV
+area interpolation for images, nearest for masks), cut to its central ``size x size`` square, z-scored
+and held in memory. This keeps every trial to seconds on a shared 2-core CPU (the table builds in tens
+of minutes there); nuclei become a few pixels wide, which keeps the task hard.
 
 The space has six dimensions (learning rate, batch size, depth, filter count, normalisation and loss), too
 many for a full grid, so the table trains a fixed random sample of ``n_configs`` configurations (seeded
@@ -35,11 +36,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from unet.config import ModelConfig, TrainConfig
-from unet.data import SyntheticDataset, split_stems
+from bench.efficiency.task import train_config
+from unet.config import TrainConfig
+from unet.data import FolderDataset, SyntheticDataset
 from unet.data.files import paired_files
-from unet.data.images import read_image, read_mask
-from unet.data.masks import decode_mask
+from unet.data.folder import Sample
+from unet.folder_source import FolderSource
 
 ORDINAL = ("batch_size", "model.depth", "model.base_filters")  # numeric choices: distance by index
 NOMINAL = ("model.norm", "loss")  # unordered choices: distance 0 or 1
@@ -52,7 +54,7 @@ class FolderTask:
     folder: str  # the dataset folder (images/ and masks/)
     short_side: int = 64  # images are downscaled to this shorter side first
     size: int = 32  # then their central size x size crop is kept
-    val_fraction: float = 0.25  # share of the images held out for validation (split_stems, seed 0)
+    val_fraction: float = 0.25  # share of the images held out for validation (seed 0)
     epochs: int = 8  # epochs of a trial that is not stopped (budget.max_epochs)
     n_configs: int = 48  # configurations trained (the table's rows)
     config_seed: int = 0  # seed of the sample of configurations
@@ -86,19 +88,32 @@ class FolderTask:
     def name(self) -> str:
         return Path(self.folder).name
 
+    @property
+    def source(self) -> FolderSource:
+        """The folder as ``unet.folder_source`` reads it: binary masks, this task's split and patch side."""
+        return FolderSource(
+            Path(self.folder), val_fraction=self.val_fraction, seed=0, num_classes=1, patch_size=self.size
+        )
+
+    def _read(self) -> tuple[FolderDataset, FolderDataset]:
+        """The decoded training and validation images, through the folder source's whole sequence."""
+        depth = max(self.depths)
+        plan = self.source.plan(self.source.fingerprint(depth=depth), depth=depth)
+        return self.source.datasets(plan)
+
     @cached_property
-    def _split(self) -> tuple[list[str], list[str]]:
-        stems = [pair.stem for pair in paired_files(self.folder)]
-        return split_stems(stems, val_fraction=self.val_fraction, seed=0, source=Path(self.folder) / "images")
+    def _sizes(self) -> tuple[int, int]:
+        train, val = self._read()  # only the counts are kept: a task is pickled to every table job
+        return len(train), len(val)
 
     @property
     def n_train(self) -> int:
         """Training images per epoch (the unit of compute: epochs x images)."""
-        return len(self._split[0])
+        return self._sizes[0]
 
     @property
     def n_val(self) -> int:
-        return len(self._split[1])
+        return self._sizes[1]
 
     @property
     def learning_rates(self) -> tuple[float, ...]:
@@ -107,17 +122,15 @@ class FolderTask:
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         """The downscaled training and validation sets, in memory."""
-        pairs = {pair.stem: pair for pair in paired_files(self.folder)}
-        train, val = self._split
-        return self._dataset([pairs[s] for s in train]), self._dataset([pairs[s] for s in val])
+        train, val = self._read()
+        return self._dataset(train.samples), self._dataset(val.samples)
 
-    def _dataset(self, pairs: list[Any]) -> SyntheticDataset:
+    def _dataset(self, samples: list[Sample]) -> SyntheticDataset:
         images, masks = [], []
-        for pair in pairs:
-            image = self._crop(read_image(pair.image).astype(np.float32).mean(axis=2), cv2.INTER_AREA)
+        for sample in samples:
+            image = self._crop(sample.image.astype(np.float32).mean(axis=2), cv2.INTER_AREA)
             image = (image - image.mean()) / max(float(image.std()), 1e-6)
-            mask = decode_mask(read_mask(pair.mask), path=pair.mask, num_classes=1).astype(np.uint8)
-            mask = self._crop(mask, cv2.INTER_NEAREST)
+            mask = self._crop(sample.mask.astype(np.uint8), cv2.INTER_NEAREST)
             images.append(torch.from_numpy(image)[None])
             masks.append(torch.from_numpy(mask.astype(np.int64)))
         return SyntheticDataset(torch.stack(images), torch.stack(masks), num_classes=1)
@@ -205,15 +218,7 @@ class FolderTask:
 
     def train_config(self, params: Mapping[str, Any]) -> TrainConfig:
         """The ``TrainConfig`` of one configuration: the fixed settings plus ``params``, on the CPU."""
-        settings = {**self.fixed, **params}
-        model = {k.removeprefix("model."): v for k, v in settings.items() if k.startswith("model.")}
-        train = {k: v for k, v in settings.items() if not k.startswith("model.")}
-        return TrainConfig(
-            model=ModelConfig(in_channels=1, num_classes=1, **model),
-            epochs=self.epochs,
-            device="cpu",
-            **train,
-        )
+        return train_config({**self.fixed, **params}, epochs=self.epochs)
 
     def study_dict(self, name: str) -> dict[str, Any]:
         """A study file (as data) with this task's space: what the replay's strategies read.

@@ -53,6 +53,15 @@ class LiveRun:
         return dict(self.__dict__)
 
 
+@dataclass
+class _Progress:
+    """One live search so far: images trained, when the target was first reached, the best Dice."""
+
+    images: float = 0.0
+    target_at: float | None = None
+    best: float = 0.0
+
+
 class _BudgetSpent(Exception):
     """Raised from the epoch callback to end the search the moment the budget is spent."""
 
@@ -96,14 +105,14 @@ def _search(job: tuple[HardTask, str, int, float, float]) -> LiveRun:
     # The search ends when the compute budget is spent (on_epoch raises), not on a trial count.
     data["budget"] = {**data.get("budget", {}), "n_trials": 1_000_000}
     spec = StudySpec.from_dict(data, origin=f"bench live {strategy}")
-    state = {"images": 0.0, "target_at": None, "best": 0.0}
+    state = _Progress()
 
     def on_epoch(trial: optuna.Trial, record: Any) -> None:
-        state["images"] += task.n_train
-        state["best"] = max(state["best"], record.val_dice)
-        if state["target_at"] is None and record.val_dice >= target:
-            state["target_at"] = state["images"]
-        if state["images"] >= budget:
+        state.images += task.n_train
+        state.best = max(state.best, record.val_dice)
+        if state.target_at is None and record.val_dice >= target:
+            state.target_at = state.images
+        if state.images >= budget:
             raise _BudgetSpent
 
     started = time.perf_counter()
@@ -121,8 +130,8 @@ def _search(job: tuple[HardTask, str, int, float, float]) -> LiveRun:
         strategy=strategy,
         seed=seed,
         budget=budget,
-        compute_to_target=state["target_at"],
-        best_dice=round(state["best"], 4),
+        compute_to_target=state.target_at,
+        best_dice=round(state.best, 4),
         trials=len(trials),
         pruned=sum(t.state == TrialState.PRUNED for t in trials),
         seconds=round(time.perf_counter() - started, 1),

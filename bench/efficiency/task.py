@@ -45,6 +45,16 @@ class Task(Protocol):
     def describe(self) -> str: ...
 
 
+def train_config(settings: Mapping[str, Any], *, epochs: int) -> TrainConfig:
+    """A task's one-channel binary ``TrainConfig`` on the CPU from flat settings (model fields under
+    ``model.``, the rest ``TrainConfig``'s), trained for ``epochs``."""
+    model = {k.removeprefix("model."): v for k, v in settings.items() if k.startswith("model.")}
+    train = {k: v for k, v in settings.items() if not k.startswith("model.")}
+    return TrainConfig(
+        model=ModelConfig(in_channels=1, num_classes=1, **model), epochs=epochs, device="cpu", **train
+    )
+
+
 # Twelve learning rates, 0.4 decades apart, from 1e-5 (stalls) to 0.25 (diverges or collapses).
 LEARNING_RATES: tuple[float, ...] = tuple(float(f"{10 ** (-5 + 0.4 * k):.3g}") for k in range(12))
 
@@ -128,15 +138,7 @@ class HardTask:
 
     def train_config(self, params: Mapping[str, Any]) -> TrainConfig:
         """The ``TrainConfig`` of one configuration: the fixed settings plus ``params``, on the CPU."""
-        settings = {**self.fixed, **params}
-        model = {k.removeprefix("model."): v for k, v in settings.items() if k.startswith("model.")}
-        train = {k: v for k, v in settings.items() if not k.startswith("model.")}
-        return TrainConfig(
-            model=ModelConfig(in_channels=1, num_classes=1, **model),
-            epochs=self.epochs,
-            device="cpu",
-            **train,
-        )
+        return train_config({**self.fixed, **params}, epochs=self.epochs)
 
     def describe(self) -> str:
         """One line for the report."""

@@ -28,13 +28,13 @@ import optuna
 
 from bench.efficiency.analysis import summarize
 from bench.efficiency.folder_task import FolderTask
+from bench.efficiency.measure import FULL
 from bench.efficiency.replay import replay
-from bench.efficiency.section import FULL
 from bench.efficiency.table import Table, load_or_build
 from bench.efficiency.task import HardTask, Task
+from bench.paths import RESULTS
 from search.spec.schema import StudySpec
 
-REPO = Path(__file__).resolve().parents[2]
 REFERENCES = ("random", "tpe_hyperband")
 
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("variants", nargs="+", help="JSON: sections to change, e.g. '{}' for the defaults")
     p.add_argument("--seeds", type=int, default=100)
     p.add_argument("--seed0", type=int, default=1000, help="first seed (the benchmark uses 0..N-1)")
-    p.add_argument("--cache", type=Path, default=REPO / "bench" / "results" / "cache")
+    p.add_argument("--cache", type=Path, default=RESULTS / "cache")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--data", type=Path, help="tune on the real-image task of this dataset folder instead")
     args = p.parse_args(argv)

@@ -21,7 +21,6 @@ import contextlib
 import os
 import re
 import shutil
-import urllib.parse
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -31,7 +30,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from search.outcome import checkpoint_index
-from search.store.location import StoreLocation
+from search.store.location import StoreLocation, location_of
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -58,17 +57,16 @@ def default_location(store: StoreLocation) -> str | None:
 
 
 def store_default_location(storage: optuna.storages.BaseStorage) -> str | None:
-    """:func:`default_location` of an opened store (also of a SQLite file opened read-only)."""
-    # optuna.load_study(storage=URL) wraps the RDBStorage in a cache that does not pass ``engine`` on.
+    """:func:`default_location` of a store opened by ``open_storage`` (also read-only), from the location
+    its engine carries (:func:`search.store.location.location_of`); None for a store without an engine.
+
+    Raises:
+        ValueError: the store's engine was not opened by ``open_storage``.
+    """
+    # optuna.load_study(storage=...) wraps the RDBStorage in a cache that does not pass ``engine`` on.
     backend = getattr(storage, "_backend", storage)
     engine = getattr(backend, "engine", None)
-    if engine is None:
-        return None
-    url = engine.url
-    database = url.database or ""
-    if url.get_backend_name() == "sqlite" and database.startswith("file:"):  # read-only: file:PATH?mode=ro
-        url = url.set(database=urllib.parse.unquote(database[len("file:") :]), query={})
-    return default_location(StoreLocation.parse(url.render_as_string(hide_password=False)))
+    return default_location(location_of(engine)) if engine is not None else None
 
 
 def resolve_location(path: str | None, store: StoreLocation) -> str | None:

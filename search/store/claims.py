@@ -17,10 +17,10 @@ import fcntl
 import hashlib
 import logging
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 import sqlalchemy as sa
 
+from search.store.location import location_of
 from search.store.retry import call_with_retry
 
 logger = logging.getLogger(__name__)
@@ -40,16 +40,18 @@ def _lock_key(study_name: str) -> int:
 def claim_lock(engine: sa.Engine, study_name: str) -> Iterator[None]:
     """Hold the study's claim lock for the duration of the block.
 
+    ``engine`` is one ``search.store.engine.open_storage`` opened: a SQLite lock file lies beside the
+    database file of the location it carries.
+
     Raises:
+        ValueError: a SQLite engine opened some other way (it carries no location).
         TimeoutError: a MySQL/MariaDB lock could not be had within ``MYSQL_LOCK_TIMEOUT_S``.
     """
     dialect = engine.dialect.name
     if dialect == "sqlite":
-        database = engine.url.database
-        if not database or database == ":memory:":
-            yield  # one process, one connection: nothing to race with
-            return
-        with open(Path(database).with_name(Path(database).name + ".lock"), "a+") as handle:
+        database = location_of(engine).sqlite_path
+        assert database is not None  # a SQLite location has a file (StoreLocation refuses :memory:)
+        with open(database.with_name(database.name + ".lock"), "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

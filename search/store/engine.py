@@ -52,7 +52,7 @@ from sqlalchemy.engine import URL
 
 from search.store import sqlite
 from search.store.errors import StoreError
-from search.store.location import StoreLocation
+from search.store.location import LOCATION_OPTION, StoreLocation
 from search.store.migrate import add_missing_columns
 from search.store.retry import OUTAGE_OPTION, OUTAGE_WINDOW_S, RetryingRDBStorage
 from unet.history import EPOCH_FIELDS, TEXT_FIELDS
@@ -133,7 +133,8 @@ def open_storage(
     parsed = location.url
     engine_kwargs: dict[str, Any] = {
         "pool_pre_ping": True,
-        "execution_options": {OUTAGE_OPTION: outage_window_s},
+        # The engine carries the location it was opened from (location_of), also into pickled copies.
+        "execution_options": {OUTAGE_OPTION: outage_window_s, LOCATION_OPTION: location},
     }
     is_sqlite = parsed.get_backend_name() == "sqlite"
     opened = parsed

@@ -3,9 +3,11 @@
 Every command turns ``--storage`` (or ``$UNET_SEARCH_STORAGE``, or the SQLite default in the working
 directory) into a :class:`StoreLocation` with :meth:`StoreLocation.parse`, the only place a store URL is
 parsed: a bad URL fails there with one :class:`~search.store.errors.StoreError` line, before anything is
-created. The value is handed on as it is (to the store's engine, the checkpoints' default folder, the
-claim lock and, pickled, to the Ray workers), so nobody parses the URL again. :func:`redact_url` shows a
-string that may not even parse (a Ray address, a URL in an error) without its password.
+created. The value is handed on as it is (pickled, to the Ray workers), and the engine that
+``search.store.engine.open_storage`` opens from it carries it (:func:`location_of`, also in a pickled
+storage's engine): the checkpoints' default folder and the claim lock read it there, so nobody parses
+the URL again. :func:`redact_url` shows a string that may not even parse (a Ray address, a URL in an
+error) without its password.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ RECOMMENDED_URLS = {
     "mysql": "mysql+pymysql://user@host/db",
 }
 URL_EXAMPLE = "use e.g. sqlite:///path.db or postgresql+psycopg://user@host/db"
+# The execution option under which an engine of ``open_storage`` carries its StoreLocation.
+LOCATION_OPTION = "unet_search_store_location"
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,21 @@ class StoreLocation:
     def secret_url(self) -> str:
         """The URL with its password, for the database driver only (never a log line or a Tune config)."""
         return self.url.render_as_string(hide_password=False)
+
+
+def location_of(engine: sa.Engine) -> StoreLocation:
+    """The location ``engine`` was opened from by ``search.store.engine.open_storage`` (not parsed again).
+
+    Raises:
+        ValueError: the engine was made some other way, and so carries no location.
+    """
+    location = engine.get_execution_options().get(LOCATION_OPTION)
+    if not isinstance(location, StoreLocation):
+        raise ValueError(
+            "this store engine was not opened by search.store.engine.open_storage, which records where "
+            "the store is: open the store with it"
+        )
+    return location
 
 
 def add_storage_option(parser: argparse.ArgumentParser) -> None:

@@ -3,8 +3,8 @@
 Each backend's native upsert (``INSERT ... ON CONFLICT`` on SQLite and PostgreSQL, ``INSERT ... ON
 DUPLICATE KEY UPDATE`` on MySQL/MariaDB) replaces the row in one statement, so writing it again is
 harmless. InnoDB may still pick such a statement as the victim of a deadlock between concurrent writers
-(error 1213, measured with 4 and 8 workers by ``bench/store.py``), and a connection may be cut under it:
-both are retried (:func:`search.store.retry.call_with_retry`).
+(error 1213, measured with 4 and 8 workers by ``bench/store/measure.py``), and a connection may be cut
+under it: both are retried (:func:`search.store.retry.call_with_retry`).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from search.checkpoints.keep import kept
 from search.execution.data import load_study_data
 from search.export import main
 from search.spec.schema import StudySpec
+from search.store.engine import open_storage
 from unet import load_model, predict
 from unet.predict import cli as predict_cli
 
@@ -100,7 +101,7 @@ def test_a_trial_without_checkpoint_says_how_to_get_one(tmp_path: Path, capsys) 
     path = study_file(tmp_path, "keep-one", artifacts={"keep_top_k": 1})
     url = search(tmp_path, path)
     trials = optuna.load_study(study_name="keep-one", storage=url).trials
-    index = kept(optuna.load_study(study_name="keep-one", storage=url)._storage, "keep-one")
+    index = kept(open_storage(url), "keep-one")
     assert len(index) == 1 and index[0]["trial"] == best_trial(url, "keep-one").number
     assert sorted(p.name for p in (tmp_path / "store-artifacts" / "keep-one").iterdir()) == [
         index[0]["artifact_id"]

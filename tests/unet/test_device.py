@@ -62,5 +62,5 @@ def test_prepare_model_channels_last_and_compile_flag():
 def test_prepare_model_compiles_lazily_when_asked():
     model = torch.nn.Conv2d(3, 4, 3)
     prepared, _ = prepare_model(model, torch.device("cpu"), channels_last=False, compile_model=True)
-    # torch.compile wraps without compiling (that happens on the first call, timed in bench.pipeline).
+    # torch.compile wraps without compiling (that happens on the first call, timed in bench.pipeline.measure).
     assert prepared is not model and prepared._orig_mod is model

@@ -30,6 +30,7 @@ from search.checkpoints.keep import kept
 from search.checkpoints.store import default_location
 from search.execution import objective
 from search.outcome import CHECKPOINTS, TEST_SCORES
+from search.store.engine import open_storage
 from search.store.location import StoreLocation
 
 BACKENDS = [
@@ -67,8 +68,11 @@ def files(folder: Path) -> set[str]:
 
 
 def index_of(url: str, name: str) -> list[dict]:
-    study = optuna.load_study(study_name=name, storage=url)
-    return kept(study._storage, name)
+    storage = open_storage(url)
+    try:
+        return kept(storage, name)
+    finally:
+        storage.engine.dispose()
 
 
 def stored_index(url: str, name: str) -> list[dict]:

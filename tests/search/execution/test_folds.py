@@ -122,7 +122,7 @@ def test_a_k_fold_search_keeps_fold_1s_model_and_reports_the_folds(tmp_path: Pat
     assert best.value == pytest.approx(statistics.fmean(values), abs=1e-12)
     assert f"val Dice {best.value:.4f}, the mean of 2 folds" in out
     # The kept checkpoint is fold 1's best epoch, ranked by the trial's value.
-    entry = next(e for e in kept(study._storage, "folded") if e["trial"] == best.number)
+    entry = next(e for e in kept(open_storage(url), "folded") if e["trial"] == best.number)
     assert entry["value"] == pytest.approx(best.value)
     download(entry, "folded", tmp_path / "model.pt")
     checkpoint = load_checkpoint(tmp_path / "model.pt")

@@ -16,6 +16,7 @@ from search.execution.testset import load_test_set
 from search.outcome import stored_test_scores
 from search.report.cli import main as report_main
 from search.spec.schema import StudySpec
+from search.store.engine import open_storage
 from unet.checkpoint import load_checkpoint
 from unet.validation import evaluate
 
@@ -32,7 +33,7 @@ def test_the_best_trials_are_scored_on_synthetic_test_images(tmp_path: Path, cap
     url, out = search(tmp_path, path, capsys)
     study = optuna.load_study(study_name="tested", storage=url)
     scores = stored_test_scores(study)
-    index = kept(study._storage, "tested")
+    index = kept(open_storage(url), "tested")
     assert sorted(scores) == sorted(str(e["trial"]) for e in index[:2])
     best = study.best_trial
     assert scores[str(best.number)]["val_dice"] == pytest.approx(best.value)

@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from search.store.errors import StoreError
-from search.store.location import StoreLocation, redact_url
+from search.store.location import StoreLocation, location_of, redact_url
 
 
 @pytest.mark.parametrize(
@@ -58,3 +58,35 @@ def test_the_password_is_never_shown():
     assert "secret" not in repr(location)
     assert redact_url("postgresql+psycopg://u:secret@h/db") == "postgresql+psycopg://u:***@h/db"
     assert "secret" not in redact_url("postgresql+psycopg://u:secret@h:notaport/db")
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_an_opened_store_carries_its_location_and_nobody_parses_it_again(tmp_path, monkeypatch, read_only):
+    from search.checkpoints.store import store_default_location
+    from search.store.claims import claim_lock
+    from search.store.engine import open_storage
+
+    location = StoreLocation.parse(f"sqlite:///{tmp_path / 'runs' / 'search.db'}")
+    (tmp_path / "runs").mkdir()
+    open_storage(location).engine.dispose()  # the file a read-only open needs
+    storage = open_storage(location, read_only=read_only)
+
+    def parse_again(*args, **kwargs):
+        raise AssertionError("the store URL was parsed again")
+
+    monkeypatch.setattr(StoreLocation, "parse", parse_again)
+    # The engine, its pickled copy (a Ray worker's) and the read-only one all carry the parsed value.
+    for engine in (storage.engine, pickle.loads(pickle.dumps(storage)).engine):
+        assert location_of(engine) == location
+    assert store_default_location(storage) == str(tmp_path / "runs" / "search-artifacts")
+    if not read_only:
+        with claim_lock(storage.engine, "study"):
+            assert (tmp_path / "runs" / "search.db.lock").is_file()  # the lock file beside the database
+
+
+def test_an_engine_opened_elsewhere_has_no_location(tmp_path):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    with pytest.raises(ValueError, match=r"not opened by search\.store\.engine\.open_storage"):
+        location_of(engine)

@@ -14,13 +14,12 @@ Three measurements per backend, each on a study of its own with a unique name, d
   user attributes, and our epoch rows). ``cold`` is the first trial of a worker that just loaded the
   study (it reads every trial once), ``warm`` the median of the next ones.
 - ``load`` (PostgreSQL and MariaDB): 16 workers started together fill one study's budget, with lost
-  trials to reap (:mod:`bench.store_load`): trials/s, p50/p95 store time per trial, and the checks.
+  trials to reap (:mod:`bench.store.load`): trials/s, p50/p95 store time per trial, and the checks.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import statistics
 import tempfile
@@ -34,14 +33,16 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from bench.store_bulk import add_finished_trials, delete_study, end_workers_and_drop, epoch_record
-from bench.store_load import budget_run
+from bench.store.bulk import add_finished_trials, delete_study, epoch_record
+from bench.store.load import budget_run
+from bench.store.workers import end_workers_and_drop, start_workers, worker_study
 from search.execution.study import count_trials
 from search.outcome import BEST_EPOCH, DIAGNOSIS, DIAGNOSIS_SUMMARY, TRAIN_IMAGES
 from search.store.claims import claim_lock
 from search.store.engine import open_storage
 from search.store.epochs import EpochStore
 from search.store.heartbeat import Heartbeat
+from search.store.location import StoreLocation
 from search.store.reaper import GRACE_SECONDS, reap_lost_trials
 
 logger = logging.getLogger(__name__)
@@ -82,8 +83,11 @@ def service_trial(storage: optuna.storages.RDBStorage, study: optuna.Study, epoc
     study.tell(trial, 0.5)
 
 
-def _url(backend: str, tmp: Path) -> str:
-    return f"sqlite:///{tmp / 'bench-store.db'}" if backend == "sqlite" else SERVER_URLS[backend]
+def _location(backend: str, tmp: Path) -> StoreLocation:
+    """The backend's store, parsed once (the workers get the parsed value)."""
+    return StoreLocation.parse(
+        f"sqlite:///{tmp / 'bench-store.db'}" if backend == "sqlite" else SERVER_URLS[backend]
+    )
 
 
 def _new_study(storage: optuna.storages.RDBStorage) -> optuna.Study:
@@ -129,13 +133,12 @@ def write_costs(storage: optuna.storages.RDBStorage, *, epochs: int, trials: int
     }
 
 
-def _worker(url: str, study_name: str, trials: int, epochs: int, barrier: Any, results: Any) -> None:
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+def _worker(
+    location: StoreLocation, study_name: str, trials: int, epochs: int, barrier: Any, results: Any
+) -> None:
     errors: list[str] = []
     seconds: list[float] = []
-    storage = open_storage(url)
-    try:
-        study = optuna.load_study(storage=storage, study_name=study_name)
+    with worker_study(location, study_name) as (storage, study):
         barrier.wait()
         started = time.perf_counter()
         for _ in range(trials):
@@ -147,9 +150,6 @@ def _worker(url: str, study_name: str, trials: int, epochs: int, barrier: Any, r
                 errors.append(f"{type(e).__name__} in {_where(e)}: {first}")
             seconds.append(time.perf_counter() - begun)
         results.put({"errors": errors, "seconds": seconds, "wall": time.perf_counter() - started})
-    finally:
-        storage.remove_session()
-        storage.engine.dispose()
 
 
 def _where(error: BaseException) -> str:
@@ -163,22 +163,14 @@ def _where(error: BaseException) -> str:
     return "bench"
 
 
-def concurrent_workers(url: str, *, workers: int, trials: int, epochs: int) -> dict[str, Any]:
+def concurrent_workers(location: StoreLocation, *, workers: int, trials: int, epochs: int) -> dict[str, Any]:
     """``workers`` processes run ``trials`` service trials each on one new study; errors are counted."""
-    storage = open_storage(url)
+    storage = open_storage(location)
     study = _new_study(storage)
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(workers), context.Queue()
-    processes = [
-        context.Process(target=_worker, args=(url, study.study_name, trials, epochs, barrier, results))
-        for _ in range(workers)
-    ]
+    running = None
     try:
-        for p in processes:
-            p.start()
-        outcomes = [results.get(timeout=600) for _ in processes]
-        for p in processes:
-            p.join(timeout=60)
+        running = start_workers(_worker, location, study.study_name, (trials, epochs), count=workers)
+        outcomes = running.collect()
         errors = [e for o in outcomes for e in o["errors"]]
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         rows = EpochStore(storage.engine).read_epochs(study.study_name)
@@ -202,7 +194,7 @@ def concurrent_workers(url: str, *, workers: int, trials: int, epochs: int) -> d
             "trials_per_s": round(expected / wall, 1),
         }
     finally:
-        end_workers_and_drop(processes, storage, study.study_name)
+        end_workers_and_drop(running, storage, study.study_name)
 
 
 def growth(
@@ -256,16 +248,16 @@ def run(
         trials: trials per measurement (per worker for the concurrent one).
         epochs: epochs per trial.
         load_workers: worker processes of the load measurement on the servers
-            (:func:`bench.store_load.budget_run`: ``2 * load_workers`` trials, 3 of them lost at the start).
+            (:func:`bench.store.load.budget_run`: ``2 * load_workers`` trials, 3 of them lost at the start).
         on_step: called with a short label before each measurement (progress lines).
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         for backend in backends:
-            url = _url(backend, Path(tmp))
+            location = _location(backend, Path(tmp))
             try:
-                storage = open_storage(url)
+                storage = open_storage(location)
                 try:
                     if on_step:
                         on_step(f"{backend}: write costs")
@@ -277,7 +269,7 @@ def run(
                         if on_step:
                             on_step(f"{backend}: {n} worker(s)")
                         entry["workers"].append(
-                            concurrent_workers(url, workers=n, trials=trials, epochs=epochs)
+                            concurrent_workers(location, workers=n, trials=trials, epochs=epochs)
                         )
                     if on_step:
                         on_step(f"{backend}: growth to {max(sizes)} trials")
@@ -286,7 +278,7 @@ def run(
                         if on_step:
                             on_step(f"{backend}: {load_workers} workers on one budget")
                         entry["load"] = budget_run(
-                            url, workers=load_workers, n_trials=2 * load_workers, lost=3, epochs=epochs
+                            location, workers=load_workers, n_trials=2 * load_workers, lost=3, epochs=epochs
                         )
                 finally:
                     storage.remove_session()

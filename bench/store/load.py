@@ -13,7 +13,6 @@ second (from the common start to the last worker's end) and the p50/p95 of one t
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import socket
 import statistics
@@ -27,13 +26,15 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from bench.store_bulk import end_workers_and_drop, epoch_record
+from bench.store.bulk import epoch_record
+from bench.store.workers import WAIT_S, end_workers_and_drop, start_workers, worker_study
 from search.execution.study import count_trials, enqueue_retry
 from search.outcome import DIAGNOSIS, WorkerIdentity, record_worker, retry_of, stop_reason
 from search.store.claims import claim_lock
 from search.store.engine import open_storage
 from search.store.epochs import EpochStore
 from search.store.heartbeat import Heartbeat
+from search.store.location import StoreLocation
 from search.store.reaper import reap_lost_trials
 
 STUDY_PREFIX = "bench-load-"
@@ -68,13 +69,12 @@ def _claim(study: optuna.Study, storage: optuna.storages.RDBStorage, n_trials: i
         return study.ask()
 
 
-def _worker(url: str, name: str, n_trials: int, epochs: int, barrier: Any, results: Any) -> None:
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+def _worker(
+    location: StoreLocation, name: str, n_trials: int, epochs: int, barrier: Any, results: Any
+) -> None:
     errors: list[str] = []
     seconds: list[float] = []
-    storage = open_storage(url)
-    try:
-        study = optuna.load_study(storage=storage, study_name=name)
+    with worker_study(location, name) as (storage, study):
         store = EpochStore(storage.engine)
         barrier.wait()
         while True:
@@ -103,35 +103,27 @@ def _worker(url: str, name: str, n_trials: int, epochs: int, barrier: Any, resul
                 )
                 break
         results.put({"errors": errors, "seconds": seconds, "end": time.time()})
-    finally:
-        storage.remove_session()
-        storage.engine.dispose()
 
 
-def budget_run(url: str, *, workers: int, n_trials: int, lost: int, epochs: int) -> dict[str, Any]:
+def budget_run(
+    location: StoreLocation, *, workers: int, n_trials: int, lost: int, epochs: int
+) -> dict[str, Any]:
     """``workers`` processes fill one study's budget of ``n_trials``; returns the figures and the checks."""
-    storage = open_storage(url)
+    storage = open_storage(location)
     study = optuna.create_study(storage=storage, study_name=f"{STUDY_PREFIX}{uuid.uuid4().hex[:12]}")
-    lost_numbers = _add_lost_trials(study, lost)
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(workers + 1), context.Queue()
-    processes = [
-        context.Process(target=_worker, args=(url, study.study_name, n_trials, epochs, barrier, results))
-        for _ in range(workers)
-    ]
+    running = None
     try:
-        for p in processes:
-            p.start()
-        barrier.wait(timeout=600)
+        lost_numbers = _add_lost_trials(study, lost)
+        args = (n_trials, epochs)
+        running = start_workers(_worker, location, study.study_name, args, count=workers, caller_waits=True)
+        running.barrier.wait(timeout=WAIT_S)
         started = time.time()
-        outcomes = [results.get(timeout=600) for _ in processes]
-        for p in processes:
-            p.join(timeout=60)
+        outcomes = running.collect()
         return _check(storage, study, outcomes, started, lost_numbers, n_trials=n_trials, epochs=epochs) | {
             "workers": workers
         }
     finally:
-        end_workers_and_drop(processes, storage, study.study_name)
+        end_workers_and_drop(running, storage, study.study_name)
 
 
 def _check(

@@ -7,18 +7,19 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from bench.__main__ import main
 from bench.efficiency.folder_task import FolderTask
+from bench.efficiency.measure import folder_task
 from bench.efficiency.replay import STRATEGIES, replay
-from bench.efficiency.section import folder_task
 from bench.efficiency.table import Row, Table, build_rows
 from bench.efficiency.task import HardTask
+from bench.paths import DSB
 from search.spec.schema import StudySpec
-
-DSB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dsb2018-nuclei"
+from unet.errors import DataError
 
 TINY = HardTask(
     n_train=10, n_val=4, size=16, epochs=3, learning_rates=(1e-3, 1e-1), losses=("dice",), norms=("batch",)
@@ -96,6 +97,22 @@ def test_folder_task_samples_snaps_and_preprocesses(small_folder: Path) -> None:
     assert set(np.unique(mask.numpy())) <= {0, 1}
     # The cache key follows the files' contents, not where the folder lives.
     assert task.to_dict()["folder"] == small_folder.name
+
+
+def test_folder_task_reads_the_folder_as_the_service_does(small_folder: Path, tmp_path: Path) -> None:
+    task = FolderTask(str(small_folder), short_side=24, size=16)
+    # The service's split of the same folder (val_fraction 0.25, seed 0), through unet.folder_source.
+    plan = task.source.plan(task.source.fingerprint(depth=4), depth=4)
+    train, val = task.source.datasets(plan)
+    assert (task.n_train, task.n_val) == (len(train), len(val))
+    # A mask of another size than its image: before, the task cropped both and trained on misaligned
+    # pairs; now the dataset doctor refuses the folder with its fix, as unet.train and the service do.
+    broken = tmp_path / "broken"
+    shutil.copytree(small_folder, broken)
+    mask = next((broken / "masks").glob("*.png"))
+    cv2.imwrite(str(mask), cv2.resize(cv2.imread(str(mask)), (7, 5), interpolation=cv2.INTER_NEAREST))
+    with pytest.raises(DataError, match=rf"{mask.name}.*python -m unet.doctor"):
+        FolderTask(str(broken), short_side=24, size=16).datasets()
 
 
 def test_build_resumes_from_the_rows_an_interrupted_build_saved(tmp_path: Path) -> None:

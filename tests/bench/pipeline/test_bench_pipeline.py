@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import pipeline
 from bench.__main__ import main
+from bench.pipeline import section
 
 
 @pytest.mark.slow
@@ -35,8 +35,8 @@ def test_quick_pipeline_section(tmp_path: Path) -> None:
 
 
 def test_report_says_whether_a_device_check_ran(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(pipeline, "DEVICE_CHECK", tmp_path / "device_check.json")
-    assert "Device check: none was run" in pipeline.device_check_line()
+    monkeypatch.setattr(section, "DEVICE_CHECK", tmp_path / "device_check.json")
+    assert "Device check: none was run" in section.device_check_line()
     (tmp_path / "device_check.json").write_text(
         json.dumps(
             {
@@ -49,5 +49,5 @@ def test_report_says_whether_a_device_check_ran(tmp_path: Path, monkeypatch) -> 
             }
         )
     )
-    line = pipeline.device_check_line()
+    line = section.device_check_line()
     assert "NVIDIA H200" in line and "0.97" in line and "'2': 1500.0" in line

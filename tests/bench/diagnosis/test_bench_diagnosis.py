@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.diagnosis import section
+from bench.diagnosis import measure
 from bench.diagnosis.cases import CASES, QUICK_CASES
 
 
@@ -35,7 +35,7 @@ def test_score_counts_only_constructed_runs() -> None:
         {"name": "c", "cause": "healthy", "constructed": True, "right": True},
         {"name": "d", "cause": "unstable", "constructed": False, "right": False},
     ]
-    scored = section.score(rows)
+    scored = measure.score(rows)
     assert (scored["right"], scored["constructed"], scored["right_share"]) == (2, 3, pytest.approx(2 / 3))
     assert (scored["fixed"], scored["failed_runs"], scored["fixed_share"]) == (1, 2, 0.5)
     assert scored["construction_errors"] == ["d"]
@@ -43,12 +43,12 @@ def test_score_counts_only_constructed_runs() -> None:
 
 @pytest.mark.slow
 def test_quick_benchmark_meets_the_goals() -> None:
-    result = section.run(quick=True, workers=1, say=lambda _: None)
+    result = measure.run(quick=True, workers=1, say=lambda _: None)
     wrong = [(r["name"], r["label"]) for r in result["rows"] if r["constructed"] and not r["right"]]
     assert result["runs"] == len(QUICK_CASES)
     assert len(result["construction_errors"]) <= 1, result["construction_errors"]
-    assert result["right_share"] >= section.GOAL_RIGHT, wrong
+    assert result["right_share"] >= measure.GOAL_RIGHT, wrong
     not_fixed = [
         (r["name"], r["followup"]) for r in result["rows"] if "followup" in r and not r["followup"]["fixed"]
     ]
-    assert result["fixed_share"] >= section.GOAL_FIXED, not_fixed
+    assert result["fixed_share"] >= measure.GOAL_FIXED, not_fixed

@@ -1,4 +1,4 @@
-"""bench/device_check: the clear exit without CUDA, and every part of the check run on the CPU, tiny."""
+"""bench/device_check.sh and bench.device.check: the clear exit without CUDA, every part on the CPU, tiny."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from bench.device_check import main
-
-REPO = Path(__file__).resolve().parents[2]
+from bench.device.check import main
+from bench.paths import REPO
 
 
 def test_without_cuda_the_check_exits_2_with_one_line(tmp_path, capsys):
@@ -37,7 +35,7 @@ def test_the_shell_script_exits_2_without_cuda(tmp_path):
 def test_every_part_runs_on_the_cpu(tmp_path):
     out = tmp_path / "d.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.device_check", "--device", "cpu", "--tiny", "--out", str(out)],
+        [sys.executable, "-m", "bench.device.check", "--device", "cpu", "--tiny", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=1500,

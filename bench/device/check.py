@@ -1,12 +1,12 @@
 """The GPU device check behind ``bench/device_check.sh``: one run, at most 5 minutes, one JSON file.
 
-    python -m bench.device_check [--out device_check.json] [--device cuda|cpu] [--tiny]
+    python -m bench.device.check [--out device_check.json] [--device cuda|cpu] [--tiny]
 
 On a CUDA machine it measures, in this order (each part bounded in time, a failing part recorded with its
 error while the others still run):
 
-1. ``fit`` against a bare mixed-precision loop at 256 x 256 (``bench.train_loop``: interleaved rounds, the
-   ratio's min/median/max, fit's epoch split; goal >= 0.95), and fit's host syncs per training step;
+1. ``fit`` against a bare mixed-precision loop at 256 x 256 (``bench.throughput.train_loop``: interleaved
+   rounds, the ratio's min/median/max, fit's epoch split; goal >= 0.95), and fit's host syncs per step;
 2. aggregate images/s, GPU utilisation and peak memory per trial with 1, 2 and 4 trials packed on the GPU
    (separate processes, as Ray runs them);
 3. loader-only items/s of the folder pipeline with ``num_workers: auto`` (and in-process), prefetch 2 and 4;
@@ -37,8 +37,9 @@ import torch
 import yaml
 from torch.utils.data import TensorDataset
 
-from bench import train_loop
-from bench.device_tools import UtilisationSampler, run_in_own_session
+from bench.device.tools import UtilisationSampler, run_in_own_session
+from bench.paths import REPO
+from bench.throughput import train_loop
 from unet.config import ModelConfig, TrainConfig
 from unet.device import Precision, prepare_model, seed_everything
 from unet.fit import fit
@@ -46,7 +47,6 @@ from unet.losses import build_loss
 from unet.model import build_model
 from unet.optim import build_optimizer
 
-REPO = Path(__file__).resolve().parents[1]
 # The issue's U-Net: depth 4, 16 filters, on 256 x 256 patches.
 MODEL = ModelConfig(in_channels=1, num_classes=1, depth=4, base_filters=16)
 
@@ -75,7 +75,7 @@ def batches(n: int, size: int, seed: int) -> TensorDataset:
 
 
 def fit_vs_bare(device: torch.device, s: Sizes) -> dict[str, Any]:
-    """``bench.train_loop``'s interleaved comparison on the device, and fit's host syncs per step."""
+    """``bench.throughput.train_loop``'s interleaved comparison on the device, and fit's syncs per step."""
     figures = train_loop.run(s.rounds, s.size, s.images, model=MODEL, device=str(device), batch_size=s.batch)
     config = train_loop.bench_config(model=MODEL, device=str(device), batch_size=s.batch)
     data, val = batches(s.images, s.size, 0), batches(s.batch, s.size, 1)
@@ -174,7 +174,7 @@ def write_folder(root: Path, n: int, size: int) -> Path:
 
 
 def loader_only(device: torch.device, s: Sizes, workdir: Path) -> dict[str, Any]:
-    from bench.pipeline import loader_rate
+    from bench.pipeline.measure import loader_rate
     from unet.data import folder_datasets
     from unet.loading import resolve_num_workers
 
@@ -255,7 +255,7 @@ def run(device: torch.device, *, tiny: bool, say: Callable[[str], None] = print)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.device_check", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.device.check", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("device_check.json"), help="the JSON file written")
     p.add_argument("--device", default="cuda", help="cuda (the check) or cpu (tests of the script)")
     p.add_argument("--tiny", action="store_true", help="tiny sizes (seconds; figures meaningless)")

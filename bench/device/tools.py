@@ -1,4 +1,5 @@
-"""Helpers of the device check: GPU utilisation sampling, and a command run in a session of its own."""
+"""Helpers of the device check (``bench.device.check``): GPU utilisation sampling, and a command run in a
+session of its own."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ class UtilisationSampler:
     """Samples GPU utilisation (nvidia-smi, else torch.cuda.utilization) every 0.5 s while in use."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device, self.samples, self._stop = device, [], threading.Event()
+        self.device, self._stop = device, threading.Event()
+        self.samples: list[float] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> UtilisationSampler:

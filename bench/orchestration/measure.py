@@ -1,6 +1,5 @@
-"""Benchmark: per-trial orchestration overhead of the Ray backend against the local backend.
-
-    python -m bench.orchestration [--out bench/results] [--trials 30] [--quick]
+"""Per-trial orchestration overhead of the Ray backend against the local backend (``python -m bench
+--only orchestration``, or alone: ``python -m bench.orchestration [--out DIR] [--trials 30] [--quick]``).
 
 Each backend runs the same trivial study on a fresh SQLite store: ``--trials`` trials of one epoch of a
 2-level U-Net on 8 synthetic 16x16 images, one trial at a time, one thread each (what Ray gives a 1-CPU
@@ -15,21 +14,14 @@ and for Ray the scheduling, the actors and the result round trip. Per backend:
   the run is going: what every further trial costs. Goal for Ray: <= 0.3 s.
 
 The Ray backend is also measured with ``reuse_actors`` off (a new actor for every trial), which is what
-actor reuse saves. Figures go to ``OUT/orchestration.json`` and ``OUT/orchestration.md``.
+actor reuse saves.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
-import logging
-import os
-import platform
-import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +74,10 @@ def measure(backend: str, n_trials: int, directory: Path, *, reuse_actors: bool 
         raise RuntimeError(f"{backend}: {len(trials)} trials and {len(epochs)} epochs, {n_trials} expected")
     train = float(epochs["seconds"].sum())
     train_by_trial = epochs.set_index("trial_number")["seconds"]
-    ends = [t.datetime_complete for t in trials]
+    ends = [_finished(t) for t in trials]
+    first_start = trials[0].datetime_start
+    if first_start is None:
+        raise RuntimeError(f"{backend}: trial 0 has no start time")
     steady_span = (ends[-1] - ends[0]).total_seconds()
     steady_train = float(train_by_trial.loc[[t.number for t in trials[1:]]].sum())
     return {
@@ -91,9 +86,16 @@ def measure(backend: str, n_trials: int, directory: Path, *, reuse_actors: bool 
         "train_s": round(train, 3),
         "overhead_per_trial_s": round((wall - train) / n_trials, 4),
         "steady_overhead_per_trial_s": round((steady_span - steady_train) / max(n_trials - 1, 1), 4),
-        "startup_s": round((trials[0].datetime_start - called).total_seconds(), 3),
+        "startup_s": round((first_start - called).total_seconds(), 3),
         "shutdown_s": round((returned - ends[-1]).total_seconds(), 3),
     }
+
+
+def _finished(trial: optuna.trial.FrozenTrial) -> dt.datetime:
+    """When a finished trial ended (every trial of the run must have)."""
+    if trial.datetime_complete is None:
+        raise RuntimeError(f"trial {trial.number} is {trial.state.name}: the run left it unfinished")
+    return trial.datetime_complete
 
 
 def run(*, quick: bool = False, trials: int | None = None) -> dict[str, Any]:
@@ -115,57 +117,3 @@ def run(*, quick: bool = False, trials: int | None = None) -> dict[str, Any]:
     figures["goal_s"] = GOAL_S
     figures["goal_met"] = ray_steady <= GOAL_S
     return figures
-
-
-def markdown(figures: dict[str, Any], meta: dict[str, Any]) -> str:
-    rows = [(name, f) for name, f in figures.items() if isinstance(f, dict)]
-    lines = [
-        f"# Orchestration overhead per trial ({meta['date']}, {meta['machine']}, {meta['cpus']} CPUs, "
-        f"ray {meta['ray']})\n",
-        "Trivial 1-epoch trials, one at a time; overhead = wall time minus training time (epoch table).\n",
-        "| backend | trials | wall s | train s | overhead / trial s | steady overhead / trial s | "
-        "startup s | shutdown s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, f in rows:
-        lines.append(
-            f"| {name} | {f['trials']} | {f['wall_s']} | {f['train_s']} | {f['overhead_per_trial_s']} | "
-            f"{f['steady_overhead_per_trial_s']} | {f['startup_s']} | {f['shutdown_s']} |"
-        )
-    met = "met" if figures["goal_met"] else "NOT met"
-    lines += [
-        "",
-        f"Ray steady overhead per trial: **{figures['ray']['steady_overhead_per_trial_s']} s** "
-        f"(goal <= {figures['goal_s']} s: {met}); Ray minus local: {figures['ray_minus_local_steady_s']} s.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.orchestration", description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("bench/results"))
-    p.add_argument("--trials", type=int, help="trials per backend (default 30; 3 with --quick)")
-    p.add_argument("--quick", action="store_true", help="3 trials per backend, no run without actor reuse")
-    args = p.parse_args(argv)
-    if args.trials is not None and args.trials < 2:
-        print(f"error: --trials must be >= 2 but got {args.trials}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    figures = run(quick=args.quick, trials=args.trials)
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "cpus": os.cpu_count(),
-        "ray": metadata.version("ray"),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "orchestration.json").write_text(json.dumps({"meta": meta, **figures}, indent=2) + "\n")
-    text = markdown(figures, meta)
-    (args.out / "orchestration.md").write_text(text)
-    print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,28 +17,25 @@ ratio on a GPU comes from ``bench/device_check.sh``.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from bench.paths import DSB
 from unet.config import ModelConfig, TrainConfig
 from unet.data import folder_datasets
 from unet.data.device_geometry import DeviceGeometry
-from unet.device import Precision, seed_everything
+from unet.device import Precision, prepare_model, seed_everything
 from unet.epoch import train_epoch
 from unet.fit import fit
 from unet.losses import build_loss
 from unet.model import build_model
 from unet.optim import build_optimizer
 
-REPO = Path(__file__).resolve().parents[1]
-DSB = REPO.parent / "shared" / "data" / "dsb2018-nuclei"
 # The U-Net of the shipped studies' baselines (depth 4 would be the issue's; 3 keeps the CPU run short).
 MODEL = ModelConfig(in_channels=3, num_classes=1, depth=3, base_filters=16)
 # Steps of one trial of the shipped studies: 96 images / batch 16 x 10 epochs (studies/unet-lr.yaml).
@@ -66,16 +63,17 @@ def loader_rate(dataset: Any, *, items: int, batch_size: int, workers: int, pref
 def step_rate(config: TrainConfig, batches: list[tuple[torch.Tensor, torch.Tensor]], rounds: int) -> float:
     """Training images/s of ``train_epoch`` on batches already in memory (no loading cost)."""
     seed_everything(0)
-    model = build_model(config.model).to(memory_format=torch.channels_last)
+    cpu = torch.device("cpu")
+    model, memory_format = prepare_model(
+        build_model(config.model), cpu, channels_last=True, compile_model=False
+    )
     optimizer = build_optimizer(model.parameters(), config)
     criterion = build_loss(config.loss, num_classes=1)
-    precision = Precision(torch.device("cpu"), enabled=False)
+    precision = Precision(cpu, enabled=False)
     rates = []
     for _ in range(rounds + 1):  # the first round warms up
         started = time.perf_counter()
-        stats = train_epoch(
-            model, criterion, optimizer, precision, batches, config, torch.device("cpu"), torch.channels_last
-        )  # type: ignore[arg-type]
+        stats = train_epoch(model, criterion, optimizer, precision, batches, config, cpu, memory_format)
         rates.append(stats.images / (time.perf_counter() - started))
     return statistics.median(rates[1:])
 
@@ -115,8 +113,12 @@ def compile_cost(config: TrainConfig, batch: tuple[torch.Tensor, torch.Tensor], 
     times: dict[str, list[float]] = {}
     for name in ("eager", "compiled"):
         seed_everything(0)
-        model = build_model(config.model).to(memory_format=torch.channels_last)
-        run = torch.compile(model) if name == "compiled" else model
+        model, _ = prepare_model(
+            build_model(config.model),
+            torch.device("cpu"),
+            channels_last=True,
+            compile_model=name == "compiled",
+        )
         optimizer = build_optimizer(model.parameters(), config)
         criterion = build_loss(config.loss, num_classes=1)
         x, y = batch
@@ -124,7 +126,7 @@ def compile_cost(config: TrainConfig, batch: tuple[torch.Tensor, torch.Tensor], 
         for _ in range(steps + 1):
             started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            criterion(run(x), y).backward()
+            criterion(model(x), y).backward()
             optimizer.step()
             times[name].append(time.perf_counter() - started)
     first_extra = times["compiled"][0] - times["eager"][0]
@@ -178,59 +180,3 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     # Compiling takes minutes on a loaded 2-core machine: the CI run only keeps the rest working.
     figures["compile"] = None if quick else compile_cost(config, batches[0], steps=10)
     return figures
-
-
-DEVICE_CHECK = REPO / "bench" / "results" / "device_check.json"
-
-
-def device_check_line() -> str:
-    """What ``bench/device_check.sh`` measured on a GPU (its JSON beside these results), or "none"."""
-    if not DEVICE_CHECK.exists():
-        return (
-            "**Device check: none was run** (no GPU was available to this run); the GPU side of these "
-            "ratios comes from `bash bench/device_check.sh` on a CUDA machine (README, GPUs)."
-        )
-    d = json.loads(DEVICE_CHECK.read_text())
-    fit = d.get("fit_vs_bare", {})
-    packed = {
-        n: p.get("aggregate_images_per_s") for n, p in d.get("packing", {}).items() if isinstance(p, dict)
-    }
-    loader = d.get("loader_only", {}).get("items_per_s")
-    return (
-        f"**Device check** ({d.get('date')}, {d.get('device_name')}): fit / bare AMP loop at "
-        f"{fit.get('image_size')} px: {fit.get('fit_over_bare')} (goal 0.95; {fit.get('images_per_s')}); "
-        f"aggregate images/s by trials packed on the GPU: {packed}; loader items/s: {loader}; "
-        f"Ray smoke study: {d.get('smoke_study', {}).get('states')}."
-    )
-
-
-def markdown(p: dict[str, Any]) -> str:
-    """The section of BENCHMARKS.md."""
-    loader = p["loader_items_per_s"]
-    c = p["compile"]
-    compiled = "not measured (quick run)"
-    if c is not None:
-        even = c["break_even_steps"] if c["break_even_steps"] is not None else "never (no steady gain)"
-        compiled = (
-            f"first step +{c['first_step_extra_s']} s, steady speedup {c['speedup']}x, break-even after "
-            f"{even} steps vs {c['shipped_trial_steps']} steps in a shipped study's trial"
-        )
-    rows = "".join(f"| {k.replace('_', ' ')} | {v} |\n" for k, v in loader.items())
-    return (
-        f"## Data pipeline (patch {p['patch_size']}, batch {p['batch_size']}, U-Net {p['model']}, "
-        "one thread per process)\n\n"
-        "The training loader (albumentations on the real nuclei images) against the training step on the "
-        "same batches already in memory. This machine is shared with other work right now, so absolute "
-        "figures are noisy; the ratios are measured within one run.\n\n" + device_check_line() + "\n\n"
-        "| loader | items/s |\n|---|---|\n" + rows + "\n"
-        f"- training step (CPU, 1 thread): **{p['step_images_per_s']}** images/s; loader items/s per core "
-        f"/ step images/s: **{p['loader_per_core_over_step']}** (above 1: one core feeds a CPU step; a GPU "
-        f"step thousands of images/s fast needs step/loader-per-core cores, or the device path)\n"
-        f"- flips and rotations on the device path, on CPU batches: "
-        f"{p['device_geometry_images_per_s_on_cpu']} images/s\n"
-        f"- fit epoch on one core (a CPU trial's default reservation): "
-        f"{p['fit_epoch_images_per_s']['workers_0']} images/s in-process vs "
-        f"{p['fit_epoch_images_per_s']['workers_1']} with 1 worker: ratio "
-        f"**{p['fit_in_process_over_1_worker']}** (`num_workers: auto` loads in-process on CPU)\n"
-        f"- torch.compile on CPU: {compiled}\n"
-    )

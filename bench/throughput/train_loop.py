@@ -1,6 +1,7 @@
 """Benchmark: ``unet.fit``'s training throughput against a bare PyTorch loop on the same model and batches.
 
-    python -m bench.train_loop [--out bench/results] [--epochs 4] [--size 96] [--images 48] [--contiguous]
+    python -m bench.throughput.train_loop [--out bench/results] [--epochs 4] [--size 96] [--images 48]
+        [--contiguous]
 
 Like with like: both loops train the same U-Net from the same seeded weights on the same loader
 (``unet.loading.make_train_loader``: same batches, same order), in the same memory format
@@ -41,7 +42,7 @@ from unet.losses import build_loss
 from unet.model import build_model
 from unet.optim import build_optimizer
 
-# The U-Net both loops train (bench.throughput counts its FLOPs).
+# The U-Net both loops train (bench.throughput.measure counts its FLOPs).
 MODEL = ModelConfig(in_channels=3, num_classes=1, depth=3, base_filters=16)
 GOAL = 0.95
 # EpochRecord's parts of an epoch's wall time, reported as shares of it.
@@ -230,7 +231,9 @@ def markdown(figures: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.train_loop", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.throughput.train_loop", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     p.add_argument("--epochs", type=int, default=4, help="measured rounds (after one warm-up round)")
     p.add_argument("--size", type=int, default=96)

@@ -1,5 +1,4 @@
-"""The benchmarks: replay accounting on hand-made tables, the statistics, the table cache, and
-``python -m bench --quick`` end to end (CI mode; no thresholds on timings)."""
+"""The search-efficiency section: replay accounting on hand-made tables, the statistics, the table cache."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from pathlib import Path
 import optuna
 import pytest
 
-from bench.__main__ import main
 from bench.efficiency import replay as replay_module
 from bench.efficiency.analysis import describe_task, row_class, spearman, speedup
 from bench.efficiency.replay import STRATEGIES, Setup, replay
@@ -196,39 +194,6 @@ def test_table_cache_is_keyed_by_the_task_and_records_the_sources(tmp_path: Path
     assert loaded.cached and loaded.key == key
     assert loaded.sources == "0123456789abcdef" != sources_digest()  # the report flags the stale curves
     assert [r.best_dice for r in loaded.rows] == [0.1, 0.2]
-
-
-@pytest.mark.slow
-@pytest.mark.db
-def test_quick_mode_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "results"
-    report = tmp_path / "BENCHMARKS.md"
-    assert main(["--quick", "--out", str(out), "--markdown", str(report)]) == 0
-    results = json.loads((out / "results.json").read_text())
-    sections = results["sections"]
-    assert {"efficiency", "throughput", "store"} <= set(sections)
-    assert results["meta"]["versions"]["optuna"] == optuna.__version__
-    efficiency = sections["efficiency"]
-    synthetic = efficiency["tasks"]["synthetic"]
-    assert set(synthetic["replay"]) == set(STRATEGIES)
-    for figures in synthetic["replay"].values():
-        assert figures["seeds"] == 3
-        assert 0.0 <= figures["pruned_compute_share"] <= 1.0
-    assert set(efficiency["live"]["strategies"]) == {"random", "ours"}
-    assert (out / "cache" / f"table-{synthetic['table']['key']}.json").is_file()
-    throughput = sections["throughput"]
-    assert throughput["fit_gflops"] > 0 and throughput["matmul_gflops"] > 0
-    for backend in ("sqlite", "postgresql", "mariadb"):
-        store = sections["store"][backend]
-        assert "error" not in store, store
-        assert [w["workers"] for w in store["workers"]] == [1, 2]
-        assert all(w["errors"] == 0 for w in store["workers"]), store["workers"]
-        assert [g["trials_in_study"] for g in store["growth"]] == [10, 100]
-    text = report.read_text()
-    for heading in ("# Benchmarks", "## Search efficiency", "## Training throughput", "## Store"):
-        assert heading in text
-    # Strict JSON: NaN and inf are written as strings.
-    json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
 
 
 def test_replay_module_names_every_strategy_of_the_issue() -> None:

@@ -1,16 +1,16 @@
 """Training throughput: ``fit`` against a bare PyTorch loop; achieved FLOP/s against the CPU's matmul FLOP/s.
 
-The fit/bare ratio comes from ``bench.train_loop.run`` (same model, loader, memory format, autocast, loss
-and optimizer; rounds interleave the loops and the ratio is taken round by round, with its min and max
-over the rounds; fit's epoch split into training steps, validation, evidence and waiting for data).
-Achieved FLOP/s is ``3 x conv_flops x images/s``: a training step costs
-about three forward passes (the forward, and the backward's two products per layer, for the input and
-the weight gradients), and ``unet.cost.conv_flops`` counts the convolutions of one forward pass. The
-machine's reference is the best of a few ``torch.matmul`` of two 2048 x 2048 float32 matrices
-(``2 n**3`` FLOPs each), on the same threads; the ratio says how close training gets to what this CPU
-does on the friendliest kernel there is. Convolution kernels can beat it (Winograd needs fewer
-multiplications than the direct count), so the best "effective" FLOP/s of one 3 x 3 convolution at the
-same image size is measured too: the ceiling a U-Net's convolutions can actually reach on this machine.
+The fit/bare ratio comes from ``bench.throughput.train_loop.run`` (same model, loader, memory format,
+autocast, loss and optimizer; rounds interleave the loops and the ratio is taken round by round, with its min
+and max over the rounds; fit's epoch split into training steps, validation, evidence and waiting for data).
+Achieved FLOP/s is ``3 x conv_flops x images/s``: a training step costs about three forward passes (the
+forward, and the backward's two products per layer, for the input and the weight gradients), and
+``unet.cost.conv_flops`` counts the convolutions of one forward pass. The machine's reference is the best of a
+few ``torch.matmul`` of two 2048 x 2048 float32 matrices (``2 n**3`` FLOPs each), on the same threads; the
+ratio says how close training gets to what this CPU does on the friendliest kernel there is. Convolution
+kernels can beat it (Winograd needs fewer multiplications than the direct count), so the best "effective"
+FLOP/s of one 3 x 3 convolution at the same image size is measured too: the ceiling a U-Net's convolutions can
+actually reach on this machine.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from bench import train_loop
+from bench.throughput import train_loop
 from unet.cost import conv_flops
+from unet.device import prepare_model
 from unet.model import build_model
 
 
@@ -47,7 +48,9 @@ def conv_flops_reference(*, size: int, channels: int = 64, batch: int = 8, repea
     """
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, channels, size, size, generator=g).contiguous(memory_format=torch.channels_last)
-    conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(memory_format=torch.channels_last)
+    conv, _ = prepare_model(
+        torch.nn.Conv2d(channels, channels, 3, padding=1), x.device, channels_last=True, compile_model=False
+    )
     best = float("inf")
     with torch.no_grad():
         conv(x)
@@ -64,7 +67,7 @@ def run(
     """Throughput figures: images/s of each loop, fit/bare, and FLOP/s of fit against matmul.
 
     Args:
-        rounds: measured rounds of ``bench.train_loop`` (after its warm-up round).
+        rounds: measured rounds of ``bench.throughput.train_loop`` (after its warm-up round).
         size: image side in pixels.
         images: training images per round.
         matmul_n: side of the reference matrices.

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 import optuna
@@ -33,19 +31,6 @@ def epoch_record(epoch: int) -> dict[str, float]:
     record = {field: 0.5 for field in EPOCH_FIELDS}
     record["epoch"] = epoch
     return record
-
-
-def end_workers_and_drop(
-    processes: Sequence[BaseProcess], storage: optuna.storages.RDBStorage, study_name: str
-) -> None:
-    """After a multi-worker measurement: kill workers still alive, delete the study, close the store."""
-    for p in processes:
-        if p.is_alive():
-            p.kill()
-            p.join()
-    delete_study(storage, study_name)
-    storage.remove_session()
-    storage.engine.dispose()
 
 
 def delete_study(storage: optuna.storages.RDBStorage, study_name: str) -> None:
@@ -93,14 +78,12 @@ def add_finished_trials(
     trials_table = models.TrialModel.__table__
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with engine.begin() as connection:
-        first = (
-            connection.execute(
-                sa.select(sa.func.coalesce(sa.func.max(trials_table.c.number), -1)).where(
-                    trials_table.c.study_id == study_id
-                )
-            ).scalar()
-            + 1
-        )
+        last = connection.execute(
+            sa.select(sa.func.coalesce(sa.func.max(trials_table.c.number), -1)).where(
+                trials_table.c.study_id == study_id
+            )
+        ).scalar_one()
+        first = int(last) + 1
         numbers = range(first, first + count)
         connection.execute(
             sa.insert(trials_table),
@@ -115,7 +98,7 @@ def add_finished_trials(
                 for n in numbers
             ],
         )
-        ids = dict(
+        ids: dict[int, int] = dict(
             connection.execute(
                 sa.select(trials_table.c.number, trials_table.c.trial_id).where(
                     trials_table.c.study_id == study_id, trials_table.c.number >= first

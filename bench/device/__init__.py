@@ -1,0 +1,1 @@
+"""The GPU device check behind ``bench/device_check.sh`` (``check``) and its helpers (``tools``)."""

@@ -1,0 +1,1 @@
+"""The data-pipeline section: loader items/s against the training step."""

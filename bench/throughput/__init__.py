@@ -1,0 +1,1 @@
+"""The throughput section: ``fit`` against a bare loop (``train_loop``), FLOP/s (``measure``)."""
