@@ -191,7 +191,9 @@ def run_and_summarise(args: argparse.Namespace, run: StudyRun, progress: Progres
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
     if run.checkpoints.enabled:
-        print_reconciled(reconcile(run.storage, spec.name, run.checkpoints), spec.name)
+        # A run that ended promotes no paused trial any more: their states go; an interrupted one resumes.
+        reconciled = reconcile(run.storage, spec.name, run.checkpoints, keep_paused=status != 0)
+        print_reconciled(reconciled, spec.name)
     if run.test is not None and status == 0:
         if run.checkpoints.enabled:
             score_on_test(run.storage, spec.name, run.test, top_k=spec.test.top_k)
@@ -221,6 +223,12 @@ def print_reconciled(done: Reconciled, study: str) -> None:
         print(
             f"Checkpoints: removed {len(done.swept)} file(s) from {done.folder} that no kept trial names "
             f"(partial, empty or unrecorded uploads of a full disk or a lost worker)",
+            file=sys.stderr,
+        )
+    if done.paused:
+        print(
+            f"Checkpoints: removed the saved state(s) of {len(done.paused)} paused trial(s) from "
+            f"{done.folder} (the run ended: they can no longer be continued)",
             file=sys.stderr,
         )
 
