@@ -18,11 +18,11 @@ To add an attribute, add its key here (and to :data:`TRIAL_ATTRS` or :data:`STUD
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 # ---- Trial user attributes, as stored ----------------------------------------------------------------
 # How it ended (record_stop) and why (search.diagnosis):
@@ -355,6 +355,16 @@ def continued_from(source: Attributed) -> int | None:
 def continued_after(source: Attributed) -> int:
     """The epoch a continuation trains on from (:data:`CONTINUED_AFTER`; 0: not a continuation)."""
     return _int(_attrs(source).get(CONTINUED_AFTER)) or 0
+
+
+def continuations(trials: Iterable[FrozenTrial]) -> dict[int, int]:
+    """Paused trial number -> the number of its continuation (the first, if a lost one was retried)."""
+    found: dict[int, int] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        origin = continued_from(trial)
+        if origin is not None:
+            found.setdefault(origin, trial.number)
+    return found
 
 
 def continuation_attrs(origin: int, epoch: int) -> dict[str, int]:

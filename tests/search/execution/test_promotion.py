@@ -28,6 +28,9 @@ from search.outcome import (
     paused_state,
 )
 from search.pruning.cross_trial import CrossTrialRule
+from search.report.data import load_study_record
+from search.report.summary import summary_markdown
+from search.report.tables import trials_frame
 from search.spec.schema import StudySpec, load_spec
 from search.spec.space import build_config
 from search.store.engine import open_storage
@@ -167,6 +170,16 @@ def test_a_paused_trial_is_continued_as_if_never_stopped_and_its_state_swept(tmp
 
         # The continued state was removed; a kept checkpoint and nothing else remains.
         assert state_id not in {p.name for p in study_files(policy.location, spec.name) or []}
+
+        # The report reads it as a pause, not a final stop: it saved nothing, and says it was continued.
+        record = load_study_record(storage, spec.name)
+        rows = trials_frame([record]).set_index("number")
+        assert rows.loc[paused.number, "compute_saved_images"] == 0
+        assert rows.loc[continuation.number, "continued_from"] == paused.number
+        summary = summary_markdown(
+            [record], trials_frame([record]), {}, {}, out_dir=tmp_path, storage_display="db"
+        )
+        assert "pruned: paused, then continued" in summary
     finally:
         storage.engine.dispose()
 
