@@ -156,7 +156,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
             folds = _other_folds(ctx, trial, config, result)
     except _Stop as stop:
         if stop.decision.reason == PAUSED and last_state is not None:
-            outcome = _pause(ctx, trial, stop.decision, last_state)
+            outcome = _pause(ctx, trial, stop.decision, last_state, history[-1])
         else:
             outcome = _stopped(trial, stop.decision)
     except KeyboardInterrupt:
@@ -226,10 +226,16 @@ def _paused_state(ctx: TrialContext, origin: int) -> TrainState:
         ) from e
 
 
-def _pause(ctx: TrialContext, trial: optuna.Trial, decision: StopDecision, last: LastState) -> TrialOutcome:
-    """Keep the trial's last epoch's state for a continuation; a state that cannot be kept makes the stop
-    final (``underperforming``)."""
+def _pause(
+    ctx: TrialContext, trial: optuna.Trial, decision: StopDecision, last: LastState, record: EpochRecord
+) -> TrialOutcome:
+    """Keep the trial's last epoch's state for a continuation; a state that cannot be kept, or an epoch
+    whose training loss was not finite (``fit`` would call it diverged), makes the stop final
+    (``underperforming``)."""
     assert ctx.checkpoints.location is not None  # ctx.pausing
+    if not math.isfinite(record.train_loss):
+        message = f"{decision.message}; its training loss was {record.train_loss}: the stop is final"
+        return _stopped(trial, dataclasses.replace(decision, reason="underperforming", message=message))
     try:
         save_paused(ctx.storage, ctx.checkpoints.location, ctx.spec.name, trial, last.take())
     except (OSError, ArtifactsError) as e:
