@@ -189,7 +189,7 @@ def reconcile(
 ) -> Reconciled:
     """Make the index and the study's files agree (see the module docstring); the index keeps at most
     ``keep_top_k`` entries. Paused trials' states (``search.checkpoints.paused``) that a continuation may
-    still need are kept unless ``keep_paused`` is false (the end of a run: they are swept)."""
+    still need are kept unless ``keep_paused`` is false (the end of a study's last run: they are swept)."""
     root = policy.location
     if root is None:
         raise ValueError("reconcile needs a checkpoint location")

@@ -6,7 +6,8 @@ A trial the cross-trial rule pauses (``pruning.cross_trial.pause``) uploads its 
 artifact id on itself (``search.outcome.PAUSED_STATE``) before it is told PRUNED. A continuation
 (``search.execution.promotion``) downloads it; once the continuation has finished, whatever its
 outcome, the state is removed. ``search.checkpoints.keep.reconcile`` keeps the states still needed at
-the start of a run and sweeps them all at its end: a run that ended promotes no paused trial any more.
+the start of a run and sweeps them all at its end once the study is done (its budget has no room and
+no trial runs): then no paused trial can be promoted any more.
 
 Uploading and recording hold the study's claim lock, as the kept checkpoints do, so a sweep never meets
 a state that is written but not yet recorded.

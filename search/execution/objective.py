@@ -221,8 +221,8 @@ def _paused_state(ctx: TrialContext, origin: int) -> TrainState:
         return load_paused(ctx.checkpoints.location, ctx.spec.name, artifact_id)
     except ArtifactNotFound as e:
         raise CheckpointError(
-            f"trial {origin}'s paused state {artifact_id} is gone from the artifact store (swept when a run "
-            f"ended): it cannot be continued"
+            f"trial {origin}'s paused state {artifact_id} is gone from the artifact store (swept when the "
+            f"study's budget was spent) or lost: it cannot be continued"
         ) from e
 
 
