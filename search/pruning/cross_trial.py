@@ -138,11 +138,17 @@ def inherited_rungs(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     return inherited
 
 
-def promotable(value: float, values: list[float], reduction_factor: int) -> bool:
-    """Whether ``value`` is in the top 1/``reduction_factor`` of ``values`` (which include it), as
-    SuccessiveHalvingPruner promotes: the best alone while fewer than 2 x reduction_factor compete."""
+def promotion_threshold(values: list[float], reduction_factor: int) -> float:
+    """The lowest val Dice that passes a rung where ``values`` compete, as SuccessiveHalvingPruner
+    promotes: the top 1/``reduction_factor``, the best alone while fewer than 2 x reduction_factor compete
+    (sorted descending, the value at index ``max(len // eta - 1, 0)``)."""
     ranked = sorted(values, reverse=True)
-    return value >= ranked[max(len(ranked) // reduction_factor - 1, 0)]
+    return ranked[max(len(ranked) // reduction_factor - 1, 0)]
+
+
+def promotable(value: float, values: list[float], reduction_factor: int) -> bool:
+    """Whether ``value`` passes the rung where ``values`` (which include it) compete."""
+    return value >= promotion_threshold(values, reduction_factor)
 
 
 def halving_rung(
@@ -150,14 +156,9 @@ def halving_rung(
 ) -> tuple[int, float, int]:
     """The rung at which successive halving pruned a trial, the Dice needed to pass it, and the field.
 
-    ``attrs`` are the pruned trial's system attributes, where the pruner keeps its rung values. Mirrors
-    SuccessiveHalvingPruner's promotion test: sorted descending, the value at index
-    ``max(len // eta - 1, 0)`` is the lowest Dice that is promoted.
+    ``attrs`` are the pruned trial's system attributes, where the pruner keeps its rung values.
     """
-    rung = max(int(key.rsplit("_", 1)[1]) for key in attrs if key.startswith("completed_rung_"))
-    key = f"completed_rung_{rung}"
-    values = sorted(
-        (float(t.system_attrs[key]) for t in study.get_trials(deepcopy=False) if key in t.system_attrs),
-        reverse=True,
-    )
-    return rung, values[max(len(values) // reduction_factor - 1, 0)], len(values)
+    rung = max(rung_values(attrs))
+    key = f"{RUNG_PREFIX}{rung}"
+    values = [float(t.system_attrs[key]) for t in study.get_trials(deepcopy=False) if key in t.system_attrs]
+    return rung, promotion_threshold(values, reduction_factor), len(values)
