@@ -18,11 +18,11 @@ To add an attribute, add its key here (and to :data:`TRIAL_ATTRS` or :data:`STUD
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 # ---- Trial user attributes, as stored ----------------------------------------------------------------
 # How it ended (record_stop) and why (search.diagnosis):
@@ -55,6 +55,10 @@ GPU_FALLBACK = "gpu_fallback"  # why a trial given GPUs trained on the CPU
 BASELINE = "baseline"  # True: the study file's baseline parameters, enqueued first
 RETRY_OF = "retry_of"  # the number of the trial whose parameters this retry runs again
 RETRY = "retry"  # how many times those parameters were retried so far (1 for the first retry)
+# Paused for rank and continued (search.checkpoints.paused, search.execution.promotion):
+PAUSED_STATE = "paused_state"  # a paused trial's training state: the artifact id of its last epoch's state
+CONTINUED_FROM = "continued_from"  # the number of the paused trial whose training this one continues
+CONTINUED_AFTER = "continued_after"  # the epoch that state is from: this trial trains epochs after it
 
 TRIAL_ATTRS: frozenset[str] = frozenset(
     {
@@ -83,6 +87,9 @@ TRIAL_ATTRS: frozenset[str] = frozenset(
         BASELINE,
         RETRY_OF,
         RETRY,
+        PAUSED_STATE,
+        CONTINUED_FROM,
+        CONTINUED_AFTER,
     }
 )
 
@@ -104,17 +111,21 @@ FIXED_PARAMS = "fixed_params"
 
 # Why a trial stopped or failed -> how it reads after "N trials with ..." (report findings), in the order
 # findings list them. Who decides: the plateau rule (plateau, diverged), the cross-trial rule
-# (underperforming), the trial's own process (out_of_memory, error, interrupted) or whoever finds its
+# (underperforming: final; paused: under ``pruning.cross_trial.pause``, its last epoch's state is kept and
+# a new trial linked by ``continued_from`` trains on from it once it ranks at its rung), the trial's own
+# process (out_of_memory, error, interrupted) or whoever finds its
 # worker gone (worker_lost: the reaper, the Ray driver).
 STOP_REASONS: dict[str, str] = {
     "plateau": "were stopped on a plateau",  # own val loss stopped improving
     "diverged": "diverged",  # own val loss became NaN/inf or blew up
     "underperforming": "were pruned as underperforming",  # val Dice behind the other trials
+    "paused": "were paused behind the other trials (continued once they rank)",  # kept for promotion
     "out_of_memory": "ran out of memory",  # the accelerator ran out of memory
     "error": "failed with an error",  # training raised (bad settings, a bug on a worker)
     "worker_lost": "lost their worker",  # the process or node running the trial went away
     "interrupted": "were interrupted",  # the user or the scheduler stopped the study
 }
+PAUSED = "paused"  # the stop reason of a trial paused for rank (the one stop that may be continued)
 # Failures that say nothing about the parameters: the trial does not count and runs again.
 RETRYABLE_REASONS: frozenset[str] = frozenset({"worker_lost", "interrupted"})
 
@@ -328,6 +339,37 @@ def retries(source: Attributed) -> int:
 def retry_attrs(origin: int, retry: int) -> dict[str, int]:
     """The user attributes a retry is enqueued with (:data:`RETRY_OF`, :data:`RETRY`)."""
     return {RETRY_OF: int(origin), RETRY: int(retry)}
+
+
+def paused_state(source: Attributed) -> str | None:
+    """The artifact id of a paused trial's training state (:data:`PAUSED_STATE`), or None."""
+    artifact_id = _attrs(source).get(PAUSED_STATE)
+    return artifact_id if isinstance(artifact_id, str) and artifact_id else None
+
+
+def continued_from(source: Attributed) -> int | None:
+    """The number of the paused trial this one continues (:data:`CONTINUED_FROM`), or None."""
+    return _int(_attrs(source).get(CONTINUED_FROM))
+
+
+def continued_after(source: Attributed) -> int:
+    """The epoch a continuation trains on from (:data:`CONTINUED_AFTER`; 0: not a continuation)."""
+    return _int(_attrs(source).get(CONTINUED_AFTER)) or 0
+
+
+def continuations(trials: Iterable[FrozenTrial]) -> dict[int, int]:
+    """Paused trial number -> the number of its continuation (the first, if a lost one was retried)."""
+    found: dict[int, int] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        origin = continued_from(trial)
+        if origin is not None:
+            found.setdefault(origin, trial.number)
+    return found
+
+
+def continuation_attrs(origin: int, epoch: int) -> dict[str, int]:
+    """The user attributes a continuation is enqueued with (its origin and the epoch it goes on after)."""
+    return {CONTINUED_FROM: int(origin), CONTINUED_AFTER: int(epoch)}
 
 
 # ---- Readers of study attributes ----------------------------------------------------------------------

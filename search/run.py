@@ -191,7 +191,10 @@ def run_and_summarise(args: argparse.Namespace, run: StudyRun, progress: Progres
         print(f"\ninterrupted: {running} marked interrupted and will run again on resume", file=sys.stderr)
         status = 130
     if run.checkpoints.enabled:
-        print_reconciled(reconcile(run.storage, spec.name, run.checkpoints), spec.name)
+        # Once the study is done (its budget has no room and no trial runs) no paused trial can be
+        # continued: their states go. After a timeout or an interrupt a resume (or another worker) may.
+        reconciled = reconcile(run.storage, spec.name, run.checkpoints, keep_paused=not _study_done(run))
+        print_reconciled(reconciled, spec.name)
     if run.test is not None and status == 0:
         if run.checkpoints.enabled:
             score_on_test(run.storage, spec.name, run.test, top_k=spec.test.top_k)
@@ -200,6 +203,12 @@ def run_and_summarise(args: argparse.Namespace, run: StudyRun, progress: Progres
     spent = measure_compute(run.study, run.epochs, spec, compute=spec.budget.compute)
     print(summary(run.study, n_trials=spec.budget.n_trials, storage_display=shown, spent=spent))
     return status
+
+
+def _study_done(run: StudyRun) -> bool:
+    """Whether the study's budget has no room for another trial and none of its trials runs."""
+    spent = measure_compute(run.study, run.epochs, run.spec, compute=run.spec.budget.compute)
+    return Limits.of(run.spec).reached(count_trials(run.study), spent)
 
 
 def print_reconciled(done: Reconciled, study: str) -> None:
@@ -221,6 +230,12 @@ def print_reconciled(done: Reconciled, study: str) -> None:
         print(
             f"Checkpoints: removed {len(done.swept)} file(s) from {done.folder} that no kept trial names "
             f"(partial, empty or unrecorded uploads of a full disk or a lost worker)",
+            file=sys.stderr,
+        )
+    if done.paused:
+        print(
+            f"Checkpoints: removed the saved state(s) of {len(done.paused)} paused trial(s) from "
+            f"{done.folder} (the study's budget is spent: they can no longer be continued)",
             file=sys.stderr,
         )
 

@@ -32,6 +32,7 @@ from unet.loading import make_train_loader
 from unet.losses import build_loss
 from unet.model import build_model
 from unet.optim import build_optimizer, build_scheduler, current_lr
+from unet.train_state import LastState, TrainState, capture_rng, restore_rng, to_cpu
 from unet.validation import evaluate
 
 if TYPE_CHECKING:  # the data package (albumentations, OpenCV) is not needed to train on tensors
@@ -86,6 +87,8 @@ def fit(
     *,
     on_batch: OnBatch | None = None,
     model: nn.Module | None = None,
+    resume: TrainState | None = None,
+    last_state: LastState | None = None,
 ) -> FitResult:
     """Train a U-Net on ``train`` and validate it on ``val`` after every epoch.
 
@@ -97,18 +100,32 @@ def fit(
         on_epoch: called with each epoch's record; returning True stops training after that epoch.
         on_batch: called after each training step with (step, steps per epoch), e.g. for a progress bar.
         model: an existing model to train instead of building one from ``config.model``.
+        resume: a state ``last_state`` gave (``unet.train_state``): train on from the epoch after its
+            epoch, with the same config, as if the run had never stopped; the history returned holds the
+            earlier epochs too, and ``on_epoch`` sees only the new ones.
+        last_state: bound to the loop, so that the caller can take the last finished epoch's state after
+            ``fit`` returned or ``on_epoch`` raised (e.g. to pause a trial and continue it later).
 
     Returns:
         The trained model (on its device), its history, and the reason it stopped early, if it did.
 
     Raises:
-        ConfigError: a name or combination in the config is invalid (before any training step).
+        ConfigError: a name or combination in the config is invalid (before any training step), or
+            ``resume`` is from an epoch at or past ``config.epochs``.
     """
     check_config(config)
     _check_data(config, train)
+    if resume is not None and resume.epoch >= config.epochs:
+        raise ConfigError(
+            f"the state to resume is from epoch {resume.epoch} but config.epochs is {config.epochs}: "
+            f"set epochs above {resume.epoch} to train on"
+        )
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model = model if model is not None else build_model(config.model)
+    if resume is not None:
+        model.load_state_dict(resume.model)
+    base_model = model  # uncompiled, for state dicts without torch.compile's key prefix
     channels_last = config.channels_last if config.channels_last is not None else True
     model, memory_format = prepare_model(
         model, device, channels_last=channels_last, compile_model=config.compile
@@ -119,11 +136,18 @@ def fit(
     scheduler = build_scheduler(optimizer, config)
     precision = Precision(device, enabled=config.mixed_precision)
     train_loader = make_train_loader(config, train, val, device)
+    if resume is not None:
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.scheduler)
+        precision.scaler.load_state_dict(resume.scaler)
     logger.info(
         "training on %s, %s, %d loader worker(s)", device, precision.describe(), train_loader.num_workers
     )
     result = FitResult(model=model, device=str(device))
-    first_loss: float | None = None
+    first_loss: float | None = resume.first_loss if resume is not None else None
+    if resume is not None:
+        result.history = [EpochRecord(**r) for r in resume.history]
+        result.best_state, result.best_epoch = resume.best_state, resume.best_epoch
     # Whole-image validation of ``model`` on ``val``: once before the first step, then after every epoch.
     validate = functools.partial(
         evaluate,
@@ -138,10 +162,32 @@ def fit(
     # The untrained model's val loss: a loss that exploded is measured against it (a healthy curve starts
     # at about this value and falls; one 100x above it after epoch 1 has diverged however early the trial
     # was stopped). One validation pass and no random numbers, so training after it is the same.
-    untrained_loss = validate().loss if len(val) else float("nan")  # type: ignore[arg-type]
+    if resume is not None:
+        untrained_loss = resume.initial_val_loss
+    else:
+        untrained_loss = validate().loss if len(val) else float("nan")  # type: ignore[arg-type]
 
-    augment = _device_augmentation(train, device, config.seed)
-    for epoch in range(1, config.epochs + 1):
+    augment, augment_generator = _device_augmentation(train, device, config.seed)
+    loader_generator: torch.Generator = train_loader.generator
+    if resume is not None:
+        restore_rng(resume.rng, loader_generator, augment_generator)
+
+    def take_state(rng: dict[str, object]) -> TrainState:
+        return TrainState(
+            epoch=result.history[-1].epoch,
+            model=to_cpu(base_model.state_dict()),
+            optimizer=to_cpu(optimizer.state_dict()),
+            scheduler=to_cpu(scheduler.state_dict()),
+            scaler=precision.scaler.state_dict(),
+            rng=rng,
+            history=[r.to_dict() for r in result.history],
+            best_state=result.best_state,
+            best_epoch=result.best_epoch,
+            first_loss=first_loss,
+            initial_val_loss=untrained_loss,
+        )
+
+    for epoch in range(resume.epoch + 1 if resume is not None else 1, config.epochs + 1):
         started = time.perf_counter()
         lr = current_lr(optimizer)
         train_stats = train_epoch(
@@ -187,6 +233,8 @@ def fit(
         if first_loss is None and math.isfinite(train_stats.first_loss):
             first_loss = train_stats.first_loss
         diverged = _divergence(record, first_loss, config.divergence_factor, train_stats.bad_step)
+        if last_state is not None:  # the random states now, before on_epoch runs; the rest when taken
+            last_state.bind(functools.partial(take_state, capture_rng(loader_generator, augment_generator)))
         stop = on_epoch is not None and bool(on_epoch(record))
         if diverged:
             result.stop_reason, result.stop_message = "diverged", diverged
@@ -206,14 +254,17 @@ def _keep_if_best(result: FitResult, model: nn.Module, record: EpochRecord) -> N
         result.best_epoch = record.epoch
 
 
-def _device_augmentation(train: Dataset, device: torch.device, seed: int) -> AugmentBatch | None:
-    """The data's device-side augmentation (``device_geometry``) bound to a seeded generator, or None."""
+def _device_augmentation(
+    train: Dataset, device: torch.device, seed: int
+) -> tuple[AugmentBatch | None, torch.Generator | None]:
+    """The data's device-side augmentation (``device_geometry``) bound to a seeded generator, and that
+    generator; (None, None) without one."""
     geometry: DeviceGeometry | None = getattr(train, "device_geometry", None)
     if geometry is None:
-        return None
+        return None, None
     generator = torch.Generator(device=device).manual_seed(seed)
     logger.info("flips and 90-degree rotations run on %s", device)
-    return functools.partial(geometry.apply, generator=generator)
+    return functools.partial(geometry.apply, generator=generator), generator
 
 
 def _check_data(config: TrainConfig, train: Dataset) -> None:

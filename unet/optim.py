@@ -35,13 +35,27 @@ OPTIMIZERS: dict[str, Callable[[Params, TrainConfig], torch.optim.Optimizer]] = 
 
 
 class EpochScheduler:
-    """A scheduler stepped once per epoch with the epoch's validation loss (ignored where not needed)."""
+    """A scheduler stepped once per epoch with the epoch's validation loss (ignored where not needed).
 
-    def __init__(self, step: Callable[[float], None]) -> None:
+    Args:
+        step: what one epoch's step does with its validation loss.
+        scheduler: the torch scheduler ``step`` drives, whose state a resumed run restores (None: stateless).
+    """
+
+    def __init__(self, step: Callable[[float], None], scheduler: Any = None) -> None:
         self._step = step
+        self._scheduler = scheduler
 
     def step(self, val_loss: float) -> None:
         self._step(val_loss)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The torch scheduler's state (empty for a stateless one), for ``unet.train_state``."""
+        return dict(self._scheduler.state_dict()) if self._scheduler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self._scheduler is not None:
+            self._scheduler.load_state_dict(state)
 
 
 def _none(optimizer: torch.optim.Optimizer, config: TrainConfig) -> EpochScheduler:
@@ -59,12 +73,12 @@ def _plateau(optimizer: torch.optim.Optimizer, config: TrainConfig) -> EpochSche
         if val_loss == val_loss and abs(val_loss) != float("inf"):
             scheduler.step(val_loss)
 
-    return EpochScheduler(step)
+    return EpochScheduler(step, scheduler)
 
 
 def _cosine(optimizer: torch.optim.Optimizer, config: TrainConfig) -> EpochScheduler:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=0.0)
-    return EpochScheduler(lambda _loss: scheduler.step())
+    return EpochScheduler(lambda _loss: scheduler.step(), scheduler)
 
 
 SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, TrainConfig], EpochScheduler]] = {

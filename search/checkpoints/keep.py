@@ -40,6 +40,8 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta, upload_ar
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 
+from search.checkpoints.paused import FILE_NAME as PAUSED_FILE_NAME
+from search.checkpoints.paused import needed_states
 from search.checkpoints.store import (
     S3_SCHEME,
     resolve_location,
@@ -48,7 +50,14 @@ from search.checkpoints.store import (
     study_folder,
     study_store,
 )
-from search.outcome import CHECKPOINT, CHECKPOINTS, CHECKPOINTS_ROOT, checkpoint_index, stored_spec
+from search.outcome import (
+    CHECKPOINT,
+    CHECKPOINTS,
+    CHECKPOINTS_ROOT,
+    checkpoint_index,
+    paused_state,
+    stored_spec,
+)
 from search.ranking import rank_key
 from search.spec.schema import StudySpec
 from search.store.claims import claim_lock
@@ -81,6 +90,7 @@ class Reconciled:
     missing: tuple[int, ...] = ()  # trials whose kept file was gone: dropped from the index
     unfinished: tuple[int, ...] = ()  # trials that ended without COMPLETE: dropped, their files removed
     swept: tuple[str, ...] = ()  # files no entry names (partial, empty, unrecorded), removed
+    paused: tuple[str, ...] = ()  # paused trials' states removed (search.checkpoints.paused)
 
 
 def checkpoint_policy(spec: StudySpec, store: StoreLocation) -> CheckpointPolicy:
@@ -170,9 +180,16 @@ def keep_checkpoint(
     return str(entry["artifact_id"]) if ranks else None
 
 
-def reconcile(storage: optuna.storages.RDBStorage, study_name: str, policy: CheckpointPolicy) -> Reconciled:
+def reconcile(
+    storage: optuna.storages.RDBStorage,
+    study_name: str,
+    policy: CheckpointPolicy,
+    *,
+    keep_paused: bool = True,
+) -> Reconciled:
     """Make the index and the study's files agree (see the module docstring); the index keeps at most
-    ``keep_top_k`` entries."""
+    ``keep_top_k`` entries. Paused trials' states (``search.checkpoints.paused``) that a continuation may
+    still need are kept unless ``keep_paused`` is false (the end of a study's last run: they are swept)."""
     root = policy.location
     if root is None:
         raise ValueError("reconcile needs a checkpoint location")
@@ -184,12 +201,18 @@ def reconcile(storage: optuna.storages.RDBStorage, study_name: str, policy: Chec
         live = live[: policy.keep_top_k]
         if len(live) != len(index):
             storage.set_study_user_attr(study_id, CHECKPOINTS, [_stored(e, root) for e in live])
-        swept = _sweep(storage, study_id, study_name, root, {e["artifact_id"] for e in live})
+        named = {e["artifact_id"] for e in live}
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        if keep_paused:
+            named |= needed_states(trials)
+        swept = _sweep(storage, study_id, study_name, root, named)
+        states = {artifact_id for t in trials if (artifact_id := paused_state(t.user_attrs)) is not None}
     return Reconciled(
         folder=study_folder(root, study_name),
         missing=tuple(e["trial"] for e in missing),
         unfinished=tuple(e["trial"] for e in unfinished),
-        swept=tuple(swept),
+        swept=tuple(name for name in swept if name not in states),
+        paused=tuple(name for name in swept if name in states),
     )
 
 
@@ -278,7 +301,8 @@ def _sweep(
     # An S3 prefix is not listed: the uploads Optuna recorded are.
     for trial in storage.get_all_trials(study_id, deepcopy=False):
         for meta in get_all_artifact_meta(trial, storage=storage):
-            orphan = meta.filename == FILE_NAME and meta.artifact_id not in named
+            ours = meta.filename in (FILE_NAME, PAUSED_FILE_NAME)
+            orphan = ours and meta.artifact_id not in named
             if orphan and _remove(root, study_name, meta.artifact_id):
                 removed.append(meta.artifact_id)
     return removed

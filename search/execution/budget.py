@@ -6,7 +6,8 @@ epoch trains the same images, so epochs measure it exactly. What a study spent i
 the epoch table's rows of every trial (fold 1's under k-fold), plus the later folds of a COMPLETE k-fold
 trial, which train ``max_epochs`` each and store no rows. A trial that was lost or interrupted spent what
 it trained, and its retry spends again: both count. Resuming a study therefore counts what it spent
-before.
+before. A continuation of a paused trial (``search.execution.promotion``) stores rows for its own epochs
+only, so it counts those, and no epoch is counted twice.
 
 A new trial starts only when one more full trial fits beside what is spent and what the running trials
 may still train (each up to a full trial): the budget is never exceeded, and at most one full trial's
@@ -21,7 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.execution.study import Counts
-from search.outcome import FOLD_VAL_DICE
+from search.outcome import FOLD_VAL_DICE, continued_after
 from search.spec.schema import StudySpec
 from search.store.epochs import EpochStore
 
@@ -108,8 +109,8 @@ def measure_compute(
         if trial.state == TrialState.COMPLETE and folds:
             trained += (len(folds) - 1) * max_epochs
         spent += trained
-        if trial.state == TrialState.RUNNING:
-            reserved += max(full - trained, 0)
+        if trial.state == TrialState.RUNNING:  # a continuation trains only the epochs after its start
+            reserved += max(full - continued_after(trial) - trained, 0)
     budget = None if compute is None else round(compute * full)
     return Compute(spent=spent, reserved=reserved, trial_epochs=full, budget=budget)
 

@@ -13,6 +13,7 @@ folds once fold 1 finished unpruned: the value is then the mean over the folds.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -22,9 +23,11 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 
 from search.checkpoints.keep import CheckpointPolicy, keep_checkpoint
+from search.checkpoints.paused import load_paused, remove_paused, save_paused
 from search.checkpoints.store import ArtifactsError
 from search.diagnosis import Peers, diagnose
 from search.execution.data import StudyData
@@ -37,9 +40,12 @@ from search.outcome import (
     DIAGNOSIS_CANDIDATES,
     DIAGNOSIS_CHANGES,
     DIAGNOSIS_SUMMARY,
+    PAUSED,
     TRAIN_IMAGES,
     StopDecision,
     TrialOutcome,
+    continued_from,
+    paused_state,
     record_stop,
 )
 from search.pruning.stopper import TrialStopper
@@ -50,9 +56,10 @@ from search.store.errors import StoreError
 from search.store.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat, raise_if_taken
 from unet.checkpoint import dataset_normalization, save_checkpoint
 from unet.config import TrainConfig
-from unet.errors import UNetError
+from unet.errors import CheckpointError, UNetError
 from unet.fit import FitResult, fit
 from unet.history import EpochRecord
+from unet.train_state import LastState, TrainState
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +80,12 @@ class TrialContext:
     def __post_init__(self) -> None:
         self.epochs = EpochStore(self.storage.engine)
 
+    @property
+    def pausing(self) -> bool:
+        """Whether the cross-trial rule pauses (``pruning.cross_trial.pause``) and states have a place to go
+        (the study's artifact store, ``artifacts``); without a place every stop is final."""
+        return self.spec.pruning.cross_trial.pause and self.checkpoints.enabled
+
 
 class _Stop(Exception):
     """Raised inside ``fit``'s callback to end a trial the pruner stopped."""
@@ -82,10 +95,22 @@ class _Stop(Exception):
         self.decision = decision
 
 
-def make_stopper(spec: StudySpec) -> TrialStopper:
-    """The per-trial stopper the spec's pruning section describes."""
+def make_stopper(
+    spec: StudySpec, *, pause: bool | None = None, earlier: list[EpochRecord] | None = None
+) -> TrialStopper:
+    """The per-trial stopper the spec's pruning section describes.
+
+    Args:
+        pause: overrides ``pruning.cross_trial.pause`` (off where paused states have no place to go).
+        earlier: the epochs a continuation continues after (its stopper judges from the next one).
+    """
+    cross_trial = spec.pruning.cross_trial.to_rule()
+    if pause is not None:
+        cross_trial = dataclasses.replace(cross_trial, pause=pause)
     return TrialStopper(
-        plateau=spec.pruning.plateau.to_rule(), cross_trial=spec.pruning.cross_trial.to_rule()
+        plateau=spec.pruning.plateau.to_rule(),
+        cross_trial=cross_trial,
+        earlier_val_losses=[r.val_loss for r in earlier or []],
     )
 
 
@@ -103,9 +128,11 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
     # CPU sums split over another number of threads differ in their last digits, and training amplifies
     # that: search.retrain uses this count to repeat the trial exactly.
     trial.set_user_attr(CPU_THREADS, torch.get_num_threads())
-    history: list[EpochRecord] = []
-    stopper = make_stopper(spec)
+    history: list[EpochRecord] = []  # a continuation's starts with the epochs it continues after
+    stopper = make_stopper(spec, pause=ctx.pausing)
     settings: dict[str, Any] = dict(params)  # every setting once the config is built, for the diagnosis
+    origin = continued_from(trial.user_attrs)
+    last_state = LastState() if ctx.pausing else None
 
     def on_epoch(record: EpochRecord) -> None:
         history.append(record)
@@ -120,11 +147,18 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
     try:
         config = build_config(spec, params, in_channels=data.in_channels, num_classes=data.num_classes)
         settings = flatten_settings(config.to_dict())
+        resume = _paused_state(ctx, origin) if origin is not None else None
+        if resume is not None:
+            history.extend(EpochRecord(**r) for r in resume.history)
+            stopper = make_stopper(spec, pause=ctx.pausing, earlier=history)
         with Heartbeat(ctx.storage, spec.name, trial._trial_id, interval=ctx.heartbeat_interval):
-            result = fit(config, data.train, data.val, on_epoch)
+            result = fit(config, data.train, data.val, on_epoch, resume=resume, last_state=last_state)
             folds = _other_folds(ctx, trial, config, result)
     except _Stop as stop:
-        outcome = _stopped(trial, stop.decision)
+        if stop.decision.reason == PAUSED and last_state is not None:
+            outcome = _pause(ctx, trial, stop.decision, last_state, history[-1])
+        else:
+            outcome = _stopped(trial, stop.decision)
     except KeyboardInterrupt:
         done = len(history)
         record_stop(
@@ -167,7 +201,58 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
                 _keep_checkpoint(ctx, trial, config, best, result.best_state, value=value)
             outcome = TrialOutcome(TrialState.COMPLETE, value=value, message=message)
     _record_diagnosis(trial, history, settings, outcome.reason, peers=_peers(ctx, trial) if history else None)
+    if origin is not None:
+        _release_paused(ctx, origin)
     return outcome
+
+
+def _paused_state(ctx: TrialContext, origin: int) -> TrainState:
+    """The state the paused trial ``origin`` left, for its continuation.
+
+    Raises:
+        CheckpointError: it has none, or the file is gone (swept) or unreadable: the continuation fails.
+    """
+    study_id = ctx.storage.get_study_id_from_name(ctx.spec.name)
+    paused = ctx.storage.get_trial(ctx.storage.get_trial_id_from_study_id_trial_number(study_id, origin))
+    artifact_id = paused_state(paused.user_attrs)
+    if artifact_id is None or ctx.checkpoints.location is None:
+        raise CheckpointError(f"trial {origin} left no paused state to continue from")
+    try:
+        return load_paused(ctx.checkpoints.location, ctx.spec.name, artifact_id)
+    except ArtifactNotFound as e:
+        raise CheckpointError(
+            f"trial {origin}'s paused state {artifact_id} is gone from the artifact store (swept when the "
+            f"study's budget was spent) or lost: it cannot be continued"
+        ) from e
+
+
+def _pause(
+    ctx: TrialContext, trial: optuna.Trial, decision: StopDecision, last: LastState, record: EpochRecord
+) -> TrialOutcome:
+    """Keep the trial's last epoch's state for a continuation; a state that cannot be kept, or an epoch
+    whose training loss was not finite (``fit`` would call it diverged), makes the stop final
+    (``underperforming``)."""
+    assert ctx.checkpoints.location is not None  # ctx.pausing
+    if not math.isfinite(record.train_loss):
+        message = f"{decision.message}; its training loss was {record.train_loss}: the stop is final"
+        return _stopped(trial, dataclasses.replace(decision, reason="underperforming", message=message))
+    try:
+        save_paused(ctx.storage, ctx.checkpoints.location, ctx.spec.name, trial, last.take())
+    except (OSError, ArtifactsError) as e:
+        logger.warning("trial %d: its state could not be kept, so its stop is final: %s", trial.number, e)
+        message = f"{decision.message}; its state could not be kept ({str(e)[:200]}): the stop is final"
+        decision = dataclasses.replace(decision, reason="underperforming", message=message)
+    return _stopped(trial, decision)
+
+
+def _release_paused(ctx: TrialContext, origin: int) -> None:
+    """Remove the paused state a continuation trained on from: it is continued (a retry of a continuation
+    lost later fails with the state gone, and the end of the run sweeps what is left anyway)."""
+    study_id = ctx.storage.get_study_id_from_name(ctx.spec.name)
+    paused = ctx.storage.get_trial(ctx.storage.get_trial_id_from_study_id_trial_number(study_id, origin))
+    artifact_id = paused_state(paused.user_attrs)
+    if artifact_id is not None and ctx.checkpoints.location is not None:
+        remove_paused(ctx.checkpoints.location, ctx.spec.name, artifact_id)
 
 
 def _other_folds(

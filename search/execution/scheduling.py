@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.execution.budget import Limits, measure_compute
 from search.execution.objective import TrialContext
+from search.execution.promotion import promote_paused
 from search.execution.study import Counts, count_trials, enqueue_retry, make_sampler
 from search.outcome import TrialOutcome
 from search.store.claims import claim_lock
@@ -38,7 +39,8 @@ def claim_next(
     The budget is ``n_trials`` counted trials at most and ``compute`` full trials' worth of epochs
     (:mod:`search.execution.budget`; None: no such limit). The sampler is made afresh with the number of
     trials so far as its salt (``make_sampler``), so one worker replays the same proposals run after run
-    while several workers do not draw alike.
+    while several workers do not draw alike. Under ``pruning.cross_trial.pause`` a paused trial that now
+    ranks at its rung is continued before a new proposal (:mod:`search.execution.promotion`).
 
     Returns:
         The new trial and the salt its sampler was made with (None when the budget has no room or
@@ -51,6 +53,8 @@ def claim_next(
         spent = measure_compute(study, ctx.epochs, ctx.spec, compute=compute)
         if timed_out or not limits.may_start(counts, spent):
             return None, counts, timed_out or limits.reached(counts, spent)
+        if ctx.pausing:  # a paused trial that ranks now goes before a new proposal
+            promote_paused(study, ctx.spec.pruning.cross_trial.to_rule())
         salt = len(study.get_trials(deepcopy=False))
         study.sampler = make_sampler(ctx.spec, salt=salt)
         return (study.ask(), salt), counts, False

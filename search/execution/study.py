@@ -23,6 +23,9 @@ from search.outcome import (
     SPEC,
     SPEC_FINGERPRINT,
     SPEC_SOURCE,
+    continuation_attrs,
+    continued_after,
+    continued_from,
     is_retryable,
     retries,
     retry_attrs,
@@ -187,7 +190,9 @@ def enqueue_retry(study: optuna.Study, trial: FrozenTrial, *, max_retries: int) 
         logger.info("trial %d is not retried (%d of %d retries used)", trial.number, done, max_retries)
         return False
     origin = retry_of(trial)
-    study.enqueue_trial(
-        dict(params), user_attrs=retry_attrs(trial.number if origin is None else origin, done + 1)
-    )
+    attrs: dict[str, int] = retry_attrs(trial.number if origin is None else origin, done + 1)
+    paused = continued_from(trial)
+    if paused is not None:  # a lost continuation runs again from the same paused state
+        attrs |= continuation_attrs(paused, continued_after(trial))
+    study.enqueue_trial(dict(params), user_attrs=attrs)
     return True

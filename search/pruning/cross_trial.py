@@ -6,15 +6,18 @@ the study file's ``pruning.cross_trial.rule`` then accepts the name (add it to i
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import optuna
 from optuna.pruners import BasePruner, MedianPruner, NopPruner, SuccessiveHalvingPruner
 from optuna.trial import FrozenTrial, TrialState
 
+from search.outcome import continued_from
 from search.pruning.validation import check_int
+from unet.errors import ConfigError
 from unet.registry import look_up
 
 # The names of CROSS_TRIAL_RULES, for type checkers and the study file's schema.
@@ -35,12 +38,23 @@ class CrossTrialRule:
     warmup_epochs: int = 0  # epochs 1..warmup_epochs are never judged against other trials
     min_trials: int = 0  # completed trials needed before any trial is judged against them
     reduction_factor: int = 3  # successive_halving: keep the best 1/reduction_factor at each rung
+    # successive_halving: a stop is a pause (stop reason "paused"): the trial's last epoch's state is kept
+    # and a new trial linked by continued_from trains on from it once the trial ranks in the top
+    # 1/reduction_factor at its rung (search.execution.promotion). Off: every stop is final.
+    pause: bool = False
 
     def __post_init__(self) -> None:
         look_up(CROSS_TRIAL_RULES, self.rule, what="cross-trial rule")
         check_int(self.warmup_epochs, "cross_trial.warmup_epochs", low=0)
         check_int(self.min_trials, "cross_trial.min_trials", low=0)
         check_int(self.reduction_factor, "cross_trial.reduction_factor", low=2)
+        if not isinstance(self.pause, bool):
+            raise ConfigError(f"cross_trial.pause must be true or false but got {self.pause!r}")
+        if self.pause and self.rule != "successive_halving":
+            raise ConfigError(
+                f"cross_trial.pause needs rule successive_halving (its rungs decide promotions) but the "
+                f"rule is {self.rule!r}: set rule: successive_halving or pause: false"
+            )
 
     def build(self) -> BasePruner:
         """A fresh Optuna pruner for this rule."""
@@ -65,6 +79,9 @@ def _build_successive_halving(rule: CrossTrialRule) -> BasePruner:
     return _AfterStartup(halving, min_trials=rule.min_trials)
 
 
+# SuccessiveHalvingPruner's system attribute per completed rung: completed_rung_0, completed_rung_1 ...
+RUNG_PREFIX = "completed_rung_"
+
 CROSS_TRIAL_RULES: dict[str, Callable[[CrossTrialRule], BasePruner]] = {
     "none": _build_none,
     "median": _build_median,
@@ -77,6 +94,10 @@ class _AfterStartup(BasePruner):
 
     SuccessiveHalvingPruner has no startup count. The wrapped pruner is still called during start-up,
     so it records each trial's rung values and later trials compete against them.
+
+    A continuation (``continued_from``) is shown to the wrapped pruner with the rungs its paused
+    ancestors completed (in memory only), so it is next judged at the rung after them, as ASHA judges a
+    promoted trial, and no rung counts the same run twice.
     """
 
     def __init__(self, pruner: BasePruner, *, min_trials: int) -> None:
@@ -84,9 +105,50 @@ class _AfterStartup(BasePruner):
         self._min_trials = min_trials
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        inherited = inherited_rungs(study, trial)
+        if inherited:
+            trial = copy.copy(trial)
+            trial.system_attrs = {**inherited, **trial.system_attrs}
         prune = self._pruner.prune(study, trial)
         n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         return prune and n_complete >= self._min_trials
+
+
+def rung_values(attrs: Mapping[str, object]) -> dict[int, float]:
+    """The rungs a trial completed and its val Dice at each, from its system attributes."""
+    return {
+        int(key.removeprefix(RUNG_PREFIX)): float(value)  # type: ignore[arg-type]
+        for key, value in attrs.items()
+        if key.startswith(RUNG_PREFIX)
+    }
+
+
+def inherited_rungs(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """The rung attributes of the paused trials a continuation descends from (empty for other trials)."""
+    origin = continued_from(trial.user_attrs)
+    if origin is None:
+        return {}
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    inherited: dict[str, Any] = {}
+    while origin is not None and origin in by_number:
+        ancestor = by_number[origin]
+        rungs = {k: v for k, v in ancestor.system_attrs.items() if k.startswith(RUNG_PREFIX)}
+        inherited = {**rungs, **inherited}
+        origin = continued_from(ancestor.user_attrs)
+    return inherited
+
+
+def promotion_threshold(values: list[float], reduction_factor: int) -> float:
+    """The lowest val Dice that passes a rung where ``values`` compete, as SuccessiveHalvingPruner
+    promotes: the top 1/``reduction_factor``, the best alone while fewer than 2 x reduction_factor compete
+    (sorted descending, the value at index ``max(len // eta - 1, 0)``)."""
+    ranked = sorted(values, reverse=True)
+    return ranked[max(len(ranked) // reduction_factor - 1, 0)]
+
+
+def promotable(value: float, values: list[float], reduction_factor: int) -> bool:
+    """Whether ``value`` passes the rung where ``values`` (which include it) compete."""
+    return value >= promotion_threshold(values, reduction_factor)
 
 
 def halving_rung(
@@ -94,14 +156,9 @@ def halving_rung(
 ) -> tuple[int, float, int]:
     """The rung at which successive halving pruned a trial, the Dice needed to pass it, and the field.
 
-    ``attrs`` are the pruned trial's system attributes, where the pruner keeps its rung values. Mirrors
-    SuccessiveHalvingPruner's promotion test: sorted descending, the value at index
-    ``max(len // eta - 1, 0)`` is the lowest Dice that is promoted.
+    ``attrs`` are the pruned trial's system attributes, where the pruner keeps its rung values.
     """
-    rung = max(int(key.rsplit("_", 1)[1]) for key in attrs if key.startswith("completed_rung_"))
-    key = f"completed_rung_{rung}"
-    values = sorted(
-        (float(t.system_attrs[key]) for t in study.get_trials(deepcopy=False) if key in t.system_attrs),
-        reverse=True,
-    )
-    return rung, values[max(len(values) // reduction_factor - 1, 0)], len(values)
+    rung = max(rung_values(attrs))
+    key = f"{RUNG_PREFIX}{rung}"
+    values = [float(t.system_attrs[key]) for t in study.get_trials(deepcopy=False) if key in t.system_attrs]
+    return rung, promotion_threshold(values, reduction_factor), len(values)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.outcome import StopDecision
+from search.outcome import PAUSED, StopDecision
 from search.pruning.cross_trial import CrossTrialRule, halving_rung
 from search.pruning.plateau import PlateauRule
 
@@ -30,15 +31,23 @@ class TrialStopper:
     A NaN/inf val Dice is reported to Optuna as 0.0: Optuna stores NaN, but MedianPruner then ignores
     that value when it computes the other trials' median (biasing it upwards) and SuccessiveHalvingPruner
     prunes a NaN at once; Dice lies in [0, 1], so a run with no measurable overlap scores the worst value.
+
+    A continuation of a paused trial passes the val losses of the epochs it continues after
+    (``earlier_val_losses``): its first epoch is the one after them, and the plateau rule sees the whole
+    curve. With ``cross_trial.pause`` the cross-trial rule's stop is "paused" instead of "underperforming".
     """
 
     def __init__(
-        self, *, plateau: PlateauRule | None = None, cross_trial: CrossTrialRule | None = None
+        self,
+        *,
+        plateau: PlateauRule | None = None,
+        cross_trial: CrossTrialRule | None = None,
+        earlier_val_losses: Sequence[float] = (),
     ) -> None:
         self.plateau = plateau if plateau is not None else PlateauRule()
         self.cross_trial = cross_trial if cross_trial is not None else CrossTrialRule()
         self._pruner = self.cross_trial.build()
-        self._val_losses: list[float] = []
+        self._val_losses: list[float] = [float(v) for v in earlier_val_losses]
 
     def after_epoch(
         self, trial: optuna.Trial, epoch: int, val_loss: float, val_dice: float
@@ -52,7 +61,7 @@ class TrialStopper:
             val_dice: the epoch's validation Dice (may be NaN).
 
         Returns:
-            A StopDecision ("diverged", "plateau" or "underperforming"), or None to go on.
+            A StopDecision ("diverged", "plateau", "underperforming" or "paused"), or None to go on.
 
         Raises:
             ValueError: ``epoch`` is not the next epoch of this trial.
@@ -105,4 +114,7 @@ class TrialStopper:
                 f"val Dice {dice:.3f} at epoch {epoch} is below {threshold:.3f}, the top 1/"
                 f"{rule.reduction_factor} of {n_competing} trials at rung {rung} (successive halving)"
             )
+            if rule.pause:
+                message += ": paused, continued if it ranks there as more trials arrive"
+                return StopDecision(PAUSED, epoch, detail, message)
         return StopDecision("underperforming", epoch, detail, message)

@@ -53,6 +53,7 @@ OUTCOME_COLOURS: dict[str, str] = {
     "complete": "tab:green",
     "plateau": "tab:orange",
     "underperforming": "tab:gray",
+    "paused": "tab:olive",
     "diverged": "tab:red",
     "out_of_memory": "tab:purple",
     "error": "tab:brown",

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.outcome import DIAGNOSIS_MEANINGS
+from search.outcome import DIAGNOSIS_MEANINGS, PAUSED
 from search.ranking import rank_trials
 from search.report import markdown as md
 from search.report.data import StudyRecord
@@ -157,6 +157,7 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
         "",
     ]
     ranked = _ranked(record, rows)
+    continued = _continued(rows)
     test = record.test_scores
     k = int((record.spec.get("objective") or {}).get("folds") or 1)
     val_header = f"val Dice (complete: mean of {k} folds)" if k > 1 else "val Dice"
@@ -168,7 +169,8 @@ def _best_section(record: StudyRecord, rows: pd.DataFrame, storage_display: str)
          *([_above(r["peak_val_dice"], floor)] if floor is not None else []),
          *([md.num(test.get(str(int(r["number"])), {}).get("test_dice"))] if test else []),
          md.integer(r["best_epoch"]), *(md.value(r[p]) for p in params),
-         _outcome(r["state"], r["stop_reason"]), md.text(r["diagnosis"])]
+         _outcome(r["state"], r["stop_reason"], continued=int(r["number"]) in continued),
+         md.text(r["diagnosis"])]
         for _, r in ranked.head(TOP).iterrows()
     ]  # fmt: skip
     lines += [f"### Top {len(body)}", "", *md.table(header, body), ""]
@@ -179,7 +181,11 @@ def _outcomes_section(rows: pd.DataFrame) -> list[str]:
     """Stop reasons (rows) against diagnoses (columns), counted."""
     if rows.empty:
         return []
-    outcome = [_outcome(s, r) for s, r in zip(rows["state"], rows["stop_reason"], strict=True)]
+    continued = _continued(rows)
+    outcome = [
+        _outcome(s, r, continued=int(n) in continued)
+        for s, r, n in zip(rows["state"], rows["stop_reason"], rows["number"], strict=True)
+    ]
     diagnosis = [md.text(d, missing="(none)") for d in rows["diagnosis"]]
     table = pd.crosstab(pd.Series(outcome, name="outcome"), pd.Series(diagnosis, name="diagnosis"))
     table = table.reindex(sorted(table.index, key=_outcome_key))
@@ -313,13 +319,21 @@ def _best_row(record: StudyRecord, rows: pd.DataFrame) -> pd.Series | None:
     return None if ranked.empty else ranked.iloc[0]
 
 
-def _outcome(state: str, reason: Any) -> str:
+def _outcome(state: str, reason: Any, *, continued: bool = False) -> str:
+    """How a trial ended, in a few words; a paused trial whose training a later trial continued says so
+    (it was not a final stop)."""
     if state == "COMPLETE":
         return "complete"
     if state in ("RUNNING", "WAITING"):
         return state.lower()
     prefix = {"PRUNED": "pruned", "FAIL": "failed"}.get(state, state.lower())
-    return f"{prefix}: {md.text(reason, missing='no reason')}"
+    suffix = ", then continued" if continued and reason == PAUSED else ""
+    return f"{prefix}: {md.text(reason, missing='no reason')}{suffix}"
+
+
+def _continued(rows: pd.DataFrame) -> set[int]:
+    """The numbers of the paused trials that a later trial continued (the rows' ``continued_from``)."""
+    return {int(n) for n in rows["continued_from"].dropna()}
 
 
 def _outcome_key(outcome: str) -> tuple[int, str]:

@@ -30,6 +30,9 @@ from search.outcome import (
     STOP_EPOCH,
     STOP_MESSAGE,
     STOP_REASON,
+    continuations,
+    continued_after,
+    continued_from,
 )
 from search.report.data import StudyRecord
 from unet.atomic import write_atomic
@@ -43,11 +46,13 @@ TRIAL_COLUMNS_AFTER_PARAMS: tuple[str, ...] = (
     "epochs_run",
     "stop_reason",
     "stop_epoch",
+    "continued_from",  # a continuation: the number of the paused trial it trains on from
     "diagnosis",
     "duration_s",
     "train_images",  # training images per epoch
     "compute_images",  # epochs_run x train_images
-    "compute_saved_images",  # pruned trials: (max_epochs - epochs_run) x train_images
+    # pruned trials: (max_epochs - epochs before it - epochs_run) x train_images; 0 for a continued one
+    "compute_saved_images",
     "datetime_start",
     "datetime_complete",
     "stop_message",
@@ -60,6 +65,7 @@ _INT_COLUMNS = (
     "best_epoch",
     "epochs_run",
     "stop_epoch",
+    "continued_from",
     "train_images",
     "compute_images",
     "compute_saved_images",
@@ -84,7 +90,7 @@ def trials_frame(records: Sequence[StudyRecord]) -> pd.DataFrame:
     """One row per trial of every study, sorted by study then number, in :func:`trial_columns` order."""
     params = all_param_names(records)
     rows = [
-        _trial_row(record, trial, params)
+        _trial_row(record, trial, params, continued=set(continuations(record.trials)))
         for record in sorted(records, key=lambda r: r.name)
         for trial in record.trials
     ]
@@ -114,7 +120,9 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     write_atomic(path, lambda f: frame.to_csv(f, index=False, float_format=FLOAT_FORMAT, lineterminator="\n"))
 
 
-def _trial_row(record: StudyRecord, trial: FrozenTrial, params: Sequence[str]) -> dict[str, Any]:
+def _trial_row(
+    record: StudyRecord, trial: FrozenTrial, params: Sequence[str], *, continued: set[int]
+) -> dict[str, Any]:
     attrs = trial.user_attrs
     epochs = record.epochs[record.epochs["trial_id"] == trial._trial_id]
     epochs_run = len(epochs) or len(trial.intermediate_values)
@@ -137,13 +145,16 @@ def _trial_row(record: StudyRecord, trial: FrozenTrial, params: Sequence[str]) -
         "epochs_run": epochs_run,
         "stop_reason": attrs.get(STOP_REASON),
         "stop_epoch": attrs.get(STOP_EPOCH),
+        "continued_from": continued_from(attrs),
         "diagnosis": attrs.get(DIAGNOSIS),
         "duration_s": _duration(trial),
         "train_images": images,
         "compute_images": epochs_run * images * (len(folds) if complete and folds else 1)
         if images is not None
         else None,
-        "compute_saved_images": _saved(record, trial, epochs_run, images),
+        "compute_saved_images": _saved(
+            record, trial, epochs_run, images, continued=trial.number in continued
+        ),
         "datetime_start": _time(trial.datetime_start),
         "datetime_complete": _time(trial.datetime_complete),
         "stop_message": attrs.get(STOP_MESSAGE),
@@ -163,15 +174,19 @@ def _peak_epoch(epochs: pd.DataFrame) -> int | None:
     return int(dice.sort_values(["val_dice", "epoch"], ascending=[False, True])["epoch"].iloc[0])
 
 
-def _saved(record: StudyRecord, trial: FrozenTrial, epochs_run: int, images: int | None) -> int | None:
-    """Images a pruned trial did not train on; 0 for other finished trials, None when unknown."""
+def _saved(
+    record: StudyRecord, trial: FrozenTrial, epochs_run: int, images: int | None, *, continued: bool
+) -> int | None:
+    """Images a pruned trial did not train on; 0 for other finished trials and for a paused trial that
+    was continued (its continuation trained them), None when unknown. A continuation's own epochs follow
+    those it continued after."""
     if trial.state in (TrialState.RUNNING, TrialState.WAITING):
         return None
-    if trial.state != TrialState.PRUNED:
+    if trial.state != TrialState.PRUNED or continued:
         return 0
     if images is None or record.max_epochs is None:
         return None
-    return max(record.max_epochs - epochs_run, 0) * images
+    return max(record.max_epochs - continued_after(trial) - epochs_run, 0) * images
 
 
 def _peak_intermediate(trial: FrozenTrial) -> float | None:

@@ -134,6 +134,7 @@ class CrossTrialPruning(Section):
     warmup_epochs: int = _CROSS_TRIAL.warmup_epochs  # epochs before a trial may be compared
     min_trials: int = _CROSS_TRIAL.min_trials  # finished trials needed before any comparison
     reduction_factor: int = _CROSS_TRIAL.reduction_factor  # successive_halving: keep 1 in this
+    pause: bool = _CROSS_TRIAL.pause  # successive_halving: keep a stopped trial's state, continue it later
 
     @model_validator(mode="after")
     def _in_range(self) -> CrossTrialPruning:

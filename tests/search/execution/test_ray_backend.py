@@ -424,3 +424,79 @@ def test_sigterm_marks_running_trials_interrupted_and_exits_130(tmp_path, cli):
     with_params = [t.number for t in interrupted if t.params or t.system_attrs.get("fixed_params")]
     assert 0 in with_params  # the baseline, which has them from the start
     assert sorted(t.user_attrs["retry_of"] for t in waiting) == with_params
+
+
+# Three trials behind every baseline at rung 0 (epoch 1) before the run: with the baselines, six trials
+# reach the rung, so the top two go on and a baseline paused behind the first may be continued.
+PAUSE = {
+    "budget": {"n_trials": 7, "max_epochs": 2},
+    "pruning": {
+        "plateau": {"warmup_epochs": 100, "patience": 1},
+        "cross_trial": {"rule": "successive_halving", "warmup_epochs": 0, "min_trials": 0, "pause": True},
+    },
+    "baselines": [
+        {"learning_rate": 1.0e-2, "optimizer": "adam"},
+        {"learning_rate": 3.0e-3, "optimizer": "sgd"},
+        {"learning_rate": 1.0e-3, "optimizer": "sgd"},
+    ],
+}
+
+
+def paused_run(tmp_path: Path, backend: str) -> tuple[str, Path]:
+    """Run the PAUSE study on ``backend`` (one thread a trial, as Ray gives it) after adding the three
+    trials behind at rung 0; returns the store's URL and the study's artifact folder."""
+    path = study_file(tmp_path, "pause", **PAUSE)
+    db = tmp_path / f"{backend}.db"
+    storage = open_storage(f"sqlite:///{db}")
+    try:
+        study, _ = open_study(storage, load_spec(str(path)))
+        behind = {"completed_rung_0": 0.0}
+        for _ in range(3):
+            study.add_trial(
+                optuna.trial.create_trial(
+                    state=TrialState.PRUNED,
+                    intermediate_values={1: 0.0},
+                    system_attrs=behind,
+                    user_attrs={"stop_reason": "underperforming"},
+                )
+            )
+    finally:
+        storage.engine.dispose()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["--study", str(path), "--storage", f"sqlite:///{db}", "--backend", backend]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return f"sqlite:///{db}", tmp_path / f"{backend}-artifacts" / "pause"
+
+
+@pytest.mark.slow
+def test_a_paused_trial_is_continued_alike_on_both_backends(tmp_path, capfd):
+    """Pausing and promotion live in the code both backends share (claim_next, execute_trial)."""
+    local_url, local_folder = paused_run(tmp_path, "local")
+    ray_url, ray_folder = paused_run(tmp_path, "ray")
+    captured = capfd.readouterr()
+    out = captured.out + captured.err
+
+    def shape(url: str) -> list[tuple]:
+        return [
+            (t.number, t.state, t.user_attrs.get("stop_reason"), t.user_attrs.get("continued_from"),
+             t.intermediate_values, t.value)
+            for t in trials(url, "pause")
+        ]  # fmt: skip
+
+    assert shape(ray_url) == shape(local_url)
+    done = trials(ray_url, "pause")
+    continuation = next(t for t in done if "continued_from" in t.user_attrs)
+    origin = done[continuation.user_attrs["continued_from"]]
+    assert (origin.state, origin.user_attrs["stop_reason"]) == (TrialState.PRUNED, "paused")
+    assert list(continuation.intermediate_values) == [2] and continuation.params == origin.params
+    assert continuation.user_attrs["worker_pid"] != os.getpid()  # continued in a Ray worker
+    # The run ended: no paused state is left, only the kept checkpoints the index names.
+    for url, folder in ((local_url, local_folder), (ray_url, ray_folder)):
+        index = optuna.load_study(study_name="pause", storage=url).user_attrs["checkpoints"]
+        assert {p.name for p in folder.iterdir()} == {e["artifact_id"] for e in index}
+    # Trial 2 (0.149 at epoch 1) was paused behind trial 1 (0.152) and never ranked: swept by each run.
+    assert [t.number for t in done if t.user_attrs.get("stop_reason") == "paused"] == [1, 2]
+    assert out.count("removed the saved state(s) of 1 paused trial(s)") == 2

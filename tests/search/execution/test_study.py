@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.execution.study import StudyConflictError, count_trials, enqueue_retry, make_sampler, open_study
-from search.outcome import StopDecision, record_stop
+from search.outcome import StopDecision, continuation_attrs, continued_after, continued_from, record_stop
 from search.spec.schema import StudySpec, load_spec
 from search.store.engine import open_storage
 
@@ -90,6 +90,21 @@ def test_retries_keep_their_origin_and_stop_at_max_retries(sqlite_storage) -> No
     lost_again = study.tell(retry, state=TrialState.FAIL)
     assert not enqueue_retry(study, lost_again, max_retries=1)
     assert study.get_trials(states=(TrialState.WAITING,)) == []
+
+
+def test_a_lost_continuation_is_retried_from_the_same_paused_trial(sqlite_storage) -> None:
+    study, _ = open_study(sqlite_storage, smoke(baselines=[]))
+    study.enqueue_trial({"learning_rate": 0.01}, user_attrs=continuation_attrs(7, 3))
+    trial = study.ask()
+    trial.suggest_float("learning_rate", 1e-3, 1e-1, log=True)
+    lost = study.tell(trial, state=TrialState.FAIL)
+    assert enqueue_retry(study, lost, max_retries=1)
+    retry = study.ask()
+    assert (continued_from(retry), continued_after(retry), retry.user_attrs["retry_of"]) == (
+        7,
+        3,
+        lost.number,
+    )
 
 
 def test_sampler_seed_depends_on_spec_seed_and_salt() -> None:

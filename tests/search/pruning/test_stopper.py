@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.outcome import StopDecision
+from search.outcome import CONTINUED_AFTER, CONTINUED_FROM, StopDecision
 from search.pruning.cross_trial import CrossTrialRule
 from search.pruning.plateau import PlateauRule
 from search.pruning.stopper import TrialStopper
@@ -152,3 +152,37 @@ def test_epochs_must_come_in_order() -> None:
     stopper.after_epoch(trial, 1, 1.0, 0.5)
     with pytest.raises(ValueError, match="epoch must be 2"):
         stopper.after_epoch(trial, 3, 0.9, 0.5)
+
+
+def test_a_pause_is_the_halving_stop_and_its_continuation_is_judged_at_the_next_rung() -> None:
+    """Under pause the halving stop says "paused"; the continuation of the paused trial is not judged
+    again at the rung it was promoted past, and its next rung is judged with the ancestor's rung values."""
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    rule = CrossTrialRule(rule="successive_halving", reduction_factor=3, pause=True)
+    best = study.ask()
+    assert _run(TrialStopper(plateau=PLATEAU, cross_trial=rule), best, FALLING[:3], [0.9] * 3) is None
+    study.tell(best, 0.9)
+    paused = study.ask()
+    decision = _run(TrialStopper(plateau=PLATEAU, cross_trial=rule), paused, FALLING[:1], [0.5])
+    assert decision is not None and (decision.reason, decision.epoch) == ("paused", 1)
+    assert "paused, continued if it ranks" in (decision.message or "")
+    study.tell(paused, state=optuna.trial.TrialState.PRUNED)
+
+    study.enqueue_trial({}, user_attrs={CONTINUED_FROM: paused.number, CONTINUED_AFTER: 1})
+    continuation = study.ask()
+    stopper = TrialStopper(plateau=PLATEAU, cross_trial=rule, earlier_val_losses=FALLING[:1])
+    assert stopper.after_epoch(continuation, 2, FALLING[1], 0.6) is None  # rung 0 is its ancestor's
+    assert "completed_rung_0" not in study._storage.get_trial(continuation._trial_id).system_attrs
+    decision = stopper.after_epoch(continuation, 3, FALLING[2], 0.7)  # rung 1 (epoch 3): behind 0.9
+    assert decision is not None and (decision.reason, decision.detail["rung"]) == ("paused", 1)
+    assert decision.detail["n_competing"] == 2
+
+
+def test_without_pause_the_halving_stop_is_final() -> None:
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    rule = CrossTrialRule(rule="successive_halving", reduction_factor=3)
+    best = study.ask()
+    assert _run(TrialStopper(plateau=PLATEAU, cross_trial=rule), best, FALLING[:1], [0.9]) is None
+    study.tell(best, 0.9)
+    decision = _run(TrialStopper(plateau=PLATEAU, cross_trial=rule), study.ask(), FALLING[:1], [0.5])
+    assert decision is not None and decision.reason == "underperforming"
