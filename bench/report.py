@@ -335,6 +335,10 @@ def _diagnosis(d: dict[str, Any]) -> str:
         )
     by_cause = ", ".join(f"{c} {v[0]}/{v[1]}" for c, v in sorted(d["by_cause"].items()))
     lines.append(f"\nRight per cause: {by_cause}.\n")
+    if "real_searches" in d:
+        from bench.diagnosis.searches import markdown
+
+        lines.append(markdown(d["real_searches"]))
     return "\n".join(lines)
 
 

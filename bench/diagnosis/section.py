@@ -5,19 +5,26 @@ failure (an independent, looser test per cause: a run that did not fail as inten
 error, reported apart and not scored), diagnose it, and for every failed run apply the diagnosis's
 advice once (its ``changes``; for advice about the data, the repaired dataset) and diagnose the
 follow-up: fixed when that is ``healthy``.
+
+The full run (not ``quick``) then scores the labels of real searches (:mod:`bench.diagnosis.searches`:
+shipped studies with shipped defaults, 3 sampler seeds each, every trial checked against its curves by a
+rule of its own) under ``real_searches``.
 """
 
 from __future__ import annotations
 
 import math
 import multiprocessing
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from bench.diagnosis import searches
 from bench.diagnosis.cases import CASES, QUICK_CASES, Case
 from bench.diagnosis.data import dataset
 from search.diagnosis import diagnose
@@ -159,7 +166,11 @@ def run(*, quick: bool = False, workers: int = 2, say: Callable[[str], None] = p
             after = row.get("followup", {}).get("label")
             say(f"[diagnosis] {row['name']}: {row['cause']} labelled {row['label']}, advice -> {after}")
             rows.append(row)
-    return {"rows": rows, **score(rows), "quick": quick}
+    result = {"rows": rows, **score(rows), "quick": quick}
+    if not quick:
+        with tempfile.TemporaryDirectory(prefix="diagnosis-searches-") as folder:
+            result["real_searches"] = searches.run(folder=Path(folder), say=say)
+    return result
 
 
 def score(rows: list[dict[str, Any]]) -> dict[str, Any]:
