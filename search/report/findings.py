@@ -18,6 +18,12 @@ rung, and a failure there (a loss that exploded in epoch 1) is what the search m
 the trials table has ``epochs_run``, a finding says by which epoch its trials ended; a finding about a
 failure says how to change the space (:attr:`Finding.action`).
 
+A failure that one parameter's range explains only for some values of another is found on the two
+together (:func:`joint_findings`), when that picks it out better than any one parameter does:
+
+    all 12 trials with optimizer adam or adamw and learning rate > 0.0097 diverged in epoch 1 (none of the
+    11 with optimizer sgd there did): narrow learning_rate to <= 0.0097 for optimizer adam or adamw
+
 Without any label, the trials can still be compared at equal epochs (:func:`rung_findings`): at the
 deepest epoch that ``MIN_RUNG_TRIALS`` of them reached (under successive halving, a rung), the ones whose
 val Dice is in the bottom quarter are grouped the same way:

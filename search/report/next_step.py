@@ -8,7 +8,11 @@ is to move the space away from it (without cutting off a healthy trial):
 
     9 of 12 stalled trials had learning rate < 3e-4: raise the space's lower bound of learning_rate to 3e-4
 
-Otherwise the step is the advice those trials' diagnoses give most often. A study whose trials are
+A failure finding (``search.report.findings``) about the cause that holds more of its trials is the step
+instead, such as a range that failed for some optimizers only; every step that changes the space names the
+study file's space entry to paste (or, for a range within some values of another parameter, which a study
+file cannot express, the three edits it can make). Otherwise the step is the advice those trials'
+diagnoses give most often. A study whose trials are
 healthy gets no step to fix, and says so.
 """
 
