@@ -51,10 +51,10 @@ def next_step(
             column per parameter of ``space`` (``search.report.tables.trials_frame`` of one study).
         space: the study's searched parameters as stored in its spec.
         findings: the study's findings (``search.report.findings.find_findings`` and ``rung_findings``).
-            A failure finding about the cause that covers more of its trials than this module's own
-            one-parameter condition is the step (a range that failed for some values of another parameter
-            only is one); without a failure cause to fix, the first rung finding says which settings lag
-            the others at equal epochs.
+            A failure finding about the cause that holds ``MIN_COVERAGE`` of its trials, and more of them
+            than this module's own one-parameter condition, is the step (a range that failed for some
+            values of another parameter only is one); without a failure cause to fix, the first rung
+            finding says which settings lag the others at equal epochs.
     """
     lagging = [f for f in findings if f.at_equal_epochs]
     finished = trials[trials["state"].isin(("COMPLETE", "PRUNED", "FAIL")) & trials["diagnosis"].notna()]
@@ -74,7 +74,14 @@ def next_step(
         )
     is_cause = (finished["diagnosis"] == cause).tolist()
     best = _best_condition(finished, space, is_cause, count)
-    finding = next((f for f in findings if f.action and f.change and cause in f.labels), None)
+    finding = next(
+        (
+            f
+            for f in findings
+            if f.action and f.change and cause in f.labels and f.matched >= MIN_COVERAGE * count
+        ),
+        None,
+    )
     if finding is not None and (best is None or finding.matched > best[0]):
         when = "" if finding.last_epoch is None else _epochs_text(finding.last_epoch)
         step = f"{finding.matched} of {count} {cause} trials had {finding.condition}{when}: {finding.action}."
@@ -124,13 +131,13 @@ def study_file_edit(finding: Finding, space: Mapping[str, Mapping[str, Any]]) ->
     chosen = [_value(v) for v in finding.given_values]
     rest = [v for v in given_definition.get("choices", ()) if v not in finding.given_values]
     where = "above" if side == "high" else "below"
-    given_words = finding.given.removeprefix("model.").replace("_", " ")
     narrowed = _entry(finding.param, definition, finding.change)
     dropped = _entry(finding.given, given_definition, ("drop", finding.given_values))
     return (
-        f"A study file cannot give one {given_words} its own range, so in its space either set `{narrowed}` "
-        f"({' and '.join(_value(v) for v in rest)} loses its trials {where} {_value(cut)} too), or drop "
-        f"{' and '.join(chosen)} (`{dropped}`), or split it into two study files: one with {finding.given} "
+        f"A study file cannot make {finding.param}'s range depend on {finding.given}, so in its space either "
+        f"set `{narrowed}` (which also leaves out {finding.given} {' and '.join(_value(v) for v in rest)} "
+        f"{where} {_value(cut)}), or drop {' and '.join(chosen)} (`{dropped}`), or split it into two study "
+        f"files: one with {finding.given} "
         f"[{', '.join(chosen)}] and {finding.param} {side} {_value(cut)}, one with "
         f"[{', '.join(_value(v) for v in rest)}] and the range as it is."
     )

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from search.report.findings import find_findings, rung_findings
+from search.report.findings import Finding, find_findings, rung_findings
 from search.report.next_step import next_step
 
 SPACE = {
@@ -125,9 +125,21 @@ def test_a_range_that_diverged_for_some_optimizers_only_is_the_step() -> None:
     )
     assert next_step(table, lr_space, findings=found) == (
         "5 of 5 diverged trials had optimizer adam or adamw and learning rate > 0.02 (all in epoch 1): "
-        "narrow learning_rate to <= 0.02 for optimizer adam or adamw. A study file cannot give one "
-        "optimizer its own range, so in its space either set `learning_rate: {type: float, low: 1.0e-05, "
-        "high: 0.02, log: true}` (sgd loses its trials above 0.02 too), or drop adam and adamw "
-        "(`optimizer: {type: categorical, choices: [sgd]}`), or split it into two study files: one with "
-        "optimizer [adam, adamw] and learning_rate high 0.02, one with [sgd] and the range as it is."
+        "narrow learning_rate to <= 0.02 for optimizer adam or adamw. A study file cannot make "
+        "learning_rate's range depend on optimizer, so in its space either set `learning_rate: {type: "
+        "float, low: 1.0e-05, high: 0.02, log: true}` (which also leaves out optimizer sgd above 0.02), or "
+        "drop adam and adamw (`optimizer: {type: categorical, choices: [sgd]}`), or split it into two "
+        "study files: one with optimizer [adam, adamw] and learning_rate high 0.02, one with [sgd] and the "
+        "range as it is."
     )
+
+
+def test_a_finding_about_few_of_the_cause_trials_is_not_the_step() -> None:
+    """A finding must hold most (MIN_COVERAGE) of the cause's trials to be the study's step."""
+    rows = [(1e-3 * (i + 1), "batch", "behind_peers") for i in range(6)]
+    rows += [(lr, "batch", "healthy") for lr in (1.5e-3, 3.5e-3, 5.5e-3)]  # no range holds only the six
+    few = Finding(
+        "learning_rate", "learning rate < 0.0025", ("behind_peers",), 2, 2, 0.6, "x", 1, "", ("low", 0.0025)
+    )
+    step = next_step(frame(rows, {"learning_rate": 0.01}), SPACE, findings=[few])
+    assert step.startswith("6 of 9 trials are behind_peers: their diagnoses suggest learning_rate=0.01")
