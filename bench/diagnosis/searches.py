@@ -172,6 +172,10 @@ def score(searches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "exploded": len(exploded),
         "exploded_diverged": sum(t["label"] == "diverged" for t in exploded),
         "labels": dict(pd.Series([t["label"] for t in checked], dtype=object).value_counts()),
+        # The margin: first-epoch val loss / the study's median, at most among the trials not labelled
+        # diverged, at least among those labelled diverged (NaN: none).
+        "max_ratio_not_diverged": _extreme(max, [t for t in checked if t["label"] != "diverged"]),
+        "min_ratio_diverged": _extreme(min, [t for t in checked if t["label"] == "diverged"]),
     }
 
 
@@ -206,7 +210,9 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"that finished an epoch. **Labels that agree with the curves by the rule: {r['agree']} of "
         f"{r['trials']} ({r['agree_share']:.0%})**. Trials under {TREND_EPOCHS} epochs labelled healthy: "
         f"**{r['short_healthy']}**; trials whose first-epoch val loss was >= {MUST_FACTOR:g} x the study's "
-        f"median: {r['exploded']}, of them labelled diverged: **{r['exploded_diverged']}**.\n",
+        f"median: {r['exploded']}, of them labelled diverged: **{r['exploded_diverged']}**. First-epoch val "
+        f"loss over the study's median: at most {r['max_ratio_not_diverged']:.3g} among the trials not "
+        f"labelled diverged, at least {r['min_ratio_diverged']:.3g} among those labelled diverged.\n",
         "| study | seed | seconds | trials | epochs run (min-max) | labels | disagree |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -225,6 +231,11 @@ def markdown(result: Mapping[str, Any]) -> str:
         cells = [s["study"], str(s["seed"]), f"{s['seconds']:.0f}", str(len(trials)), span, labels, wrong]
         lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
+
+
+def _extreme(pick: Callable[[list[float]], float], trials: list[Mapping[str, Any]]) -> float:
+    ratios = [float(t["first_val_ratio"]) for t in trials if math.isfinite(float(t["first_val_ratio"]))]
+    return pick(ratios) if ratios else math.nan
 
 
 def _float(value: Any) -> float:
