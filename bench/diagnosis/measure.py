@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from bench.diagnosis import searches
 from bench.diagnosis.cases import CASES, QUICK_CASES, Case
 from bench.diagnosis.data import dataset
 from search.diagnosis import diagnose
@@ -159,7 +162,11 @@ def run(*, quick: bool = False, workers: int = 2, say: Callable[[str], None] = p
             after = row.get("followup", {}).get("label")
             say(f"[diagnosis] {row['name']}: {row['cause']} labelled {row['label']}, advice -> {after}")
             rows.append(row)
-    return {"rows": rows, **score(rows), "quick": quick}
+    result = {"rows": rows, **score(rows), "quick": quick}
+    if not quick:
+        with tempfile.TemporaryDirectory(prefix="diagnosis-searches-") as folder:
+            result["real_searches"] = searches.run(folder=Path(folder), say=say)
+    return result
 
 
 def score(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.diagnosis import searches
 from bench.section import Figures, Meta, RunOptions
 
 
@@ -56,4 +57,6 @@ def markdown(d: Figures) -> str:
         )
     by_cause = ", ".join(f"{c} {v[0]}/{v[1]}" for c, v in sorted(d["by_cause"].items()))
     lines.append(f"\nRight per cause: {by_cause}.\n")
+    if "real_searches" in d:
+        lines.append(searches.markdown(d["real_searches"]))
     return "\n".join(lines)

@@ -18,6 +18,12 @@ rung, and a failure there (a loss that exploded in epoch 1) is what the search m
 the trials table has ``epochs_run``, a finding says by which epoch its trials ended; a finding about a
 failure says how to change the space (:attr:`Finding.action`).
 
+A failure that one parameter's range explains only for some values of another is found on the two
+together (:func:`joint_findings`), when that picks it out better than any one parameter does:
+
+    all 12 trials with optimizer adam or adamw and learning rate > 0.0097 diverged in epoch 1 (none of the
+    11 with optimizer sgd there did): narrow learning_rate to <= 0.0097 for optimizer adam or adamw
+
 Without any label, the trials can still be compared at equal epochs (:func:`rung_findings`): at the
 deepest epoch that ``MIN_RUNG_TRIALS`` of them reached (under successive halving, a rung), the ones whose
 val Dice is in the bottom quarter are grouped the same way:
@@ -34,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,16 +47,21 @@ from typing import Any
 import pandas as pd
 
 from search.outcome import DIAGNOSES, HEALTHY, RETRYABLE_REASONS, STOP_REASONS, TOO_EARLY, UNCLEAR
+from search.report.groups import (
+    MAX_VALUES_AS_GROUPS,
+    Group,
+    Pairs,
+    by_threshold,
+    outside_share,
+    parameter_groups,
+    score,
+    sort_key,
+    threshold_groups,
+    value_text,
+    words,
+)
 from search.report.markdown import is_missing
 
-# A group needs this many trials to say anything.
-MIN_GROUP = 3
-# The share of a group that must have the label...
-MIN_SHARE = 0.75
-# ...and by how much that share must exceed the label's share among the other trials.
-MIN_CONTRAST = 0.5
-# Numbers with at most this many distinct values are grouped by value, like categories.
-MAX_VALUES_AS_GROUPS = 4
 # Rung findings compare val Dice at the deepest epoch at least this many trials reached (a quarter of
 # them is then 2 or more); ties that put more than half of them at or below the quarter say nothing.
 MIN_RUNG_TRIALS = 8
@@ -84,6 +94,15 @@ class Finding:
     action: str = ""  # the change to the space that avoids the group, e.g. "narrow learning_rate to <= 0.1"
     last_epoch: int | None = None  # the most epochs any matched trial ran (None: not known)
     phrase: str = ""  # how the labels read, when not LABEL_PHRASES' words (rung findings)
+    # The change to the study file's space the action names: ("high", 0.1) or ("low", 1e-4) for a range,
+    # ("drop", value) for a choice; None for a finding without one.
+    change: tuple[str, Any] | None = None
+    # A joint finding (:func:`joint_findings`): the other parameter whose values the group is limited to,
+    # e.g. "optimizer" and ("adam", "adamw"), and how the trials with its other values fared in the same
+    # range, e.g. "none of the 4 with optimizer sgd there did".
+    given: str = ""
+    given_values: tuple[Any, ...] = ()
+    contrast: str = ""
 
     @property
     def text(self) -> str:
@@ -95,7 +114,8 @@ class Finding:
         when = ""
         if self.last_epoch is not None:
             when = " in epoch 1" if self.last_epoch == 1 else f" within {self.last_epoch} epochs"
-        return f"{count} trials with {self.condition} {phrase}{when}"
+        contrast = f" ({self.contrast})" if self.contrast else ""
+        return f"{count} trials with {self.condition} {phrase}{when}{contrast}"
 
     @property
     def at_equal_epochs(self) -> bool:
@@ -140,17 +160,23 @@ def find_findings(trials: pd.DataFrame, space: Mapping[str, Mapping[str, Any]]) 
         )
     ]
     epochs_run = eligible["epochs_run"].tolist() if "epochs_run" in eligible.columns else [None] * len(labels)
+    epochs_all: list[int | None] = [None if is_missing(e) else int(e) for e in epochs_run]  # type: ignore[arg-type]
     found: list[tuple[int, Finding]] = []
+    single_best: dict[str, float] = {}
     for order, (name, definition) in enumerate(space.items()):
         if name in eligible.columns:
             kept = [
                 (v, ls, e)
-                for v, ls, e in zip(eligible[name].tolist(), labels, epochs_run, strict=True)
+                for v, ls, e in zip(eligible[name].tolist(), labels, epochs_all, strict=True)
                 if not is_missing(v)
             ]
             pairs = [(v, ls) for v, ls, _ in kept]
-            epochs = [None if is_missing(e) else int(e) for _, _, e in kept]
-            found += [(order, finding) for finding in _param_findings(name, definition, pairs, epochs)]
+            found += [(order, f) for f in _param_findings(name, definition, pairs, [e for _, _, e in kept])]
+            for label, best in _best_scores(name, definition, pairs).items():
+                single_best[label] = max(single_best.get(label, 0.0), best)
+    columns = {name: eligible[name].tolist() for name in space if name in eligible.columns}
+    joint = joint_findings(columns, labels, epochs_all, space, single_best=single_best)
+    found += [(list(space).index(f.param), f) for f in joint]
     found.sort(
         key=lambda item: (
             not item[1].action,
@@ -207,141 +233,168 @@ def rung_findings(
     return [finding for _, finding in found]
 
 
-_Pairs = list[tuple[Any, frozenset[str]]]
-
-
 def _param_findings(
-    name: str, definition: Mapping[str, Any], pairs: _Pairs, epochs: list[int | None]
+    name: str, definition: Mapping[str, Any], pairs: Pairs, epochs: list[int | None]
 ) -> list[Finding]:
     """The findings about one parameter: per value, or the best threshold per label."""
-    distinct = sorted({v for v, _ in pairs}, key=_sort_key)
-    numeric = definition.get("type") in ("float", "int") or (
-        not definition and all(_is_number(v) for v in distinct)
-    )
-    by_threshold = numeric and len(distinct) > MAX_VALUES_AS_GROUPS
-    if by_threshold:
-        groups = _threshold_groups(name, distinct, pairs, log=bool(definition.get("log")))
-    else:
-        groups = [
-            (
-                f"{_words(name)} {_value_text(v)}",
-                f"drop {_value_text(v)} from {name}'s choices",
-                [i for i, (x, _) in enumerate(pairs) if x == v],
-            )
-            for v in distinct
-        ]
-    chosen: list[tuple[str, str, str, list[int]]] = []
+    groups, thresholds = parameter_groups(name, definition, pairs)
+    chosen: list[tuple[str, Group]] = []
     for label in sorted({label for _, ls in pairs for label in ls}, key=_label_key):
-        scored = [
-            (score, condition, action, members)
-            for condition, action, members in groups
-            if (score := _score(label, members, pairs)) is not None
-        ]
-        if by_threshold and scored:
+        scored = [(s, group) for group in groups if (s := score(label, group.members, pairs)) is not None]
+        if thresholds and scored:
             # Thresholds overlap: keep the one split that best separates the label.
-            _, condition, action, members = max(scored, key=lambda item: item[0])
-            chosen.append((label, condition, action, members))
+            chosen.append((label, max(scored, key=lambda item: item[0])[1]))
         else:
-            chosen += [(label, condition, action, members) for _, condition, action, members in scored]
+            chosen += [(label, group) for _, group in scored]
     return _merge(name, chosen, pairs, epochs)
 
 
-def _score(label: str, members: list[int], pairs: _Pairs) -> tuple[float, float, int] | None:
-    """How well ``members`` picks out ``label`` (F1, share, count), or None when it is no finding."""
-    if len(members) < MIN_GROUP:
-        return None
-    matched = sum(label in pairs[i][1] for i in members)
-    share = matched / len(members)
-    if share < MIN_SHARE or share - _outside_share(label, members, pairs) < MIN_CONTRAST:
-        return None
-    total = sum(label in ls for _, ls in pairs)
-    return (2 * matched / (len(members) + total), share, matched)
-
-
-def _outside_share(label: str, members: list[int], pairs: _Pairs) -> float:
-    inside = set(members)
-    outside = [ls for i, (_, ls) in enumerate(pairs) if i not in inside]
-    return sum(label in ls for ls in outside) / len(outside) if outside else 0.0
+def _best_scores(name: str, definition: Mapping[str, Any], pairs: Pairs) -> dict[str, float]:
+    """Per label, the best F1 of a group of this parameter that is a finding."""
+    groups, _ = parameter_groups(name, definition, pairs)
+    best: dict[str, float] = {}
+    for label in {label for _, ls in pairs for label in ls}:
+        scores = [s[0] for group in groups if (s := score(label, group.members, pairs)) is not None]
+        if scores:
+            best[label] = max(scores)
+    return best
 
 
 def _merge(
-    name: str, chosen: list[tuple[str, str, str, list[int]]], pairs: _Pairs, epochs: list[int | None]
+    name: str, chosen: list[tuple[str, Group]], pairs: Pairs, epochs: list[int | None]
 ) -> list[Finding]:
     """One finding per group and set of matched trials, naming every label they share."""
-    merged: dict[tuple[str, tuple[int, ...]], tuple[str, list[int], list[str]]] = {}
-    for label, condition, action, members in chosen:
-        matched = tuple(i for i in members if label in pairs[i][1])
-        merged.setdefault((condition, matched), (action, members, []))[2].append(label)
-    for _, _, labels in merged.values():
+    merged: dict[tuple[str, tuple[int, ...]], tuple[Group, list[str]]] = {}
+    for label, group in chosen:
+        matched = tuple(i for i in group.members if label in pairs[i][1])
+        merged.setdefault((group.condition, matched), (group, []))[1].append(label)
+    for _, labels in merged.values():
         if len(labels) > 1 and _GENERAL_LABEL in labels:
             labels.remove(_GENERAL_LABEL)
     findings = []
-    for (condition, matched), (action, members, labels) in merged.items():
-        ran = [epochs[i] for i in matched]
-        last = max(e for e in ran if e is not None) if ran and None not in ran else None
+    for (_, matched), (group, labels) in merged.items():
+        failure = bool(_FAILURES.intersection(labels))
         findings.append(
             Finding(
                 param=name,
-                condition=condition,
+                condition=group.condition,
                 labels=tuple(labels),
                 matched=len(matched),
-                size=len(members),
-                outside_share=_outside_share(labels[0], members, pairs),
-                action=action if _FAILURES.intersection(labels) else "",
-                last_epoch=last,
+                size=len(group.members),
+                outside_share=outside_share(labels[0], group.members, pairs),
+                action=group.action if failure else "",
+                last_epoch=_last_epoch([epochs[i] for i in matched]),
+                change=group.change if failure else None,
             )
         )
     return findings
 
 
-def _threshold_groups(
-    name: str, distinct: list[Any], pairs: _Pairs, *, log: bool
-) -> list[tuple[str, str, list[int]]]:
-    """Both sides of a round threshold between every two neighbouring values, with the change to the
-    space that leaves each side out."""
-    groups = []
-    for low, high in itertools.pairwise(distinct):
-        cut = round_between(float(low), float(high), log=log)
-        below = [i for i, (v, _) in enumerate(pairs) if v <= low]
-        above = [i for i, (v, _) in enumerate(pairs) if v >= high]
-        groups.append((f"{_words(name)} < {cut:g}", f"narrow {name} to >= {cut:g}", below))
-        groups.append((f"{_words(name)} > {cut:g}", f"narrow {name} to <= {cut:g}", above))
-    return groups
+def _last_epoch(ran: list[int | None]) -> int | None:
+    return max(e for e in ran if e is not None) if ran and None not in ran else None
 
 
-def round_between(low: float, high: float, *, log: bool = False) -> float:
-    """The number with the fewest significant digits strictly between ``low`` and ``high``.
+def joint_findings(
+    columns: Mapping[str, list[Any]],
+    labels: list[frozenset[str]],
+    epochs: list[int | None],
+    space: Mapping[str, Mapping[str, Any]],
+    *,
+    single_best: Mapping[str, float],
+) -> list[Finding]:
+    """Failures that one parameter's range explains only for some values of another parameter.
 
-    Candidates are the middle (the geometric middle when ``log`` and both are positive) and both ends,
-    each rounded to 1, 2, ... significant digits; the middle itself when none fits.
+    Adam diverges at learning rates where SGD trains: "learning rate > 0.02" alone is no finding (the SGD
+    trials there did not diverge), "optimizer adam" alone neither (its low learning rates trained), but
+    "optimizer adam or adamw and learning rate > 0.02" picks out the diverged trials. For every failure
+    label, every threshold of a number split by thresholds is tried within every proper subset of the
+    values of a parameter grouped by value; the best such group (by F1 with the label) becomes a finding
+    when it meets the same bars as a one-parameter group and picks the label out better (a higher F1)
+    than any one-parameter group does (``single_best``).
+
+    Args:
+        columns: each parameter's values, one per trial (None or NaN: missing).
+        labels: each trial's outcome labels.
+        epochs: each trial's epochs run (None: unknown).
+        space: the study's searched parameters as stored in its spec.
+        single_best: per label, the best F1 of any one-parameter group that is a finding (0 if none).
     """
-    middle = math.sqrt(low * high) if log and low > 0 else (low + high) / 2
-    for digits in range(1, 16):
-        for candidate in (middle, high, low):
-            rounded = float(f"{candidate:.{digits}g}")
-            if low < rounded < high:
-                return rounded
-    return middle
+    present = {name: [not is_missing(v) for v in values] for name, values in columns.items() if name in space}
+    found = []
+    for label in sorted({label for ls in labels for label in ls} & _FAILURES, key=_label_key):
+        best: tuple[tuple[float, float, int, int], Finding] | None = None
+        for given, ranged in itertools.permutations(present, 2):
+            candidate = _best_joint(label, given, ranged, columns, labels, epochs, space, present)
+            if candidate is not None and (best is None or candidate[0] > best[0]):
+                best = candidate
+        if best is not None and best[0][0] > single_best.get(label, 0.0):
+            found.append(best[1])
+    return found
 
 
-def _words(name: str) -> str:
-    """A parameter name as words: ``model.norm`` -> "normalisation", ``learning_rate`` -> "learning rate"."""
-    short = name.removeprefix("model.")
-    return {"norm": "normalisation"}.get(short, short.replace("_", " "))
+def _best_joint(
+    label: str,
+    given: str,
+    ranged: str,
+    columns: Mapping[str, list[Any]],
+    labels: list[frozenset[str]],
+    epochs: list[int | None],
+    space: Mapping[str, Mapping[str, Any]],
+    present: Mapping[str, list[bool]],
+) -> tuple[tuple[float, float, int, int], Finding] | None:
+    """The best group "``given`` in some values and ``ranged`` beyond a threshold" for ``label``."""
+    rows = [i for i in range(len(labels)) if present[given][i] and present[ranged][i]]
+    given_values = [columns[given][i] for i in rows]
+    choices = sorted(set(given_values), key=sort_key)
+    ranged_values = [columns[ranged][i] for i in rows]
+    distinct = sorted(set(ranged_values), key=sort_key)
+    if by_threshold(space[given], choices) or not by_threshold(space[ranged], distinct) or len(choices) < 2:
+        return None
+    pairs: Pairs = [(v, labels[i]) for v, i in zip(ranged_values, rows, strict=True)]
+    groups = threshold_groups(ranged, distinct, pairs, log=bool(space[ranged].get("log")))
+    best: tuple[tuple[float, float, int, int], Group, tuple[Any, ...]] | None = None
+    for size in range(1, min(len(choices), MAX_VALUES_AS_GROUPS + 1)):
+        for subset in itertools.combinations(choices, size):
+            inside = {k for k, v in enumerate(given_values) if v in subset}
+            for group in groups:
+                members = tuple(k for k in group.members if k in inside)
+                s = score(label, members, pairs)
+                # Of equal scores, the fewest values: only they showed it.
+                if s is not None and (best is None or (*s, -size) > best[0]):
+                    best = ((*s, -size), dataclasses.replace(group, members=members), subset)
+    if best is None:
+        return None
+    key, group, subset = best
+    rest = [v for v in choices if v not in subset]
+    others = [k for k, v in enumerate(given_values) if v in rest and _same_side(group, pairs[k][0])]
+    failed = sum(label in pairs[k][1] for k in others)
+    if not others:
+        return None  # the group is the whole range: the one-parameter finding says it
+    matched = tuple(k for k in group.members if label in pairs[k][1])
+    given_text = f"{words(given)} {' or '.join(value_text(v) for v in subset)}"
+    rest_text = f"{words(given)} {' or '.join(value_text(v) for v in rest)}"
+    finding = Finding(
+        param=ranged,
+        condition=f"{given_text} and {group.condition}",
+        labels=(label,),
+        matched=len(matched),
+        size=len(group.members),
+        outside_share=outside_share(label, group.members, pairs),
+        action=f"{group.action} for {given_text}",
+        last_epoch=_last_epoch([epochs[rows[k]] for k in matched]),
+        change=group.change,
+        given=given,
+        given_values=subset,
+        contrast=f"{'none' if failed == 0 else failed} of the {len(others)} with {rest_text} there did",
+    )
+    return key, finding
 
 
-def _value_text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _same_side(group: Group, value: Any) -> bool:
+    side, cut = group.change
+    return bool(value > cut) if side == "high" else bool(value < cut)
 
 
 def _label_key(label: str) -> tuple[int, str]:
     order = list(LABEL_PHRASES)
     return (order.index(label) if label in order else len(order), label)
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    return (0, value) if _is_number(value) else (1, str(value))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

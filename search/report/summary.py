@@ -21,7 +21,8 @@ from search.outcome import DIAGNOSIS_MEANINGS, PAUSED
 from search.ranking import rank_trials
 from search.report import markdown as md
 from search.report.data import StudyRecord
-from search.report.findings import MIN_CONTRAST, MIN_GROUP, MIN_SHARE, Finding
+from search.report.findings import Finding
+from search.report.groups import MIN_CONTRAST, MIN_GROUP, MIN_SHARE
 from search.report.next_step import next_step
 from search.report.plots import PlotFile
 from search.spec.space import flatten_settings
@@ -106,7 +107,7 @@ def _study_section(
     ]
     lines += _best_section(record, rows, storage_display)
     lines += _outcomes_section(rows)
-    lines += _causes_section(record, rows, [f for f in findings if f.at_equal_epochs])
+    lines += _causes_section(record, rows, findings)
     lines += _findings_section(findings)
     lines += _compute_section(record, rows)
     return lines
@@ -199,13 +200,13 @@ def _outcomes_section(rows: pd.DataFrame) -> list[str]:
     return [*lines, ""]
 
 
-def _causes_section(record: StudyRecord, rows: pd.DataFrame, at_equal_epochs: list[Finding]) -> list[str]:
+def _causes_section(record: StudyRecord, rows: pd.DataFrame, findings: list[Finding]) -> list[str]:
     """Trials grouped by diagnosis, most common first, and the study's next step."""
     diagnosed = rows[rows["diagnosis"].notna()]
     if diagnosed.empty:
         return []
     space = record.space or {name: {} for name in record.param_names}
-    step = next_step(rows, space, at_equal_epochs=at_equal_epochs)
+    step = next_step(rows, space, findings=findings)
     lines = ["### Causes", "", f"Next step: {step}", ""]
     counts = diagnosed["diagnosis"].value_counts()
     body = []

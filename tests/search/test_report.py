@@ -248,6 +248,10 @@ def test_summary_findings_and_compute_on_a_crafted_study(tmp_path: Path) -> None
     findings = summary.split("### Findings\n\n")[1].split("\n\n")[0].splitlines()
     assert findings == [
         "- all 6 trials with learning rate > 0.05 diverged within 2 epochs: narrow learning_rate to <= 0.05",
+        # The healthy none trial trained at 0.004: none stalled below that, where batch and instance trained.
+        "- all 4 trials with normalisation none and learning rate < 0.0035 stalled within 3 epochs (none of "
+        "the 3 with normalisation batch or instance there did): narrow learning_rate to >= 0.0035 for "
+        "normalisation none",
         "- 4 of 5 trials with normalisation none stalled and were stopped on a plateau within 3 epochs: "
         "drop none from model.norm's choices",
     ]

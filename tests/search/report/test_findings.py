@@ -7,7 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from search.report.findings import find_findings, outcome_labels, round_between, rung_findings
+from search.report.findings import find_findings, outcome_labels, rung_findings
+from search.report.groups import round_between
 
 NAN = math.nan
 LR = {"learning_rate": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}}
@@ -91,6 +92,7 @@ def trials(param: str, rows: list[tuple[object, tuple[str, str | None, str | Non
             id="few-integers-are-grouped-by-value",
         ),
         pytest.param(LR, [(v, H) for v in (0.001, 0.01, 0.1, 0.2, 0.3)], [], id="healthy-is-no-finding"),
+        pytest.param(NORM, [("batch", S)] * 4, [], id="one-value-for-every-trial-explains-nothing"),
         pytest.param(
             LR,
             [(1e-4, S), (2e-4, UNDER), (3e-4, UNDER), (0.01, H), (0.02, H), (0.03, H), (0.04, UNDER)],
