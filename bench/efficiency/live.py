@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import tempfile
 import time
 from dataclasses import dataclass
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +72,16 @@ def run_live(
     target: float,
     budget: float,
     seeds: list[int],
+    pool: Pool,
     strategies: tuple[str, ...] = ("random", "ours"),
-    workers: int = 2,
 ) -> list[LiveRun]:
-    """Run every (strategy, seed) search, ``workers`` at a time, each until ``budget`` images are trained."""
+    """Run every (strategy, seed) search in ``pool``'s processes, each until ``budget`` images are trained.
+
+    ``pool``: spawned processes (``bench.efficiency.table.new_pool``), so that a search runs in a process
+    of its own at a time, like a real worker, with one torch thread.
+    """
     jobs = [(task, strategy, seed, target, budget) for strategy in strategies for seed in seeds]
-    # spawn: each search is a fresh process like a real worker, with its own torch thread setting.
-    with multiprocessing.get_context("spawn").Pool(processes=max(1, workers)) as pool:
-        return pool.map(_search, jobs, chunksize=1)
+    return pool.map(_search, jobs, chunksize=1)
 
 
 def _search(job: tuple[HardTask, str, int, float, float]) -> LiveRun:

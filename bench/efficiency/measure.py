@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from bench.efficiency.analysis import describe_task, speedup, summarize
 from bench.efficiency.folder_task import FolderTask
 from bench.efficiency.live import run_live
 from bench.efficiency.replay import STRATEGIES, TARGET_SHARE, replay
-from bench.efficiency.table import Table, load_or_build, sources_digest
+from bench.efficiency.table import Table, load_or_build, new_pool, sources_digest
 from bench.efficiency.task import QUICK_TASK, HardTask, Task
 from search.spec.schema import StudySpec
 
@@ -37,7 +37,7 @@ class EfficiencySettings:
     budget_trials: float  # replay budget, in full trials (epochs x train images each)
     live_seeds: int  # live searches per strategy (0: no live tier)
     live_budget_trials: float  # live budget, in full trials
-    workers: int = 2  # processes for the table build and the live searches
+    workers: int = 2  # processes for the table builds, the replays and the live searches (one pool)
     folder_task: FolderTask | None = None  # the real-image task (None: only the synthetic one)
     folder_budget_trials: float = 40  # its replay budget, in full trials
     # Strategies too slow for every seed (SMAC's forest and acquisition search: ~0.1 s a trial, 10 s a seed).
@@ -72,30 +72,37 @@ def folder_task(folder: Path, *, quick: bool) -> FolderTask:
 def run(
     settings: EfficiencySettings, cache_dir: Path, *, say: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Replay every strategy on each task's table (built or read), then run the live searches."""
+    """Replay every strategy on each task's table (built or read), then run the live searches.
+
+    Table builds, replays and live searches share one pool of ``settings.workers`` processes: each start
+    imports torch, Optuna and SMAC, seconds apiece on a loaded machine.
+    """
     started = time.perf_counter()
-    tasks: dict[str, Any] = {
-        "synthetic": run_task(settings.task, settings, settings.budget_trials, cache_dir, say)
-    }
-    if settings.folder_task is not None:
-        name = settings.folder_task.name
-        tasks[name] = run_task(settings.folder_task, settings, settings.folder_budget_trials, cache_dir, say)
-    synthetic = tasks["synthetic"]
-    live: dict[str, Any] = {}
-    task = settings.task
-    if settings.live_seeds:
-        unit = task.epochs * task.n_train
-        live_started = time.perf_counter()
-        live_runs = run_live(
-            task,
-            target=synthetic["target_dice"],
-            budget=settings.live_budget_trials * unit,
-            seeds=list(range(settings.live_seeds)),
-            workers=settings.workers,
-        )
-        live = summarize_live(live_runs, unit=unit, replay_summary=synthetic["replay"])
-        live["seconds"] = round(time.perf_counter() - live_started, 1)
-        say(f"  live: {len(live_runs)} searches in {live['seconds']:.0f} s")
+    with new_pool(settings.workers) as pool:
+        tasks: dict[str, Any] = {
+            "synthetic": run_task(settings.task, settings, settings.budget_trials, cache_dir, say, pool)
+        }
+        if settings.folder_task is not None:
+            name = settings.folder_task.name
+            tasks[name] = run_task(
+                settings.folder_task, settings, settings.folder_budget_trials, cache_dir, say, pool
+            )
+        synthetic = tasks["synthetic"]
+        live: dict[str, Any] = {}
+        task = settings.task
+        if settings.live_seeds:
+            unit = task.epochs * task.n_train
+            live_started = time.perf_counter()
+            live_runs = run_live(
+                task,
+                target=synthetic["target_dice"],
+                budget=settings.live_budget_trials * unit,
+                seeds=list(range(settings.live_seeds)),
+                pool=pool,
+            )
+            live = summarize_live(live_runs, unit=unit, replay_summary=synthetic["replay"])
+            live["seconds"] = round(time.perf_counter() - live_started, 1)
+            say(f"  live: {len(live_runs)} searches in {live['seconds']:.0f} s")
     return {
         "tasks": tasks,
         "strategies": {name: description for name, (description, _) in STRATEGIES.items()},
@@ -110,25 +117,26 @@ def run_task(
     budget_trials: float,
     cache_dir: Path,
     say: Callable[[str], None],
+    pool: Pool,
 ) -> dict[str, Any]:
-    """One task: its table, the task check and the replay of every strategy."""
+    """One task: its table, the task check and the replay of every strategy, in ``pool``'s processes."""
     label = getattr(task, "name", "synthetic")
     table = load_or_build(
         task,
         cache_dir,
-        workers=settings.workers,
         on_row=lambda done, total: (
             say(f"  {label} table: {done}/{total} configurations trained")
             if done % 12 == 0 or done == total
             else None
         ),
+        pool=pool,
     )
     say(f"  {label} table {table.key}: {len(table.rows)} rows ({'cached' if table.cached else 'built'})")
     unit = task.epochs * task.n_train
     spec = StudySpec.from_dict(task.study_dict("bench-replay"), origin="bench replay")
     replay_started = time.perf_counter()
     seeds = {name: settings.seeds_for(name) for name in STRATEGIES}
-    runs = replay_all(table, spec, seeds=seeds, budget=budget_trials * unit, workers=settings.workers)
+    runs = replay_all(table, spec, seeds=seeds, budget=budget_trials * unit, pool=pool)
     replay_seconds = time.perf_counter() - replay_started
     summary = summarize(runs, unit=unit)
     say(f"  {label} replay: {len(runs)} runs in {replay_seconds:.0f} s")
@@ -155,19 +163,16 @@ def run_task(
 
 
 def replay_all(
-    table: Table, spec: StudySpec, *, seeds: dict[str, int], budget: float, workers: int
+    table: Table, spec: StudySpec, *, seeds: dict[str, int], budget: float, pool: Pool
 ) -> list[Any]:
-    """Every strategy with seeds 0..seeds[name]-1, in chunks of seeds spread over ``workers`` processes."""
+    """Every strategy with seeds 0..seeds[name]-1, in chunks of seeds spread over ``pool``'s processes."""
     jobs = [
         (table, name, list(range(first, min(first + SEED_CHUNK, n))), spec, budget)
         for name, n in seeds.items()
         for first in range(0, n, SEED_CHUNK)
     ]
     jobs.sort(key=lambda job: job[1] != "smac_bohb")  # the slowest first, so it does not finish last
-    if workers <= 1:
-        return _in_order([run for job in jobs for run in _replay_strategy(job)])
-    with multiprocessing.get_context("spawn").Pool(processes=workers) as pool:
-        return _in_order([run for runs in pool.map(_replay_strategy, jobs, chunksize=1) for run in runs])
+    return _in_order([run for runs in pool.map(_replay_strategy, jobs, chunksize=1) for run in runs])
 
 
 def _in_order(runs: list[Any]) -> list[Any]:

@@ -20,6 +20,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,7 @@ def load_or_build(
     *,
     workers: int = 2,
     on_row: Callable[[int, int], None] | None = None,
+    pool: Pool | None = None,
 ) -> Table:
     """The task's table from ``cache_dir`` if its key is there, else built (and saved there).
 
@@ -126,6 +128,7 @@ def load_or_build(
         cache_dir: where ``table-<key>.json`` files live; created if missing.
         workers: training processes (each uses one thread).
         on_row: called with (rows done, rows in all) as rows finish, e.g. for progress lines.
+        pool: spawned processes started with :func:`init_worker` to train in (None: ``workers`` new ones).
     """
     key = table_key(task)
     path = cache_dir / f"table-{key}.json"
@@ -138,7 +141,7 @@ def load_or_build(
     started = time.perf_counter()
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cache_dir / f"table-{key}.partial.jsonl"
-    rows = build_rows(task, workers=workers, on_row=on_row, partial=partial)
+    rows = build_rows(task, workers=workers, on_row=on_row, partial=partial, pool=pool)
     seconds = time.perf_counter() - started
     payload = {
         "key": key,
@@ -161,11 +164,13 @@ def build_rows(
     workers: int = 2,
     on_row: Callable[[int, int], None] | None = None,
     partial: Path | None = None,
+    pool: Pool | None = None,
 ) -> tuple[Row, ...]:
     """Train every configuration of the grid; rows come back in grid order.
 
     With ``partial``, each finished row is appended there as one JSON line (index and row), and rows
-    already there are not trained again: an interrupted build resumes where it stopped.
+    already there are not trained again: an interrupted build resumes where it stopped. Training runs in
+    ``pool`` (spawned processes started with :func:`init_worker`), else in ``workers`` new processes.
     """
     grid = task.grid()
     rows: list[Row | None] = [None] * len(grid)
@@ -173,9 +178,9 @@ def build_rows(
         rows[index] = row
     jobs = [(index, (task, params)) for index, params in enumerate(grid) if rows[index] is None]
     done = len(grid) - len(jobs)
-    # spawn, not fork: the parent may already run torch's thread pool, which a forked child inherits broken.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(processes=max(1, workers), initializer=_init_worker) as pool:
+
+    def train(pool: Pool) -> None:
+        nonlocal done
         for index, row in pool.imap_unordered(_train_row, jobs):
             rows[index] = row
             if partial is not None:
@@ -184,7 +189,23 @@ def build_rows(
             done += 1
             if on_row is not None:
                 on_row(done, len(grid))
+
+    if not jobs:
+        pass  # every row was saved by an interrupted build: no process to start
+    elif pool is not None:
+        train(pool)
+    else:
+        with new_pool(workers) as own:
+            train(own)
     return tuple(row for row in rows if row is not None)
+
+
+def new_pool(workers: int) -> Pool:
+    """``workers`` spawned processes for training rows, replays and live searches (:func:`init_worker`).
+
+    spawn, not fork: the parent may already run torch's thread pool, which a forked child inherits broken.
+    """
+    return multiprocessing.get_context("spawn").Pool(processes=max(1, workers), initializer=init_worker)
 
 
 def _read_partial(partial: Path | None, grid: list[dict[str, Any]]) -> list[tuple[int, Row]]:
@@ -203,9 +224,10 @@ def _read_partial(partial: Path | None, grid: list[dict[str, Any]]) -> list[tupl
     return out
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
+    """A pool process: one thread, and training logs at ERROR (diverging rows are expected, not news)."""
     torch.set_num_threads(1)
-    logging.getLogger("unet").setLevel(logging.ERROR)  # diverging rows are expected, not news
+    logging.getLogger("unet").setLevel(logging.ERROR)
 
 
 _DATA: dict[str, tuple[Any, Any]] = {}

@@ -17,7 +17,7 @@ class StoreSection:
 
         if options.quick:
             return measure.run(
-                worker_counts=(1, 2), sizes=(10, 100), trials=2, epochs=2, load_workers=4, on_step=options.say
+                worker_counts=(2,), sizes=(10, 100), trials=2, epochs=2, load_workers=4, on_step=options.say
             )
         return measure.run(on_step=options.say)
 

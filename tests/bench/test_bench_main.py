@@ -14,11 +14,11 @@ import optuna
 import pytest
 
 from bench.__main__ import main
-from bench.efficiency.replay import STRATEGIES
 from bench.paths import REPO
 from bench.report import render
 from bench.section import Section
 from bench.sections import SECTIONS
+from tests.bench.conftest import QuickRun
 
 # The --only names before bench/ became one package per section: they must keep working.
 NAMES = ["efficiency", "throughput", "orchestration", "store", "pipeline", "diagnosis"]
@@ -134,32 +134,40 @@ def test_the_report_gives_every_section_its_place_in_registry_order() -> None:
 
 @pytest.mark.slow
 @pytest.mark.db
-def test_quick_mode_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "results"
-    report = tmp_path / "BENCHMARKS.md"
-    assert main(["--quick", "--out", str(out), "--markdown", str(report)]) == 0
-    results = json.loads((out / "results.json").read_text())
+def test_quick_mode_end_to_end(quick_run: QuickRun) -> None:
+    # The session's run of every section (tests/bench/conftest.py); each section's own figures are
+    # checked by its tests (efficiency, pipeline, diagnosis) or here (throughput, store).
+    assert quick_run.status == 0
+    results = quick_run.results
     sections = results["sections"]
-    assert {"efficiency", "throughput", "store"} <= set(sections)
-    assert results["meta"]["versions"]["optuna"] == optuna.__version__
-    efficiency = sections["efficiency"]
-    synthetic = efficiency["tasks"]["synthetic"]
-    assert set(synthetic["replay"]) == set(STRATEGIES)
-    for figures in synthetic["replay"].values():
-        assert figures["seeds"] == 3
-        assert 0.0 <= figures["pruned_compute_share"] <= 1.0
-    assert set(efficiency["live"]["strategies"]) == {"random", "ours"}
-    assert (out / "cache" / f"table-{synthetic['table']['key']}.json").is_file()
+    assert list(sections) == NAMES  # every registered section ran, in order, and none failed
+    for name, figures in sections.items():
+        assert "error" not in figures, (name, figures)
+        assert quick_run.section(name) == figures  # OUT/<name>.json holds the same figures
+    meta = results["meta"]
+    assert meta["quick"] and meta["command"] == "python -m bench --quick"
+    assert list(meta["section_seconds"]) == NAMES
+    assert meta["versions"]["optuna"] == optuna.__version__
     throughput = sections["throughput"]
     assert throughput["fit_gflops"] > 0 and throughput["matmul_gflops"] > 0
     for backend in ("sqlite", "postgresql", "mariadb"):
         store = sections["store"][backend]
-        assert "error" not in store, store
-        assert [w["workers"] for w in store["workers"]] == [1, 2]
+        assert [w["workers"] for w in store["workers"]] == [2]  # quick: two processes at once
         assert all(w["errors"] == 0 for w in store["workers"]), store["workers"]
         assert [g["trials_in_study"] for g in store["growth"]] == [10, 100]
-    text = report.read_text()
-    for heading in ("# Benchmarks", "## Search efficiency", "## Training throughput", "## Store"):
-        assert heading in text
+    # The report: the header, then every section's own part in the registry's order.
+    text = quick_run.report.read_text()
+    assert text.startswith("# Benchmarks\n") and "quick mode" in text
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert [h.split(" (")[0] for h in headings] == [
+        "## Search efficiency",
+        "## Training throughput",
+        "## Orchestration overhead per trial",
+        "## Store",
+        "## Data pipeline",
+        "## Diagnosis",
+    ]
     # Strict JSON: NaN and inf are written as strings.
-    json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    json.loads(
+        (quick_run.out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}")
+    )

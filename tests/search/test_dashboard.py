@@ -9,6 +9,7 @@ study finishes unharmed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import select
@@ -40,6 +41,8 @@ CHROMIUM = Path(os.environ.get("UNET_SEARCH_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # A bound on waits for pages and processes, not a timing assertion.
 WAIT_MS = 30_000
+# A bound on waits for a study's trials, long enough for a heavily loaded 2-core machine.
+STUDY_WAIT_S = 600.0
 # Talk to 127.0.0.1 directly even where a proxy is configured.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -160,80 +163,102 @@ def test_pruned_and_diverged_trials_show_their_labels(browser: Any, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_dashboard_and_report_during_a_running_sqlite_study(browser: Any, tmp_path: Path) -> None:
-    """optuna-dashboard#545: reading a running SQLite study must not break it."""
+def test_dashboard_and_report_during_a_running_sqlite_study(
+    browser: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """optuna-dashboard#545: reading a running SQLite study must not break it.
+
+    The study runs through the service (``open_study_run`` and ``run_study``, as ``search.run`` runs it)
+    in a thread, with an epoch callback that holds the first trial after the baseline once its first
+    epoch is stored, until the test has read the study: the pages, the API and the report read a trial
+    known to be RUNNING, however fast training is. The API is polled until the study has ended, so its
+    reads also meet the study's writes.
+    """
     from playwright.sync_api import expect
 
     from search.report.cli import main as report
+    from search.service import open_study_run, run_study
+    from search.spec.schema import load_spec
+    from search.store.location import StoreLocation
 
-    n_trials = 3  # the report reads the study after the first and the second, while the third runs
+    caplog.set_level(logging.WARNING)
+    n_trials = 2  # the baseline, then the held trial, which writes its last epochs after the reads
     spec = study_file(
         tmp_path,
         "unet-live",
-        # Long enough (a few seconds a trial) that the dashboard's pages see trials running, however
-        # fast the machine is (10 epochs were too few once fit stopped reading the device every step and
-        # validation batched its images: no page load overlapped a trial); the plateau rule waits as
-        # long, so every trial runs to the end.
-        budget={"n_trials": n_trials, "timeout": None, "max_epochs": 40},
+        budget={"n_trials": n_trials, "timeout": None, "max_epochs": 2},
+        # No pruning rule ends a trial before the test has read it.
         pruning={
-            "plateau": {"warmup_epochs": 40, "patience": 3, "min_delta": 0.0, "divergence_factor": 5.0},
+            "plateau": {"warmup_epochs": 2, "patience": 3, "min_delta": 0.0, "divergence_factor": 1e6},
             "cross_trial": {"rule": "none", "warmup_epochs": 1, "min_trials": 1},
         },
     )
     url = f"sqlite:///{tmp_path / 'live.db'}"
     open_storage(url).engine.dispose()  # the store exists before the dashboard opens it
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    with served(url) as address:
-        run = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "search.run",
-                "--study",
-                str(spec),
-                "--storage",
-                url,
-                "--backend",
-                "local",
-            ],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-        poller = ApiPoller(root(address))
-        poller.start()
-        reports, pages_with_running = 0, 0
+    held, release = threading.Event(), threading.Event()
+    held_trial: list[int] = []
+
+    def hold(trial: optuna.Trial, record: Any) -> None:
+        if trial.number >= 1 and not held_trial:  # after record_epoch: the epoch row is stored
+            held_trial.append(trial.number)
+            held.set()
+            release.wait(STUDY_WAIT_S)
+
+    ended: dict[str, Any] = {}
+
+    def study() -> None:
         try:
-            while run.poll() is None:
+            study_run = open_study_run(load_spec(str(spec)), StoreLocation.parse(url))
+            try:
+                ended["counts"] = run_study(study_run, backend="local", on_epoch=hold)
+            finally:
+                study_run.storage.remove_session()
+                study_run.storage.engine.dispose()
+        except BaseException as e:  # the test's assertions report it
+            ended["error"] = e
+            held.set()  # a study that failed before the hold ends the wait for it
+
+    # The study opens (data, store) while the dashboard starts: nothing runs past the hold before the
+    # test has read the study.
+    runner = threading.Thread(target=study, daemon=True)
+    runner.start()
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        with served(url) as address:
+            poller = ApiPoller(root(address))
+            poller.start()
+            try:
+                held.wait(STUDY_WAIT_S)
+                assert held_trial, f"no trial after the baseline stored an epoch: {ended}"
+                number = held_trial[0]
                 page.goto(f"{root(address)}/dashboard/studies/1/trials", timeout=WAIT_MS)
-                expect(page.get_by_text(re.compile(r"^\d+ Trials$"))).to_be_visible(timeout=WAIT_MS)
-                if page.get_by_text("Running", exact=True).count():
-                    pages_with_running += 1
-                    screenshot(page, "dashboard-running.png")  # the last one shows the most trials
-                if reports < min(poller.finished, 2):  # after the first and the second trial
-                    # The report reads the study as it runs, next to the dashboard.
-                    out = tmp_path / f"report-{reports}"
-                    assert report(["--study", "unet-live", "--storage", url, "--out", str(out)]) == 0
-                    reports += 1
-                time.sleep(0.2)
-            output = run.communicate()[0]
-        finally:
-            poller.stop()
-            if run.poll() is None:
-                run.kill()
-                run.communicate()
-        page.goto(f"{root(address)}/dashboard/studies/1/trials", timeout=WAIT_MS)
-        expect(page.get_by_text(f"{n_trials} Trials", exact=True)).to_be_visible(timeout=WAIT_MS)
-        screenshot(page, "dashboard-after-run.png")
-    page.close()
-    assert run.returncode == 0, output
+                expect(page.get_by_text(f"{number + 1} Trials", exact=True)).to_be_visible(timeout=WAIT_MS)
+                expect(page.get_by_text("Running", exact=True).first).to_be_visible(timeout=WAIT_MS)
+                screenshot(page, "dashboard-running.png")
+                deadline = time.monotonic() + WAIT_MS / 1000
+                while not poller.saw_running and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                # The report reads the study as it runs, next to the dashboard.
+                out = tmp_path / "report"
+                assert report(["--study", "unet-live", "--storage", url, "--out", str(out)]) == 0
+                running = optuna.load_study(study_name="unet-live", storage=url).trials[number]
+                assert running.state == optuna.trial.TrialState.RUNNING  # still held: the reads overlapped it
+            finally:
+                release.set()
+                runner.join(STUDY_WAIT_S)
+                poller.stop()
+            page.goto(f"{root(address)}/dashboard/studies/1/trials", timeout=WAIT_MS)
+            expect(page.get_by_text(f"{n_trials} Trials", exact=True)).to_be_visible(timeout=WAIT_MS)
+            screenshot(page, "dashboard-after-run.png")
+    finally:  # whatever failed, the study is let go and ends before the test does
+        release.set()
+        runner.join(STUDY_WAIT_S)
+        page.close()
+    assert not runner.is_alive() and "error" not in ended, ended
     for symptom in ("database is locked", "OperationalError", "Traceback"):
-        assert symptom not in output
+        assert symptom not in caplog.text
     assert poller.errors == [] and poller.responses > 0
-    # The dashboard's API, its pages and the report did read the study while it ran.
-    assert poller.saw_running and pages_with_running > 0 and reports > 0
+    assert poller.saw_running  # the dashboard's API did read the study while it ran
     counts = count_trials(optuna.load_study(study_name="unet-live", storage=url))
     assert counts.finished == n_trials and counts.failed == 0 and counts.running == 0
 
@@ -247,7 +272,6 @@ class ApiPoller(threading.Thread):
         self.responses = 0
         self.errors: list[str] = []
         self.saw_running = False
-        self.finished = 0  # most finished trials seen in one study
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -258,11 +282,7 @@ class ApiPoller(threading.Thread):
                     detail = json.loads(
                         _HTTP.open(f"{self.base}/api/studies/{study['study_id']}", timeout=30).read()
                     )
-                    states = [t["state"] for t in detail["trials"]]
-                    self.saw_running |= "Running" in states
-                    self.finished = max(
-                        self.finished, sum(s in ("Complete", "Pruned", "Fail") for s in states)
-                    )
+                    self.saw_running |= any(t["state"] == "Running" for t in detail["trials"])
                 self.responses += 1
                 self._halt.wait(0.05)  # leave the CPU to the study's training between rounds
             except Exception as e:  # every failure is a finding of the test, reported at its end

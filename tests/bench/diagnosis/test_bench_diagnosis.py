@@ -1,7 +1,8 @@
 """The diagnosis benchmark at CI size: one crafted run per cause (``bench.diagnosis.cases.QUICK_CASES``),
 the same 32-pixel runs as the full benchmark, trained, diagnosed, and the advice applied once.
 
-The full benchmark's goals are >= 90 % right labels and >= 70 % of failed runs fixed by the advice. At
+The quick run is the session's ``python -m bench --quick`` (``tests/bench/conftest.py``). The full
+benchmark's goals are >= 90 % right labels and >= 70 % of failed runs fixed by the advice. At
 eleven runs one wrong label is 91 % and one more is 82 %, so the test asserts the goal itself for the
 labels (at most one wrong) and for the fixes (at most 3 of 10 failed runs not fixed). It also asserts
 that at most one run is a construction error: a case that stops failing as intended (a library change
@@ -14,6 +15,7 @@ import pytest
 
 from bench.diagnosis import measure
 from bench.diagnosis.cases import CASES, QUICK_CASES
+from tests.bench.conftest import QuickRun
 
 
 def test_cases_cover_every_cause_three_times() -> None:
@@ -42,8 +44,11 @@ def test_score_counts_only_constructed_runs() -> None:
 
 
 @pytest.mark.slow
-def test_quick_benchmark_meets_the_goals() -> None:
-    result = measure.run(quick=True, workers=1, say=lambda _: None)
+@pytest.mark.db
+def test_quick_benchmark_meets_the_goals(quick_run: QuickRun) -> None:
+    # The diagnosis section of the session's quick run (tests/bench/conftest.py).
+    result = quick_run.section("diagnosis")
+    assert result["quick"]
     wrong = [(r["name"], r["label"]) for r in result["rows"] if r["constructed"] and not r["right"]]
     assert result["runs"] == len(QUICK_CASES)
     assert len(result["construction_errors"]) <= 1, result["construction_errors"]

@@ -17,8 +17,8 @@ from bench.efficiency.measure import folder_task
 from bench.efficiency.replay import STRATEGIES, replay
 from bench.efficiency.table import Row, Table, build_rows
 from bench.efficiency.task import HardTask
-from bench.paths import DSB
 from search.spec.schema import StudySpec
+from tests.bench.conftest import QuickRun
 from unet.errors import DataError
 
 TINY = HardTask(
@@ -35,19 +35,6 @@ def _row(lr: float, dice: list[float]) -> Row:
         stop_reason=None,
         seconds=0.0,
     )
-
-
-@pytest.fixture(scope="module")
-def small_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Eight real images and masks of the DSB 2018 subset (both looks: gray and colour)."""
-    root = tmp_path_factory.mktemp("dsb-small")
-    for sub in ("images", "masks"):
-        (root / sub).mkdir()
-    stems = sorted(p.stem for p in (DSB / "images").glob("*.png"))[:8]
-    for stem in stems:
-        shutil.copy(DSB / "images" / f"{stem}.png", root / "images" / f"{stem}.png")
-        shutil.copy(DSB / "masks" / f"{stem}.png", root / "masks" / f"{stem}.png")
-    return root
 
 
 def test_the_issue_peers_are_strategies() -> None:
@@ -126,17 +113,23 @@ def test_build_resumes_from_the_rows_an_interrupted_build_saved(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_bench_data_option_builds_and_replays_a_folder_table(small_folder: Path, tmp_path: Path) -> None:
-    out = tmp_path / "results"
-    argv = ["--quick", "--only", "efficiency", "--out", str(out), "--markdown", str(tmp_path / "B.md")]
-    assert main([*argv, "--data", str(small_folder)]) == 0
-    tasks = json.loads((out / "efficiency.json").read_text())["tasks"]
-    assert set(tasks) == {"synthetic", small_folder.name}
-    real = tasks[small_folder.name]
-    assert real["table"]["rows"] == folder_task(small_folder, quick=True).n_configs
-    assert set(real["replay"]) == set(STRATEGIES)
-    assert (out / "cache" / f"table-{real['table']['key']}.json").is_file()
-    assert f"### Task `{small_folder.name}`" in (tmp_path / "B.md").read_text()
+@pytest.mark.db
+def test_bench_data_option_builds_and_replays_a_folder_table(quick_run: QuickRun) -> None:
+    # The session's quick run (tests/bench/conftest.py) was given --data on the eight images.
+    assert quick_run.status == 0
+    efficiency = quick_run.section("efficiency")
+    tasks = efficiency["tasks"]
+    assert set(tasks) == {"synthetic", quick_run.data.name}
+    real = tasks[quick_run.data.name]
+    assert real["table"]["rows"] == folder_task(quick_run.data, quick=True).n_configs
+    for task in tasks.values():
+        assert set(task["replay"]) == set(STRATEGIES)
+        for figures in task["replay"].values():
+            assert figures["seeds"] == 3
+            assert 0.0 <= figures["pruned_compute_share"] <= 1.0
+        assert (quick_run.out / "cache" / f"table-{task['table']['key']}.json").is_file()
+    assert set(efficiency["live"]["strategies"]) == {"random", "ours"}
+    assert f"### Task `{quick_run.data.name}`" in quick_run.report.read_text()
 
 
 def test_bench_data_option_rejects_a_folder_without_images(

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import main
 from bench.pipeline import section
+from tests.bench.conftest import QuickRun
 
 
 @pytest.mark.slow
-def test_quick_pipeline_section(tmp_path: Path) -> None:
-    out, report = tmp_path / "results", tmp_path / "BENCHMARKS.md"
-    assert main(["--quick", "--only", "pipeline", "--out", str(out), "--markdown", str(report)]) == 0
-    figures = json.loads((out / "pipeline.json").read_text())
+@pytest.mark.db
+def test_quick_pipeline_section(quick_run: QuickRun) -> None:
+    # The pipeline section of the session's quick run (tests/bench/conftest.py).
+    assert quick_run.status == 0
+    figures = quick_run.section("pipeline")
     loader = figures["loader_items_per_s"]
     assert set(loader) == {
         "in_process",
@@ -30,7 +31,7 @@ def test_quick_pipeline_section(tmp_path: Path) -> None:
         loader["in_process"] / figures["step_images_per_s"], rel=0.01
     )
     assert figures["compile"] is None  # minutes on a CPU: only in the full run
-    text = report.read_text()
+    text = quick_run.report.read_text()
     assert "## Data pipeline (patch 32" in text and "not measured (quick run)" in text
 
 
