@@ -39,7 +39,7 @@ def test_worker_paused_past_the_grace_drops_its_reaped_trial_and_goes_on(tmp_pat
     path = study_file(
         tmp_path,
         "paused",
-        budget={"n_trials": 1, "max_epochs": 8},
+        budget={"n_trials": 2, "max_epochs": 8},
         pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}},
         execution={"concurrency": 1, "cpus_per_trial": 1, "gpus_per_trial": 0, "max_retries": 1},
     )
@@ -73,6 +73,5 @@ def test_worker_paused_past_the_grace_drops_its_reaped_trial_and_goes_on(tmp_pat
     assert max(lost.intermediate_values) == stop_epoch
     retries = [t for t in done if t.user_attrs.get("retry_of") == 0]
     assert len(retries) == 1 and retries[0].params == lost.params  # retried once
-    # The one trial asked for is the retry, run by the woken worker: the exact count, nothing RUNNING.
     counted = [t for t in done if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert counted == retries and len(done) == 2
+    assert len(counted) == 2 and len(done) == 3  # the exact count, nothing RUNNING
