@@ -39,7 +39,8 @@ def test_worker_paused_past_the_grace_drops_its_reaped_trial_and_goes_on(tmp_pat
     path = study_file(
         tmp_path,
         "paused",
-        budget={"n_trials": 2, "max_epochs": 8},
+        # Long enough that the pause falls within trial 0 (with 8 epochs it ended before, on an idle machine).
+        budget={"n_trials": 2, "max_epochs": 30},
         pruning={"plateau": {"warmup_epochs": 30, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}},
         execution={"concurrency": 1, "cpus_per_trial": 1, "gpus_per_trial": 0, "max_retries": 1},
     )

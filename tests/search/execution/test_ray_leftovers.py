@@ -24,7 +24,7 @@ from test_run import REPO, epochs_recorded, study_file, trials, wait_for
 from search.execution.ray import leftovers
 from search.processes import process_start_time, session_processes
 
-# Trials long enough that the killed driver's worker cannot finish its trial before it is ended.
+# No plateau stop within the trial's epochs.
 LONG = {"plateau": {"warmup_epochs": 1000, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}}
 
 
@@ -46,9 +46,9 @@ def test_killed_driver_leaves_no_ray_process_and_is_resumed_by_the_same_command(
     path = study_file(
         tmp_path,
         "killed-driver",
-        # Long enough that the killed run's worker, which lives a few seconds past its driver, cannot
-        # finish the trial before it goes (with 60 epochs it once did, under load: one COMPLETE trial).
-        budget={"n_trials": 1, "max_epochs": 200},
+        # The killed run's worker lives a few seconds past its driver (with 60 epochs it once finished the
+        # trial, under load): it is stopped before the driver is killed, so it cannot, whatever the length.
+        budget={"n_trials": 1, "max_epochs": 30},
         pruning=LONG,
         execution={"max_retries": 1},
     )
@@ -58,6 +58,9 @@ def test_killed_driver_leaves_no_ray_process_and_is_resumed_by_the_same_command(
     first = cli(*command)
     wait_for(lambda: epochs_recorded(db) >= 2, timeout=300, what="the first epochs")
     assert len(session_processes(first.pid)) > 3  # the driver, Ray's GCS, raylet, agents and worker
+    (training,) = trials(url, "killed-driver")
+    os.kill(training.user_attrs["worker_pid"], signal.SIGSTOP)  # ended only by the leftovers' cleanup
+    assert [t.state for t in trials(url, "killed-driver")] == [TrialState.RUNNING]
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert [t.state for t in trials(url, "killed-driver")] == [TrialState.RUNNING]
