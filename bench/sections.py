@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench.diagnosis.section import DiagnosisSection
 from bench.efficiency.section import EfficiencySection
+from bench.flagship.section import FlagshipSection
 from bench.orchestration.section import OrchestrationSection
 from bench.pipeline.section import PipelineSection
 from bench.section import Section
@@ -19,5 +20,6 @@ SECTIONS: dict[str, Section] = {
         StoreSection(),
         PipelineSection(),
         DiagnosisSection(),
+        FlagshipSection(),
     )
 }

@@ -20,8 +20,8 @@ from bench.section import Section
 from bench.sections import SECTIONS
 from tests.bench.conftest import QuickRun
 
-# The --only names before bench/ became one package per section: they must keep working.
-NAMES = ["efficiency", "throughput", "orchestration", "store", "pipeline", "diagnosis"]
+# The --only names before bench/ became one package per section: they must keep working; then the new ones.
+NAMES = ["efficiency", "throughput", "orchestration", "store", "pipeline", "diagnosis", "flagship"]
 
 
 def test_the_registry_keeps_every_section_name_in_order() -> None:
@@ -129,6 +129,7 @@ def test_the_report_gives_every_section_its_place_in_registry_order() -> None:
         "## Store",
         "## Pipeline",
         "## Diagnosis",
+        "## Flagship",
     ]
 
 

@@ -1,0 +1,1 @@
+"""``python -m bench --only flagship``: the Quickstart's study as shipped against random search, per seed."""
