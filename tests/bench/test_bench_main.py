@@ -167,6 +167,7 @@ def test_quick_mode_end_to_end(quick_run: QuickRun) -> None:
         "## Store",
         "## Data pipeline",
         "## Diagnosis",
+        "## Flagship: the Quickstart's study as shipped",
     ]
     # Strict JSON: NaN and inf are written as strings.
     json.loads(
