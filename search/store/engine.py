@@ -175,8 +175,25 @@ def open_storage(
         ) from e
     if is_sqlite and not read_only:
         sqlite.watch_file(storage.engine, Path(str(parsed.database)))
+    if not is_sqlite:
+        sa.event.listen(storage.engine, "handle_error", _mid_command_is_a_lost_connection)
     logger.info("opened study store %s%s", _redacted(parsed), " read-only" if read_only else "")
     return storage
+
+
+# Driver errors of a connection whose last command is still in flight: an interrupt (SIGTERM, Ctrl-C)
+# landed while it worked, e.g. during its reset on return to the pool. Nothing more can be sent on it.
+_MID_COMMAND_ERRORS = ("transaction status active", "another command is already in progress")
+
+
+def _mid_command_is_a_lost_connection(context: sa.engine.ExceptionContext) -> None:
+    """Take a connection left in the middle of a command for a lost one, so SQLAlchemy replaces it.
+
+    Without this, the next checkout's pre-ping fails on it ("can't change 'autocommit' now: connection in
+    transaction status ACTIVE") and the error reaches the service, as if the store had failed.
+    """
+    if any(fragment in str(context.original_exception).lower() for fragment in _MID_COMMAND_ERRORS):
+        context.is_disconnect = True
 
 
 def open_existing_storage(
