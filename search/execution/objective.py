@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,13 +96,14 @@ class _Stop(Exception):
 
 
 def make_stopper(
-    spec: StudySpec, *, pause: bool | None = None, earlier: list[EpochRecord] | None = None
+    spec: StudySpec, *, pause: bool | None = None, earlier_val_losses: Sequence[float] = ()
 ) -> TrialStopper:
     """The per-trial stopper the spec's pruning section describes.
 
     Args:
         pause: overrides ``pruning.cross_trial.pause`` (off where paused states have no place to go).
-        earlier: the epochs a continuation continues after (its stopper judges from the next one).
+        earlier_val_losses: the val losses of the epochs a continuation continues after (its stopper
+            judges from the next one).
     """
     cross_trial = spec.pruning.cross_trial.to_rule()
     if pause is not None:
@@ -110,7 +111,8 @@ def make_stopper(
     return TrialStopper(
         plateau=spec.pruning.plateau.to_rule(),
         cross_trial=cross_trial,
-        earlier_val_losses=[r.val_loss for r in earlier or []],
+        earlier_val_losses=earlier_val_losses,
+        max_epochs=spec.budget.max_epochs,
     )
 
 
@@ -150,7 +152,7 @@ def execute_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialOutcome:
         resume = _paused_state(ctx, origin) if origin is not None else None
         if resume is not None:
             history.extend(EpochRecord(**r) for r in resume.history)
-            stopper = make_stopper(spec, pause=ctx.pausing, earlier=history)
+            stopper = make_stopper(spec, pause=ctx.pausing, earlier_val_losses=[r.val_loss for r in history])
         with Heartbeat(ctx.storage, spec.name, trial._trial_id, interval=ctx.heartbeat_interval):
             result = fit(config, data.train, data.val, on_epoch, resume=resume, last_state=last_state)
             folds = _other_folds(ctx, trial, config, result)

@@ -34,7 +34,8 @@ class TrialStopper:
 
     A continuation of a paused trial passes the val losses of the epochs it continues after
     (``earlier_val_losses``): its first epoch is the one after them, and the plateau rule sees the whole
-    curve. With ``cross_trial.pause`` the cross-trial rule's stop is "paused" instead of "underperforming".
+    curve. With ``cross_trial.pause`` the cross-trial rule's stop is "paused" instead of "underperforming",
+    except at the trial's last epoch (``max_epochs``), where nothing is left to continue.
     """
 
     def __init__(
@@ -43,7 +44,9 @@ class TrialStopper:
         plateau: PlateauRule | None = None,
         cross_trial: CrossTrialRule | None = None,
         earlier_val_losses: Sequence[float] = (),
+        max_epochs: int | None = None,
     ) -> None:
+        self.max_epochs = max_epochs
         self.plateau = plateau if plateau is not None else PlateauRule()
         self.cross_trial = cross_trial if cross_trial is not None else CrossTrialRule()
         self._pruner = self.cross_trial.build()
@@ -114,7 +117,7 @@ class TrialStopper:
                 f"val Dice {dice:.3f} at epoch {epoch} is below {threshold:.3f}, the top 1/"
                 f"{rule.reduction_factor} of {n_competing} trials at rung {rung} (successive halving)"
             )
-            if rule.pause:
+            if rule.pause and (self.max_epochs is None or epoch < self.max_epochs):
                 message += ": paused, continued if it ranks there as more trials arrive"
                 return StopDecision(PAUSED, epoch, detail, message)
         return StopDecision("underperforming", epoch, detail, message)

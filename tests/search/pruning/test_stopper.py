@@ -178,6 +178,24 @@ def test_a_pause_is_the_halving_stop_and_its_continuation_is_judged_at_the_next_
     assert decision.detail["n_competing"] == 2
 
 
+def test_a_halving_stop_at_the_last_epoch_is_final_even_under_pause() -> None:
+    """A trial stopped at its last epoch has nothing left to train: a "pause" there would be continued
+    for no epochs (found by the replay of a 3-epoch task, whose rung 1 is epoch 3)."""
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    rule = CrossTrialRule(rule="successive_halving", reduction_factor=3, pause=True)
+    best = study.ask()
+    assert (
+        _run(TrialStopper(plateau=PLATEAU, cross_trial=rule, max_epochs=3), best, FALLING[:3], [0.9] * 3)
+        is None
+    )
+    study.tell(best, 0.9)
+    last = study.ask()
+    stopper = TrialStopper(plateau=PLATEAU, cross_trial=rule, max_epochs=3)
+    decision = _run(stopper, last, FALLING[:3], [0.95, 0.95, 0.5])  # ahead at rung 0, behind at rung 1
+    assert decision is not None and (decision.reason, decision.epoch) == ("underperforming", 3)
+    assert "paused" not in (decision.message or "")
+
+
 def test_without_pause_the_halving_stop_is_final() -> None:
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     rule = CrossTrialRule(rule="successive_halving", reduction_factor=3)
