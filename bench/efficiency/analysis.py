@@ -152,13 +152,17 @@ def summarize(
     runs: Sequence[ReplayRun],
     *,
     unit: float,
+    shipped: float | None = None,
     references: Sequence[str] = ("random", "tpe_hyperband", "tpe_median"),
 ) -> dict[str, dict[str, Any]]:
-    """Per strategy: compute-to-target (in ``unit``s, e.g. full trials), speedups, Dice, pruning figures.
+    """Per strategy: compute-to-target (in ``unit``s, e.g. full trials), speedups, Dice, pruning figures,
+    the best Dice at the shipped budget and at the points of the anytime curve.
 
     Args:
         runs: every replay, all strategies and seeds.
         unit: images per reported compute unit (e.g. epochs x images of one full trial).
+        shipped: the shipped study's budget in ``unit``s (``budget.compute`` of the Quickstart's study);
+            None or above the replay's budget: the replay's budget.
         references: strategies to compute speedups against.
     """
     by_strategy: dict[str, list[ReplayRun]] = {}
@@ -170,8 +174,10 @@ def summarize(
     }
     out: dict[str, dict[str, Any]] = {}
     for name, rs in by_strategy.items():
-        pruned_by_rule = sum(r.pruned_by_rule for r in rs)
+        killed = sum(r.killed for r in rs)
         values = np.asarray(ctt[name]) / unit
+        budget = min(r.budget for r in rs) / unit
+        at = min(shipped, budget) if shipped is not None else budget
         out[name] = {
             "seeds": len(rs),
             "compute_to_target_median": _finite(_median(values)),
@@ -188,14 +194,45 @@ def summarize(
             ),
             "rows_seen_median": _median(np.asarray([r.rows_seen for r in rs])),
             "pruned_compute_share": round(sum(r.pruned_compute for r in rs) / sum(r.budget for r in rs), 3),
-            "pruned_by_rule": pruned_by_rule,
-            "false_prunes": sum(r.false_prunes for r in rs),
-            "false_prune_rate": round(sum(r.false_prunes for r in rs) / pruned_by_rule, 4)
-            if pruned_by_rule
-            else 0.0,
-            "top_pruned": sum(r.top_pruned for r in rs),
-            "top_pruned_rate": round(sum(r.top_pruned for r in rs) / pruned_by_rule, 4)
-            if pruned_by_rule
-            else 0.0,
+            "pruned_by_rule": sum(r.pruned_by_rule for r in rs),
+            "continued": sum(r.continued for r in rs),
+            "killed": killed,
+            "false_kills": sum(r.false_kills for r in rs),
+            "false_kill_rate": round(sum(r.false_kills for r in rs) / killed, 4) if killed else 0.0,
+            "top_killed": sum(r.top_killed for r in rs),
+            "top_killed_rate": round(sum(r.top_killed for r in rs) / killed, 4) if killed else 0.0,
+            "best_at_shipped": {"budget": round(at, 3), **quartiles([r.best_at(at * unit) for r in rs])},
+            "anytime": [
+                {"budget": round(b, 3), **quartiles([r.best_at(b * unit) for r in rs])}
+                for b in anytime_points(budget)
+            ],
         }
+    peers = [name for name in out if not name.startswith(OURS)]
+    if peers:  # the peer that reaches the target with the least compute (median, then fewest misses)
+        best = min(peers, key=lambda n: (_num(out[n]["compute_to_target_median"]), out[n]["not_reached"]))
+        for name in out:
+            if name.startswith(OURS):
+                out[name]["best_peer"] = {"name": best, **speedup(ctt[best], ctt[name])}
     return out
+
+
+OURS = "ours"  # the prefix of our strategies (ours, ours_pause, ours_before); every other one is a peer
+
+
+def _num(value: float | str) -> float:
+    return float(value)
+
+
+def anytime_points(budget: float) -> list[float]:
+    """Where the anytime curve is read, in full trials: 1, 2, 4, ... below ``budget``, then ``budget``."""
+    points, b = [], 1.0
+    while b < budget:
+        points.append(b)
+        b *= 2
+    return [*points, budget]
+
+
+def quartiles(values: Sequence[float]) -> dict[str, float]:
+    """Median and the first and third quartiles (linear interpolation), rounded to 4 digits."""
+    q1, median, q3 = np.quantile(np.asarray(values, dtype=float), [0.25, 0.5, 0.75])
+    return {"median": round(float(median), 4), "q1": round(float(q1), 4), "q3": round(float(q3), 4)}

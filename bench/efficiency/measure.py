@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 
 from bench.efficiency.analysis import describe_task, speedup, summarize
+from bench.efficiency.anytime import plot_anytime
 from bench.efficiency.folder_task import FolderTask
 from bench.efficiency.live import run_live
 from bench.efficiency.replay import STRATEGIES, TARGET_SHARE, replay
@@ -138,8 +139,11 @@ def run_task(
     seeds = {name: settings.seeds_for(name) for name in STRATEGIES}
     runs = replay_all(table, spec, seeds=seeds, budget=budget_trials * unit, pool=pool)
     replay_seconds = time.perf_counter() - replay_started
-    summary = summarize(runs, unit=unit)
+    shipped = shipped_budget()
+    summary = summarize(runs, unit=unit, shipped=shipped)
     say(f"  {label} replay: {len(runs)} runs in {replay_seconds:.0f} s")
+    plot = cache_dir.parent / f"efficiency-anytime-{label}.png"
+    plot_anytime(runs, unit=unit, title=f"{label}: best val Dice against compute", path=plot)
     return {
         "task": task.to_dict(),
         "description": task.describe(),
@@ -154,12 +158,25 @@ def run_task(
         "task_check": describe_task(table),
         "target_dice": TARGET_SHARE * table.best_dice,
         "budget_trials": budget_trials,
+        "shipped_budget_trials": shipped,
+        "anytime_plot": plot.name,
         "unit_images": unit,
         "our_defaults": {"pruning": spec.pruning.model_dump(), "sampler": spec.sampler.model_dump()},
         "replay": summary,
         "replay_seconds": round(replay_seconds, 1),
         "replay_runs": [r.to_dict() for r in runs],
     }
+
+
+def shipped_budget() -> float:
+    """The Quickstart's study's compute budget in full trials (``budget.compute`` of studies/unet-lr)."""
+    from bench.flagship.measure import STUDY
+    from search.spec.schema import load_spec
+
+    compute = load_spec(STUDY).budget.compute
+    if compute is None:
+        raise ValueError(f"study {STUDY!r} names no budget.compute: the efficiency section reads it")
+    return float(compute)
 
 
 def replay_all(

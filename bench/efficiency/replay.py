@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,17 +23,22 @@ from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner,
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import TrialState
 
+from bench.efficiency.one_epoch_peer import DESCRIPTION as ONE_EPOCH_DESCRIPTION
+from bench.efficiency.one_epoch_peer import OneEpochSearch
 from bench.efficiency.smac_peer import DESCRIPTION as SMAC_DESCRIPTION
 from bench.efficiency.smac_peer import SmacSearch
 from bench.efficiency.table import Row, Table
 from search.execution.objective import make_stopper
+from search.execution.promotion import promote_paused
 from search.execution.study import make_sampler
+from search.outcome import PAUSED, PAUSED_STATE, continued_after, continued_from, record_stop
+from search.pruning.cross_trial import CrossTrialRule
 from search.spec.schema import StudySpec
 from search.spec.sections import Pruning, Sampler
 from search.spec.space import suggest_params
 
 TARGET_SHARE = 0.95  # the target is this share of the table's best Dice
-TOP_SHARE = 0.10  # a pruned trial whose row is in this top share of the table is a false prune
+TOP_SHARE = 0.10  # a killed trial whose row is in this top share of the table is a false kill
 
 # Per trial: (epoch, val loss, val Dice) -> stop reason or None. Reports the epoch to Optuna first.
 Judge = Callable[[int, float, float], str | None]
@@ -41,12 +46,19 @@ Judge = Callable[[int, float, float], str | None]
 
 @dataclass
 class Proposal:
-    """One trial a strategy started: its own handle, the parameters, how it judges epochs, its epoch cap."""
+    """One trial a strategy started: its own handle, the parameters, how it judges epochs, its epoch cap.
+
+    A strategy that can continue a stopped trial (our paused trials, the one-epoch screen's picks, SMAC's
+    promotions to a higher budget) names it in ``continues``: the stop was then a delay, not a kill.
+    """
 
     handle: Any  # the strategy's trial object (an Optuna trial, a SMAC TrialInfo)
     params: dict[str, Any]
     judge: Judge
     max_epochs: int | None = None  # None: the row's full length; fewer: the strategy asked for fewer
+    key: Hashable = None  # what a later proposal's ``continues`` names this trial by (None: not continuable)
+    continues: Hashable = None  # the key of the stopped trial this one continues (None: a new trial)
+    start_epoch: int = 0  # epochs already trained (a continuation trains on from its origin's last one)
 
 
 @dataclass
@@ -55,14 +67,25 @@ class Setup:
 
     study: optuna.Study
     spec: StudySpec  # the space (and, for ``ours``, the pruning and sampler settings)
-    judge_for: Callable[[optuna.Trial], Judge]  # a fresh judge per trial
+    judge_for: Callable[[optuna.Trial, int], Judge]  # a fresh judge per trial (and its first epoch)
     fresh_sampler: Callable[[int], BaseSampler] | None = None  # the service's sampler-per-ask, by trial count
+    promote: CrossTrialRule | None = None  # pausing: continue paused trials as the service does
 
     def ask(self) -> Proposal:
         if self.fresh_sampler is not None:
             self.study.sampler = self.fresh_sampler(len(self.study.get_trials(deepcopy=False)))
+        if self.promote is not None:
+            promote_paused(self.study, self.promote)  # the next ask is its continuation, if any
         trial = self.study.ask()
-        return Proposal(trial, suggest_params(trial, self.spec.space), self.judge_for(trial))
+        start = continued_after(trial.user_attrs)
+        return Proposal(
+            trial,
+            suggest_params(trial, self.spec.space),
+            self.judge_for(trial, start),
+            key=trial.number,
+            continues=continued_from(trial.user_attrs),
+            start_epoch=start,
+        )
 
     def tell(self, proposal: Proposal, state: TrialState, best: float) -> None:
         if state == TrialState.COMPLETE:
@@ -82,7 +105,9 @@ class SmacSetup:
 
     def ask(self) -> Proposal:
         info, params, epochs = self.search.ask()
-        return Proposal(info, params, _no_reports, max_epochs=epochs)
+        # A configuration Hyperband gave a low rung and now promotes (from scratch) was not killed.
+        key = ("smac", info.config)
+        return Proposal(info, params, _no_reports, max_epochs=epochs, key=key, continues=key)
 
     def tell(self, proposal: Proposal, state: TrialState, best: float) -> None:
         self.search.tell(proposal.handle, best)  # SMAC gets every result, a diverged run's too
@@ -91,8 +116,37 @@ class SmacSetup:
         self.search.close()
 
 
+@dataclass
+class OneEpochSetup:
+    """The one-epoch-top-k peer for one seed, behind the same ask/tell as ``Setup``."""
+
+    search: OneEpochSearch
+
+    def ask(self) -> Proposal:
+        a = self.search.ask()
+        return Proposal(
+            a.key,
+            a.params,
+            _no_reports,
+            a.max_epochs,
+            key=a.key,
+            continues=a.continues,
+            start_epoch=a.start_epoch,
+        )
+
+    def tell(self, proposal: Proposal, state: TrialState, best: float) -> None:
+        self.search.tell(proposal.handle, best)
+
+    def close(self) -> None:
+        pass
+
+
 def _no_reports(epoch: int, val_loss: float, dice: float) -> str | None:
     return None
+
+
+def _one_epoch(spec: StudySpec, seed: int) -> OneEpochSetup:
+    return OneEpochSetup(OneEpochSearch(spec.space, seed))
 
 
 def _smac(spec: StudySpec, seed: int) -> SmacSetup:
@@ -100,7 +154,7 @@ def _smac(spec: StudySpec, seed: int) -> SmacSetup:
     return SmacSetup(SmacSearch(space, spec.budget.max_epochs, seed))
 
 
-def _report_only(trial: optuna.Trial) -> Judge:
+def _report_only(trial: optuna.Trial, start: int = 0) -> Judge:
     def judge(epoch: int, val_loss: float, dice: float) -> str | None:
         trial.report(dice, epoch)
         return None
@@ -108,7 +162,7 @@ def _report_only(trial: optuna.Trial) -> Judge:
     return judge
 
 
-def _optuna_pruning(trial: optuna.Trial) -> Judge:
+def _optuna_pruning(trial: optuna.Trial, start: int = 0) -> Judge:
     def judge(epoch: int, val_loss: float, dice: float) -> str | None:
         trial.report(dice, epoch)
         return "underperforming" if trial.should_prune() else None
@@ -118,25 +172,47 @@ def _optuna_pruning(trial: optuna.Trial) -> Judge:
 
 def _stock(sampler: BaseSampler, pruner: BasePruner, spec: StudySpec) -> Setup:
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
-    judge: Callable[[optuna.Trial], Judge]
+    judge: Callable[[optuna.Trial, int], Judge]
     judge = _report_only if isinstance(pruner, NopPruner) else _optuna_pruning
     return Setup(study, spec, judge)
 
 
 def _ours(spec: StudySpec, seed: int) -> Setup:
+    """The service's sampler and stopper; with ``cross_trial.pause`` its pauses and promotions too.
+
+    A paused trial keeps its val losses (the service keeps its whole state); its continuation's stopper
+    sees them, as in ``search.execution.objective``, and the replay reads the row on from there.
+    """
     spec = _with_seed(spec, seed)
     study = optuna.create_study(direction="maximize", sampler=make_sampler(spec), pruner=NopPruner())
 
-    def judge_for(trial: optuna.Trial) -> Judge:
-        stopper = make_stopper(spec)
+    def judge_for(trial: optuna.Trial, start: int) -> Judge:
+        origin = continued_from(trial.user_attrs)
+        losses: list[float] = []
+        if origin is not None:
+            losses = list(study.trials[origin].user_attrs[REPLAY_LOSSES])[:start]
+        stopper = make_stopper(spec, earlier_val_losses=losses)
 
         def judge(epoch: int, val_loss: float, dice: float) -> str | None:
+            losses.append(val_loss)
             decision = stopper.after_epoch(trial, epoch, val_loss, dice)
-            return decision.reason if decision is not None else None
+            if decision is None:
+                return None
+            record_stop(trial.set_user_attr, decision)
+            if decision.reason == PAUSED:
+                trial.set_user_attr(PAUSED_STATE, f"replay-{trial.number}")
+                trial.set_user_attr(REPLAY_LOSSES, losses)
+            return decision.reason
 
         return judge
 
-    return Setup(study, spec, judge_for, fresh_sampler=lambda n: make_sampler(spec, salt=n))
+    setup = Setup(study, spec, judge_for, fresh_sampler=lambda n: make_sampler(spec, salt=n))
+    if spec.pruning.cross_trial.pause:
+        setup.promote = spec.pruning.cross_trial.to_rule()
+    return setup
+
+
+REPLAY_LOSSES = "replay_val_losses"  # a paused trial's val losses, for its continuation's plateau rule
 
 
 # The service's defaults before the last tuning (BENCHMARKS.md), replayed to show what it changed.
@@ -156,6 +232,12 @@ def _with_seed(spec: StudySpec, seed: int) -> StudySpec:
     return spec.model_copy(update={"sampler": spec.sampler.model_copy(update={"seed": seed})})
 
 
+def _ours_pause(spec: StudySpec, seed: int) -> Setup:
+    cross_trial = spec.pruning.cross_trial.model_copy(update={"pause": True})
+    pruning = spec.pruning.model_copy(update={"cross_trial": cross_trial})
+    return _ours(spec.model_copy(update={"pruning": pruning}), seed)
+
+
 def _ours_before(spec: StudySpec, seed: int) -> Setup:
     pruning = Pruning.model_validate({k: DEFAULTS_BEFORE[k] for k in ("plateau", "cross_trial")})
     sampler = Sampler.model_validate({**spec.sampler.model_dump(), **DEFAULTS_BEFORE["sampler"]})
@@ -163,7 +245,7 @@ def _ours_before(spec: StudySpec, seed: int) -> Setup:
 
 
 # name -> (one-line description, builder(spec, seed)); ``spec`` carries the task's space and our defaults.
-STRATEGIES: dict[str, tuple[str, Callable[[StudySpec, int], Setup | SmacSetup]]] = {
+STRATEGIES: dict[str, tuple[str, Callable[[StudySpec, int], Setup | SmacSetup | OneEpochSetup]]] = {
     "random": (
         "random search, no pruning",
         lambda spec, seed: _stock(RandomSampler(seed=seed), NopPruner(), spec),
@@ -189,9 +271,15 @@ STRATEGIES: dict[str, tuple[str, Callable[[StudySpec, int], Setup | SmacSetup]]]
         lambda spec, seed: _stock(RandomSampler(seed=seed), HyperbandPruner(), spec),
     ),
     "smac_bohb": (SMAC_DESCRIPTION, _smac),
+    "one_epoch_topk": (ONE_EPOCH_DESCRIPTION, _one_epoch),
     "ours": (
         "the service's defaults: make_sampler + TrialStopper (plateau/divergence + cross-trial rule)",
         _ours,
+    ),
+    "ours_pause": (
+        "the service's defaults with pruning.cross_trial.pause: a halving stop is a pause, continued when "
+        "the trial ranks at its rung as more trials arrive",
+        _ours_pause,
     ),
     "ours_before": (
         "the defaults before the last tuning: TPE (5 start-up trials) + plateau (warm-up 1, patience 2) "
@@ -209,17 +297,30 @@ class ReplayRun:
     seed: int
     budget: float  # images (epochs x images), over all workers
     compute_to_target: float | None  # images spent when a reported Dice first reached the target
-    best_dice: float  # best Dice reported at any epoch within the budget
-    best_complete: float  # best value of a COMPLETE trial (the service's "best trial") within the budget
-    trials: int = 0  # trials started
+    best_dice: float  # best Dice reported at any epoch within the budget (the winner's: search.ranking)
+    best_complete: float  # best value of a COMPLETE trial (Optuna's own best_trial) within the budget
+    trials: int = 0  # trials started (continuations included)
     complete: int = 0
     pruned: int = 0  # every stopped trial, fit's own divergence stops included
-    pruned_by_rule: int = 0  # stopped by the strategy's pruning (not by fit's divergence check)
-    false_prunes: int = 0  # pruned by rule while below the top-10 % Dice, though its full Dice is in it
-    top_pruned: int = 0  # pruned by rule with a full-length Dice in the top 10 %, wherever it had got to
+    pruned_by_rule: int = 0  # stopped by the strategy's rule or epoch cap (pauses and screens included)
+    continued: int = 0  # stopped by rule, then continued (or promoted) later: a delay, not a kill
+    killed: int = 0  # stopped by rule and never continued within the budget
+    false_kills: int = 0  # killed while below the top-10 % Dice, though its full Dice is in it
+    top_killed: int = 0  # killed with a full-length Dice in the top 10 %, wherever it had got to
     pruned_compute: float = 0.0  # images spent on trials that ended PRUNED
     snap_distance: float = 0.0  # summed over trials: how far each proposal was from the row it ran as
     rows_seen: int = 0  # distinct table rows the strategy trained
+    # (images spent, best Dice so far) at every improvement: the best Dice at any smaller budget
+    trace: list[tuple[float, float]] = field(default_factory=list)
+
+    def best_at(self, budget: float) -> float:
+        """The best Dice reported within ``budget`` images (0 before the first report)."""
+        best = 0.0
+        for spent, dice in self.trace:
+            if spent > budget:
+                break
+            best = dice
+        return best
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -231,7 +332,7 @@ class _Running:
     row: Row
     epoch: int = 0
     spent: float = 0.0
-    best: float = 0.0
+    best: float = 0.0  # over the whole curve so far (a continuation's origin's epochs included)
 
     @property
     def last_epoch(self) -> int:
@@ -241,7 +342,7 @@ class _Running:
 
 @dataclass
 class _Replay:
-    setup: Setup | SmacSetup
+    setup: Setup | SmacSetup | OneEpochSetup
     table: Table
     run: ReplayRun
     workers: int
@@ -251,6 +352,7 @@ class _Replay:
     events: list[tuple[float, int, int]] = field(default_factory=list)  # (clock, sequence, worker)
     sequence: int = 0
     rows_seen: set[int] = field(default_factory=set)
+    stopped: dict[Hashable, _Running] = field(default_factory=dict)  # stopped by rule, continuable: by key
 
     def start(self, worker: int, clock: float) -> None:
         proposal = self.setup.ask()
@@ -259,9 +361,13 @@ class _Replay:
         self.rows_seen.add(index)
         self.run.snap_distance += task.snap_distance(proposal.params)
         row = self.table.rows[index]
-        self.running[worker] = _Running(proposal, row)
+        if proposal.continues is not None and self.stopped.pop(proposal.continues, None) is not None:
+            self.run.continued += 1
+        start = min(proposal.start_epoch, len(row.val_dice) - 1)
+        done = [d if math.isfinite(d) else 0.0 for d in row.val_dice[:start]]
+        self.running[worker] = _Running(proposal, row, epoch=start, best=max(done, default=0.0))
         self.run.trials += 1
-        self._schedule(worker, clock + row.train_images[0])
+        self._schedule(worker, clock + row.train_images[start])
 
     def _schedule(self, worker: int, clock: float) -> None:
         self.sequence += 1  # ties go to the worker scheduled first
@@ -279,7 +385,9 @@ class _Replay:
         dice = row.val_dice[epoch - 1]
         dice = dice if math.isfinite(dice) else 0.0
         r.best = max(r.best, dice)
-        self.run.best_dice = max(self.run.best_dice, dice)
+        if dice > self.run.best_dice:
+            self.run.best_dice = dice
+            self.run.trace.append((clock * self.workers, dice))
         if self.run.compute_to_target is None and dice >= self.target:
             self.run.compute_to_target = clock * self.workers
         reason = r.proposal.judge(epoch, row.val_loss[epoch - 1], dice)
@@ -299,7 +407,8 @@ class _Replay:
         return True
 
     def _end(self, r: _Running, state: TrialState, *, by_rule: bool) -> None:
-        """Tell the strategy; count a stop by the strategy's own rule (or epoch cap) as pruned."""
+        """Tell the strategy; count a stop by the strategy's own rule (or epoch cap) as pruned, and keep it
+        as stopped until a continuation takes it up (then it was a delay) or the budget ends (a kill)."""
         run = self.run
         self.setup.tell(r.proposal, state, r.best)
         if state == TrialState.COMPLETE and not by_rule:
@@ -310,9 +419,18 @@ class _Replay:
         run.pruned_compute += r.spent
         if by_rule:
             run.pruned_by_rule += 1
+            key = r.proposal.key if r.proposal.key is not None else object()
+            self.stopped[key] = r
+
+    def finish(self) -> None:
+        """The budget is spent: every stop by rule that was not continued is a kill."""
+        run = self.run
+        for r in self.stopped.values():
+            run.killed += 1
             if r.row.best_dice >= self.top:
-                run.top_pruned += 1
-                run.false_prunes += r.best < self.top
+                run.top_killed += 1
+                run.false_kills += r.best < self.top
+        self.stopped.clear()
 
 
 def replay(
@@ -344,6 +462,7 @@ def replay(
             state.start(worker, 0.0)
         while state.step():
             pass
+        state.finish()
     finally:
         state.setup.close()
     run.rows_seen = len(state.rows_seen)

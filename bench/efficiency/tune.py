@@ -7,7 +7,7 @@ Each VARIANT is JSON with the study-file sections to change, e.g.
 (``plateau`` and ``cross_trial`` go under ``pruning``; ``sampler`` is the sampler section); ``{}`` is the
 current defaults. Every variant replays ``ours`` over the seeds, against random search and stock TPE +
 HyperbandPruner on the same seeds, and prints one line: compute to target, the two speedups with their
-intervals, the false-prune rate, the compute on pruned trials and the median best Dice at the budget
+intervals, the false-kill rate, the compute on pruned trials and the median best Dice at the budget
 (any epoch of any trial, and of COMPLETE trials only, which the service's summary ranks).
 Tune on seeds other than the benchmark's (``--seed0 1000``; the benchmark uses 0..N-1) so that the
 reported figures are not the ones the defaults were picked on. The table must be in the cache
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{text}: compute to target {ours['compute_to_target_median']} full trials, "
             f"vs random {vs_r['median']} [{vs_r['low']}, {vs_r['high']}], "
             f"vs TPE+Hyperband {vs_h['median']} [{vs_h['low']}, {vs_h['high']}], "
-            f"false prunes {ours['false_prune_rate']:.1%}, "
+            f"false kills {ours['false_kill_rate']:.1%}, "
             f"compute on pruned {ours['pruned_compute_share']:.0%}, best Dice {ours['best_dice_median']} "
             f"(of a COMPLETE trial: {ours['best_complete_median']})"
         )

@@ -83,7 +83,7 @@ def _prune_at_epoch(stop_epoch: int):
     def build(spec: StudySpec, seed: int) -> Setup:
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
 
-        def judge_for(trial: optuna.Trial):
+        def judge_for(trial: optuna.Trial, start: int):
             def judge(epoch: int, val_loss: float, dice: float) -> str | None:
                 trial.report(dice, epoch)
                 return "underperforming" if epoch == stop_epoch else None
@@ -96,22 +96,22 @@ def _prune_at_epoch(stop_epoch: int):
 
 
 @pytest.mark.parametrize(
-    ("stop_epoch", "false_prunes"),
+    ("stop_epoch", "false_kills"),
     [
-        (1, 4),  # stopped at Dice 0.5, below the top-10 % line (1.0): every prune lost a top result
+        (1, 4),  # stopped at Dice 0.5, below the top-10 % line (1.0): every kill lost a top result
         (3, 0),  # stopped at epoch 3, after reaching 1.0: a top row, but nothing was lost
     ],
 )
-def test_false_prunes_count_only_stops_below_the_top(
-    spec: StudySpec, monkeypatch: pytest.MonkeyPatch, stop_epoch: int, false_prunes: int
+def test_false_kills_count_only_stops_below_the_top(
+    spec: StudySpec, monkeypatch: pytest.MonkeyPatch, stop_epoch: int, false_kills: int
 ) -> None:
     monkeypatch.setitem(STRATEGIES, "stopper", ("test", _prune_at_epoch(stop_epoch)))
     top = [0.5, 0.9, 1.0]
     # Budget: two stopped trials on each of the two workers.
     budget = 2 * 2 * stop_epoch * TINY.n_train
     run = replay(table(row(1e-3, top), row(1e-1, top)), "stopper", 0, spec=spec, budget=budget)
-    assert (run.pruned_by_rule, run.top_pruned) == (4, 4)
-    assert run.false_prunes == false_prunes
+    assert (run.pruned_by_rule, run.killed, run.continued, run.top_killed) == (4, 4, 0, 4)
+    assert run.false_kills == false_kills
     assert run.pruned_compute == 4 * stop_epoch * TINY.n_train
 
 
@@ -125,7 +125,7 @@ def test_ours_replays_with_the_service_stopper() -> None:
     run = replay(table(flat, flat), "ours", 0, spec=StudySpec.from_dict(data), budget=6 * UNIT)
     assert (run.pruned_by_rule, run.complete, run.trials) == (8, 0, 10)
     assert run.pruned_compute == 8 * 2 * TINY.n_train
-    assert (run.top_pruned, run.false_prunes) == (8, 0)  # stopped at their best: nothing lost
+    assert (run.top_killed, run.false_kills) == (8, 0)  # stopped at their best: nothing lost
 
 
 @pytest.mark.parametrize(
