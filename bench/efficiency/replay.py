@@ -8,6 +8,13 @@ workers) is ``workers x clock``: never wall time. Reporting and stopping follow 
 the service's own ``TrialStopper`` and sampler for ``ours``, Optuna's stock pruners for the others. A
 curve that ``fit`` itself cut short as diverged ends its trial as PRUNED (reason ``diverged``) in every
 strategy, as in the service.
+
+A stop can be continued (``Proposal.continues``): our paused trials when the service's promotion picks
+them (``ours_pause``), the one-epoch peer's screens it trains on, SMAC's promotions. A continuation reads
+its row on from the epoch it stopped at, so the pair trains what one uninterrupted run would. A stop by
+rule that no continuation took up when the budget ran out is a kill; a kill of a trial whose full-length
+Dice is in the table's top 10 %, made while it was below that, is a false kill. Every epoch's Dice is on
+``ReplayRun.trace`` whenever it improves the best so far: the best Dice at any smaller budget.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ eta 3 gets three rungs: 1, 4 and 12 epochs of a 12-epoch task), deterministic, t
 intensifier, initial design and surrogate. A trial SMAC asks for with budget ``b`` trains ``round(b)``
 epochs from scratch, as SMAC's target functions do, and is told ``1 - best Dice`` of those epochs. In the
 replay's accounting a trial SMAC gave fewer than the full epochs counts as stopped by its rule (it is
-Hyperband's early stop), so its compute shows under "compute on pruned" and the false-prune rate covers it.
+Hyperband's early stop), so its compute shows under "compute on pruned"; it is a kill only if SMAC never
+runs that configuration again at a higher budget (a promotion, trained from scratch, is a delay).
 """
 
 from __future__ import annotations
