@@ -91,7 +91,7 @@ def native_task(folder: Path, *, quick: bool) -> NativeFolderTask:
     if not quick:
         return NativeFolderTask(str(folder), patch=128, epochs=6, n_configs=32)
     return NativeFolderTask(
-        str(folder), patch=32, epochs=2, n_configs=3, depths=(2,), filters=(2,), batch_sizes=(8,)
+        str(folder), patch=32, epochs=2, n_configs=3, depths=(2, 3), filters=(2,), batch_sizes=(8,)
     )
 
 

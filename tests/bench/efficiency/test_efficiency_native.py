@@ -15,6 +15,7 @@ from bench.efficiency.folder_task import FolderTask
 from bench.efficiency.measure import native_task
 from bench.efficiency.native_task import NativeFolderTask
 from bench.efficiency.table import load_or_build, table_key
+from search.spec.schema import StudySpec
 
 
 def test_native_task_trains_on_patches_and_validates_whole_images(small_folder: Path) -> None:
@@ -67,3 +68,4 @@ def test_native_quick_table_builds_and_is_reproducible(small_folder: Path, tmp_p
     again = load_or_build(task, tmp_path / "b", workers=1)  # seeded: the same curves again
     assert [r.val_loss for r in again.rows] == [r.val_loss for r in table.rows]
     assert load_or_build(task, tmp_path / "a", workers=1).cached
+    StudySpec.from_dict(task.study_dict("bench-replay"), origin="test")  # what the replay reads
