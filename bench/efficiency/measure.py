@@ -44,7 +44,7 @@ class EfficiencySettings:
     folder_task: FolderTask | None = None  # the real-image task (None: only the synthetic one)
     folder_budget_trials: float = 40  # its replay budget, in full trials
     native_task: NativeFolderTask | None = None  # the same folder at native resolution (None: not run)
-    native_budget_trials: float = 27  # its replay budget: the 32 px task's share of its rows (40 of 48)
+    native_budget_trials: float = 23  # its replay budget: about the 32 px task's share of its rows (40/48)
     # Strategies too slow for every seed (SMAC's forest and acquisition search: ~0.1 s a trial, 10 s a seed).
     seed_caps: dict[str, int] = field(default_factory=lambda: {"smac_bohb": 20})
 
@@ -83,13 +83,14 @@ def folder_task(folder: Path, *, quick: bool) -> FolderTask:
 def native_task(folder: Path, *, quick: bool) -> NativeFolderTask:
     """The real-image task at native resolution on ``folder``: the full size, or a few seconds' worth.
 
-    Full size, measured on dsb2018-nuclei (44 + 15 images, 256 x 256 to 1040 x 1388) on a busy 2-core
-    CPU with two table processes: an epoch (128 px patches, whole-image validation) takes 8 to 9 s with
-    2 or 8 filters and 17 s (alone) with depth 4 and 16 filters, plus about 20 s per trial before its
-    first epoch ends (the untrained validation); so about 95 s a trial and 25 min for the table.
+    The full size, measured on dsb2018-nuclei (44 + 15 images, 256 x 256 to 1040 x 1388) on a busy 2-core
+    CPU, two training processes at once: an epoch (128 px patches, whole-image validation) takes 8 s with
+    4 filters, 9 s with 8 and 30 to 34 s with 16 (depth 4), and a trial about 20 s more before its first
+    epoch ends (the untrained validation). Over the sample's filters that predicts about 30 min for the
+    table's 28 configurations of 6 epochs (32 would take about 33 min, too near the 35 min aimed at).
     """
     if not quick:
-        return NativeFolderTask(str(folder), patch=128, epochs=6, n_configs=32)
+        return NativeFolderTask(str(folder))
     return NativeFolderTask(
         str(folder), patch=32, epochs=2, n_configs=3, depths=(2, 3), filters=(2,), batch_sizes=(8,)
     )

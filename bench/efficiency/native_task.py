@@ -30,7 +30,7 @@ class NativeFolderTask(FolderTask):
     patch: int = 128  # side of the training patches (FolderSource.patch_size), and the validation tile
     # Fewer epochs and configurations than the 32 px task: a native-resolution trial takes a minute or more.
     epochs: int = 6
-    n_configs: int = 24
+    n_configs: int = 28
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()

@@ -38,7 +38,8 @@ def test_native_task_trains_on_patches_and_validates_whole_images(small_folder: 
 
 
 def test_native_task_samples_and_snaps_like_folder_task(small_folder: Path) -> None:
-    native, downscaled = NativeFolderTask(str(small_folder)), FolderTask(str(small_folder), n_configs=24)
+    native = NativeFolderTask(str(small_folder))
+    downscaled = FolderTask(str(small_folder), n_configs=native.n_configs)
     assert native.grid() == downscaled.grid() and native.space() == downscaled.space()
     for index, params in enumerate(native.grid()):
         assert native.snap(params) == index and native.snap_distance(params) == 0.0
