@@ -89,10 +89,19 @@ class FolderTask:
         return Path(self.folder).name
 
     @property
+    def patch_side(self) -> int:
+        """The folder source's training patch side (the decoded images are cropped here, not by it)."""
+        return self.size
+
+    @property
     def source(self) -> FolderSource:
         """The folder as ``unet.folder_source`` reads it: binary masks, this task's split and patch side."""
         return FolderSource(
-            Path(self.folder), val_fraction=self.val_fraction, seed=0, num_classes=1, patch_size=self.size
+            Path(self.folder),
+            val_fraction=self.val_fraction,
+            seed=0,
+            num_classes=1,
+            patch_size=self.patch_side,
         )
 
     def _read(self) -> tuple[FolderDataset, FolderDataset]:

@@ -1,5 +1,6 @@
 """The search-efficiency measurements: per task (the synthetic one and, with a dataset folder, real
-images) its table, task check and replay tier; then the live tier on the synthetic task."""
+images downscaled and at native resolution) its table, task check and replay tier; then the live tier on
+the synthetic task."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from bench.efficiency.analysis import describe_task, speedup, summarize
 from bench.efficiency.anytime import plot_anytime
 from bench.efficiency.folder_task import FolderTask
 from bench.efficiency.live import run_live
+from bench.efficiency.native_task import NativeFolderTask
 from bench.efficiency.replay import STRATEGIES, TARGET_SHARE, replay
 from bench.efficiency.table import Table, load_or_build, new_pool, sources_digest
 from bench.efficiency.task import QUICK_TASK, HardTask, Task
@@ -41,6 +43,8 @@ class EfficiencySettings:
     workers: int = 2  # processes for the table builds, the replays and the live searches (one pool)
     folder_task: FolderTask | None = None  # the real-image task (None: only the synthetic one)
     folder_budget_trials: float = 40  # its replay budget, in full trials
+    native_task: NativeFolderTask | None = None  # the same folder at native resolution (None: not run)
+    native_budget_trials: float = 23  # its replay budget: about the 32 px task's share of its rows (40/48)
     # Strategies too slow for every seed (SMAC's forest and acquisition search: ~0.1 s a trial, 10 s a seed).
     seed_caps: dict[str, int] = field(default_factory=lambda: {"smac_bohb": 20})
 
@@ -50,7 +54,13 @@ class EfficiencySettings:
 
 FULL = EfficiencySettings(HardTask(), seeds=100, budget_trials=60, live_seeds=10, live_budget_trials=12)
 QUICK = EfficiencySettings(
-    QUICK_TASK, seeds=3, budget_trials=6, live_seeds=1, live_budget_trials=2, folder_budget_trials=4
+    QUICK_TASK,
+    seeds=3,
+    budget_trials=6,
+    live_seeds=1,
+    live_budget_trials=2,
+    folder_budget_trials=4,
+    native_budget_trials=4,
 )
 
 
@@ -70,6 +80,22 @@ def folder_task(folder: Path, *, quick: bool) -> FolderTask:
     )
 
 
+def native_task(folder: Path, *, quick: bool) -> NativeFolderTask:
+    """The real-image task at native resolution on ``folder``: the full size, or a few seconds' worth.
+
+    The full size, measured on dsb2018-nuclei (44 + 15 images, 256 x 256 to 1040 x 1388) on a busy 2-core
+    CPU, two training processes at once: an epoch (128 px patches, whole-image validation) takes 8 s with
+    4 filters, 9 s with 8 and 30 to 34 s with 16 (depth 4), and a trial about 20 s more before its first
+    epoch ends (the untrained validation). Over the sample's filters that predicts about 30 min for the
+    table's 28 configurations of 6 epochs (32 would take about 33 min, too near the 35 min aimed at).
+    """
+    if not quick:
+        return NativeFolderTask(str(folder))
+    return NativeFolderTask(
+        str(folder), patch=32, epochs=2, n_configs=3, depths=(2, 3), filters=(2,), batch_sizes=(8,)
+    )
+
+
 def run(
     settings: EfficiencySettings, cache_dir: Path, *, say: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -83,11 +109,13 @@ def run(
         tasks: dict[str, Any] = {
             "synthetic": run_task(settings.task, settings, settings.budget_trials, cache_dir, say, pool)
         }
-        if settings.folder_task is not None:
-            name = settings.folder_task.name
-            tasks[name] = run_task(
-                settings.folder_task, settings, settings.folder_budget_trials, cache_dir, say, pool
-            )
+        real = (
+            (settings.folder_task, settings.folder_budget_trials),
+            (settings.native_task, settings.native_budget_trials),
+        )
+        for folder, budget_trials in real:
+            if folder is not None:
+                tasks[folder.name] = run_task(folder, settings, budget_trials, cache_dir, say, pool)
         synthetic = tasks["synthetic"]
         live: dict[str, Any] = {}
         task = settings.task

@@ -10,7 +10,8 @@ from bench.section import Figures, Meta, RunOptions
 
 
 class EfficiencySection:
-    """The synthetic task, and real images from ``--data`` (default ``../shared/data/dsb2018-nuclei``)."""
+    """The synthetic task, and real images from ``--data`` (default ``../shared/data/dsb2018-nuclei``),
+    downscaled and at native resolution."""
 
     name = "efficiency"
 
@@ -18,9 +19,12 @@ class EfficiencySection:
         from bench.efficiency import measure
 
         data = options.data if options.data is not None else DSB
-        folder = measure.folder_task(data, quick=options.quick) if (data / "images").is_dir() else None
+        found = (data / "images").is_dir()
         settings = replace(
-            measure.QUICK if options.quick else measure.FULL, workers=options.workers, folder_task=folder
+            measure.QUICK if options.quick else measure.FULL,
+            workers=options.workers,
+            folder_task=measure.folder_task(data, quick=options.quick) if found else None,
+            native_task=measure.native_task(data, quick=options.quick) if found else None,
         )
         return measure.run(settings, options.out / "cache", say=options.say)
 

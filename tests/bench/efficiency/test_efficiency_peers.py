@@ -13,7 +13,7 @@ import pytest
 
 from bench.__main__ import main
 from bench.efficiency.folder_task import FolderTask
-from bench.efficiency.measure import folder_task
+from bench.efficiency.measure import folder_task, native_task
 from bench.efficiency.replay import STRATEGIES, replay
 from bench.efficiency.table import Row, Table, build_rows
 from bench.efficiency.task import HardTask
@@ -119,9 +119,11 @@ def test_bench_data_option_builds_and_replays_a_folder_table(quick_run: QuickRun
     assert quick_run.status == 0
     efficiency = quick_run.section("efficiency")
     tasks = efficiency["tasks"]
-    assert set(tasks) == {"synthetic", quick_run.data.name}
+    native = f"{quick_run.data.name}-native"
+    assert set(tasks) == {"synthetic", quick_run.data.name, native}
     real = tasks[quick_run.data.name]
     assert real["table"]["rows"] == folder_task(quick_run.data, quick=True).n_configs
+    assert tasks[native]["table"]["rows"] == native_task(quick_run.data, quick=True).n_configs
     for task in tasks.values():
         assert set(task["replay"]) == set(STRATEGIES)
         for figures in task["replay"].values():
@@ -129,7 +131,8 @@ def test_bench_data_option_builds_and_replays_a_folder_table(quick_run: QuickRun
             assert 0.0 <= figures["pruned_compute_share"] <= 1.0
         assert (quick_run.out / "cache" / f"table-{task['table']['key']}.json").is_file()
     assert set(efficiency["live"]["strategies"]) == {"random", "ours"}
-    assert f"### Task `{quick_run.data.name}`" in quick_run.report.read_text()
+    report = quick_run.report.read_text()
+    assert f"### Task `{quick_run.data.name}`" in report and f"### Task `{native}`" in report
 
 
 def test_bench_data_option_rejects_a_folder_without_images(
