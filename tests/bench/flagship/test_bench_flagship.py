@@ -1,4 +1,5 @@
-"""bench.flagship: the quick section end to end (a real search and its random peer), and its report."""
+"""bench.flagship: unet-lr as shipped reaches its goal (issue 19's guard, slow); the quick section end to end
+(a real search and its random peer), and its report."""
 
 from __future__ import annotations
 
@@ -12,6 +13,23 @@ from bench.flagship.section import FlagshipSection
 from bench.section import RunOptions
 
 META = {"date": "2026-12-07 04:00:00 UTC", "cpu": "Test CPU", "cores": 2}
+# Issue 19's guard on one seed (the goal, measure.GOAL_DICE, is the median over five): the best val Dice
+# of unet-lr as shipped with seed 0, and the share of its compute budget the search must spend.
+GUARD_DICE = 0.96
+GUARD_COMPUTE_SHARE = 0.8
+
+
+@pytest.mark.slow
+def test_the_quickstart_study_as_shipped_reaches_its_dice_on_its_budget(tmp_path: Path) -> None:
+    # python -m search.run --study unet-lr --seed 0 in an empty folder: the shipped file, its defaults.
+    result = measure.run_search(measure.STUDY, 0, tmp_path)
+    found = (
+        f"{measure.STUDY} seed 0: best val Dice {result['best_dice']}, compute "
+        f"{result['compute_full_trials']} of {result['budget_full_trials']} full trials, "
+        f"{result['trials']} trials ({result['pruned']} pruned), {result['wall_s']} s"
+    )
+    assert result["best_dice"] is not None and result["best_dice"] >= GUARD_DICE, found
+    assert result["compute_full_trials"] >= GUARD_COMPUTE_SHARE * result["budget_full_trials"], found
 
 
 def test_the_peer_is_the_same_study_without_pruning(tmp_path: Path) -> None:
