@@ -52,10 +52,21 @@ def random_study_file(study: str, folder: Path) -> Path:
 
 
 def run_search(study: str, seed: int, folder: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
-    """Run ``study`` (a name or a file) with sampler seed ``seed`` in ``folder`` as a user does; read it."""
-    url = f"sqlite:///{(folder / 's.db').resolve()}"
-    command = [sys.executable, "-m", "search.run", "--study", study, "--seed", str(seed), "--storage", url]
-    command += list(extra)
+    """Run ``study`` (a name or a file) with sampler seed ``seed`` in ``folder`` as a user does; read it.
+
+    The command is ``python -m search.run --study STUDY --seed SEED`` and ``extra``, nothing more: the
+    store is the default one in ``folder`` and Ray a local one, as in a fresh shell, whatever this
+    process's environment names (``$UNET_SEARCH_STORAGE``, ``$RAY_ADDRESS``).
+
+    Raises:
+        RuntimeError: the command failed; the message holds its exit status and last lines.
+    """
+    from search.run import RAY_ADDRESS_ENV
+    from search.store.location import DEFAULT_STORE_FILE, STORAGE_ENV
+
+    url = f"sqlite:///{(folder / DEFAULT_STORE_FILE).resolve()}"
+    command = [sys.executable, "-m", "search.run", "--study", study, "--seed", str(seed), *extra]
+    env = {k: v for k, v in os.environ.items() if k not in (STORAGE_ENV, RAY_ADDRESS_ENV)}
     started = time.perf_counter()
     done = subprocess.run(
         command,
@@ -63,7 +74,7 @@ def run_search(study: str, seed: int, folder: Path, extra: Sequence[str] = ()) -
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**env, "PYTHONPATH": str(REPO)},
     )
     seconds = time.perf_counter() - started
     if done.returncode != 0:

@@ -7,11 +7,14 @@ section's own tests read that section's figures from it instead of running the s
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 
@@ -40,6 +43,7 @@ class QuickRun:
     out: Path  # the results folder
     report: Path  # the markdown report
     data: Path  # the --data folder (the efficiency section's real-image task)
+    said: tuple[str, ...]  # the lines it wrote to stderr (the sections' progress lines among them)
 
     @property
     def results(self) -> dict[str, Any]:
@@ -55,5 +59,22 @@ def quick_run(small_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Q
     """Every section at CI sizes, once per session, with ``--data`` on the eight images."""
     root = tmp_path_factory.mktemp("bench-quick")
     out, report = root / "results", root / "BENCHMARKS.md"
-    status = main(["--quick", "--out", str(out), "--markdown", str(report), "--data", str(small_folder)])
-    return QuickRun(status, out, report, small_folder)
+    said = _Tee(sys.stderr)
+    with contextlib.redirect_stderr(said):
+        status = main(["--quick", "--out", str(out), "--markdown", str(report), "--data", str(small_folder)])
+    return QuickRun(status, out, report, small_folder, tuple(said.getvalue().splitlines()))
+
+
+class _Tee(io.StringIO):
+    """Keeps what is written and passes it on to ``stream`` (a failed test still shows the run's output)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
