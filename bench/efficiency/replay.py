@@ -177,8 +177,11 @@ def _optuna_pruning(trial: optuna.Trial, start: int = 0) -> Judge:
     return judge
 
 
-def _stock(sampler: BaseSampler, pruner: BasePruner, spec: StudySpec) -> Setup:
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+def _stock(sampler: BaseSampler, pruner: BasePruner, spec: StudySpec, seed: int) -> Setup:
+    # Named by the seed: HyperbandPruner picks a trial's bracket from a hash of the study's name (an
+    # unnamed study gets a random one, and the same seed then replayed differently from run to run).
+    name = f"replay-seed-{seed}"
+    study = optuna.create_study(study_name=name, direction="maximize", sampler=sampler, pruner=pruner)
     judge: Callable[[optuna.Trial, int], Judge]
     judge = _report_only if isinstance(pruner, NopPruner) else _optuna_pruning
     return Setup(study, spec, judge)
@@ -255,27 +258,27 @@ def _ours_before(spec: StudySpec, seed: int) -> Setup:
 STRATEGIES: dict[str, tuple[str, Callable[[StudySpec, int], Setup | SmacSetup | OneEpochSetup]]] = {
     "random": (
         "random search, no pruning",
-        lambda spec, seed: _stock(RandomSampler(seed=seed), NopPruner(), spec),
+        lambda spec, seed: _stock(RandomSampler(seed=seed), NopPruner(), spec, seed),
     ),
     "tpe": (
         "Optuna's stock TPESampler, no pruning",
-        lambda spec, seed: _stock(TPESampler(seed=seed), NopPruner(), spec),
+        lambda spec, seed: _stock(TPESampler(seed=seed), NopPruner(), spec, seed),
     ),
     "tpe_median": (
         "stock TPESampler + stock MedianPruner",
-        lambda spec, seed: _stock(TPESampler(seed=seed), MedianPruner(), spec),
+        lambda spec, seed: _stock(TPESampler(seed=seed), MedianPruner(), spec, seed),
     ),
     "asha": (
         "random + stock SuccessiveHalvingPruner (asynchronous successive halving)",
-        lambda spec, seed: _stock(RandomSampler(seed=seed), SuccessiveHalvingPruner(), spec),
+        lambda spec, seed: _stock(RandomSampler(seed=seed), SuccessiveHalvingPruner(), spec, seed),
     ),
     "tpe_hyperband": (
         "stock TPESampler + stock HyperbandPruner (Optuna's documented best pairing)",
-        lambda spec, seed: _stock(TPESampler(seed=seed), HyperbandPruner(), spec),
+        lambda spec, seed: _stock(TPESampler(seed=seed), HyperbandPruner(), spec, seed),
     ),
     "random_hyperband": (
         "random + stock HyperbandPruner",
-        lambda spec, seed: _stock(RandomSampler(seed=seed), HyperbandPruner(), spec),
+        lambda spec, seed: _stock(RandomSampler(seed=seed), HyperbandPruner(), spec, seed),
     ),
     "smac_bohb": (SMAC_DESCRIPTION, _smac),
     "one_epoch_topk": (ONE_EPOCH_DESCRIPTION, _one_epoch),

@@ -141,3 +141,13 @@ def test_bench_data_option_rejects_a_folder_without_images(
     assert main(["--quick", "--only", "efficiency", "--out", str(tmp_path), "--data", str(tmp_path)]) == 2
     assert "has no images/ and masks/" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("strategy", ["tpe_hyperband", "random_hyperband"])
+def test_optuna_hyperband_replays_the_same_with_the_same_seed(strategy: str) -> None:
+    """HyperbandPruner puts a trial in a bracket by a hash of the study's name and the trial's number: an
+    unnamed study gets a random name, so the same seed gave other brackets, and other figures, per run."""
+    spec = StudySpec.from_dict(TINY.study_dict("bench-test"))
+    rows = Table(TINY, "hand-made", (_row(1e-3, [0.1, 0.2, 0.3]), _row(1e-1, [0.5, 0.9, 1.0])), 0.0, True)
+    runs = [replay(rows, strategy, 0, spec=spec, budget=40 * TINY.epochs * TINY.n_train) for _ in range(4)]
+    assert all(run.to_dict() == runs[0].to_dict() for run in runs[1:])
