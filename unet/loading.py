@@ -10,6 +10,12 @@
   only adds inter-process copies: ``python -m bench --only pipeline`` measured a fit epoch on one core
   (a CPU trial's default reservation) in-process at 1.43x the images/s of 1 worker (1.0 vs 0.7
   images/s at 128 px, on a shared, heavily loaded 2-core machine: BENCHMARKS.md, Data pipeline).
+
+Worker processes are forked. Before the first one is, OpenCV's own thread pool is switched off in the
+training process (:func:`before_forking_workers`): a worker forked while one of that pool's threads held
+its lock waits for that lock forever in its first augmentation (seen once in a test run: the worker
+stuck in ``cv2.warpAffine`` in ``pthread_mutex_lock``, and the loader with it). Workers inherit the
+setting, so each augments on one thread; the workers are the parallelism.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import os
 import random
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -67,6 +74,7 @@ def make_train_loader(config: TrainConfig, train: Dataset, val: Dataset, device:
     common: dict[str, object] = {"num_workers": workers, "pin_memory": device.type == "cuda"}
     if workers > 0:
         common.update(persistent_workers=True, prefetch_factor=PREFETCH_FACTOR)
+        before_forking_workers()
     # Dropping a last batch of one image keeps batch norm defined; otherwise keep every image.
     drop_last = len(train) % config.batch_size == 1 and len(train) > config.batch_size  # type: ignore[arg-type]
     train_loader = DataLoader(
@@ -79,6 +87,12 @@ def make_train_loader(config: TrainConfig, train: Dataset, val: Dataset, device:
         **common,  # type: ignore[arg-type]
     )
     return train_loader
+
+
+def before_forking_workers() -> None:
+    """Stop OpenCV's thread pool in this process (and so in the workers forked from it): a fork that
+    lands while a pool thread holds the pool's lock leaves the worker waiting on it for ever."""
+    cv2.setNumThreads(0)
 
 
 def _seed_worker(worker_id: int) -> None:

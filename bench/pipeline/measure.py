@@ -32,6 +32,7 @@ from unet.data.device_geometry import DeviceGeometry
 from unet.device import Precision, prepare_model, seed_everything
 from unet.epoch import train_epoch
 from unet.fit import fit
+from unet.loading import before_forking_workers
 from unet.losses import build_loss
 from unet.model import build_model
 from unet.optim import build_optimizer
@@ -45,6 +46,8 @@ SHIPPED_TRIAL_STEPS = 96 // 16 * 10
 def loader_rate(dataset: Any, *, items: int, batch_size: int, workers: int, prefetch: int = 2) -> float:
     """Items/s the training DataLoader delivers (after its first batch, which starts the workers)."""
     extra: dict[str, Any] = {"prefetch_factor": prefetch, "persistent_workers": True} if workers else {}
+    if workers:
+        before_forking_workers()  # as fit's loader does (unet.loading)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, **extra)
     batches = max(2, items // batch_size)
     seen = 0

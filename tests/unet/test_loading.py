@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -70,6 +71,22 @@ def test_worker_loaders_persist_and_prefetch():
     assert train.num_workers == 1 and train.persistent_workers and train.prefetch_factor == PREFETCH_FACTOR
     first = [x.sum().item() for x, _ in train]
     assert first == [x.sum().item() for x, _ in train]  # a second epoch on the same worker
+
+
+def test_worker_loaders_switch_opencv_threads_off_before_forking():
+    """A worker forked while an OpenCV pool thread held the pool's lock hung in its first cv2.warpAffine
+    (seen in a test run of the pipeline benchmark; the race itself did not recur on demand). So a loader
+    with workers stops that pool first, and its workers augment with OpenCV on one thread."""
+    threads = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        make_train_loader(TrainConfig(batch_size=4), data(8), data(4), CPU)
+        assert cv2.getNumThreads() == 2  # in-process loading keeps OpenCV's threads
+        train = make_train_loader(TrainConfig(batch_size=4, num_workers=1), data(8), data(4), CPU)
+        assert cv2.getNumThreads() == 1  # setNumThreads(0): sequential, reported as one thread
+        assert len(list(train)) == 2
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def test_empty_set_is_refused():
