@@ -4,6 +4,7 @@ user gets: the best Dice at a budget, the anytime curve and its plot, the best p
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -49,10 +50,17 @@ TABLE = Table(TASK, "hand-made", (_row(1e-4, EARLY), _row(1e-3, NOTHING), _row(1
 
 
 @pytest.fixture(scope="module")
-def spec() -> StudySpec:
+def spec() -> Iterator[StudySpec]:
+    # Quiet (every stop is logged at INFO) for this module only: a level left on "search" hid the store's
+    # log lines from a later test's caplog.
+    verbosity, level = optuna.logging.get_verbosity(), logging.getLogger("search").level
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("search").setLevel(logging.WARNING)
-    return StudySpec.from_dict(TASK.study_dict("bench-test"))
+    try:
+        yield StudySpec.from_dict(TASK.study_dict("bench-test"))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        logging.getLogger("search").setLevel(level)
 
 
 class _Scripted:
