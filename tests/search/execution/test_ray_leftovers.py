@@ -34,6 +34,27 @@ def epochs_of(db: Path, trial_number: int) -> int:
         return con.execute(query, (trial_number,)).fetchone()[0]
 
 
+def worker_pid(db: Path) -> int | None:
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            query = "SELECT value_json FROM trial_user_attributes WHERE key = 'worker_pid'"
+            row = con.execute(query).fetchone()
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return None
+    return None if row is None else int(json.loads(row[0]))
+
+
+def stop_worker_after_epochs(db: Path, epochs: int, *, driver: int) -> None:
+    """SIGSTOP the trial's Ray worker as soon as ``epochs`` epochs are recorded (polled every 10 ms)."""
+    deadline = time.monotonic() + 300
+    while epochs_recorded(db) < epochs:
+        assert time.monotonic() < deadline, f"timed out waiting for {epochs} epochs"
+        time.sleep(0.01)
+    pid = worker_pid(db)  # the worker's, recorded as it started the trial (the driver's before that)
+    assert pid is not None and pid != driver, pid
+    os.kill(pid, signal.SIGSTOP)  # ended only by the leftovers' cleanup
+
+
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
@@ -56,10 +77,10 @@ def test_killed_driver_leaves_no_ray_process_and_is_resumed_by_the_same_command(
     url = f"sqlite:///{db}"
     command = ("--study", str(path), "--storage", url, "--backend", "ray")
     first = cli(*command)
-    wait_for(lambda: epochs_recorded(db) >= 2, timeout=300, what="the first epochs")
+    # A trial trains 30 tiny epochs in about 4 s: the worker is stopped the moment its second epoch is in
+    # the store (through Optuna, reading the trial took long enough for it to finish the trial once).
+    stop_worker_after_epochs(db, 2, driver=first.pid)
     assert len(session_processes(first.pid)) > 3  # the driver, Ray's GCS, raylet, agents and worker
-    (training,) = trials(url, "killed-driver")
-    os.kill(training.user_attrs["worker_pid"], signal.SIGSTOP)  # ended only by the leftovers' cleanup
     assert [t.state for t in trials(url, "killed-driver")] == [TrialState.RUNNING]
     first.send_signal(signal.SIGKILL)
     first.wait()
