@@ -18,12 +18,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from optuna.trial import TrialState
 from test_run import REPO, epochs_recorded, study_file, trials, wait_for
 
 from search.execution.ray import leftovers
 from search.processes import process_start_time, session_processes
+from search.spec.schema import STUDIES_DIR
 
+SMOKE_DATA = yaml.safe_load((STUDIES_DIR / "unet-smoke.yaml").read_text())["data"]["synthetic"]
 # No plateau stop within the trial's epochs.
 LONG = {"plateau": {"warmup_epochs": 1000, "patience": 1, "min_delta": 0.0, "divergence_factor": 5.0}}
 
@@ -69,7 +72,10 @@ def test_killed_driver_leaves_no_ray_process_and_is_resumed_by_the_same_command(
         "killed-driver",
         # The killed run's worker lives a few seconds past its driver (with 60 epochs it once finished the
         # trial, under load): it is stopped before the driver is killed, so it cannot, whatever the length.
-        budget={"n_trials": 1, "max_epochs": 30},
+        # It must not finish before it is stopped either: an epoch of the smoke study's 16 images of 32 px
+        # takes 25 ms (a loaded full suite once saw all 30 recorded before the stop); these take ~0.25 s.
+        budget={"n_trials": 1, "max_epochs": 20},
+        data={"source": "synthetic", "synthetic": {**SMOKE_DATA, "size": 64, "n_train": 96}},
         pruning=LONG,
         execution={"max_retries": 1},
     )
@@ -77,8 +83,8 @@ def test_killed_driver_leaves_no_ray_process_and_is_resumed_by_the_same_command(
     url = f"sqlite:///{db}"
     command = ("--study", str(path), "--storage", url, "--backend", "ray")
     first = cli(*command)
-    # A trial trains 30 tiny epochs in about 4 s: the worker is stopped the moment its second epoch is in
-    # the store (through Optuna, reading the trial took long enough for it to finish the trial once).
+    # The worker is stopped the moment its second epoch is in the store (read through Optuna, the trial
+    # had once finished before the stop).
     stop_worker_after_epochs(db, 2, driver=first.pid)
     assert len(session_processes(first.pid)) > 3  # the driver, Ray's GCS, raylet, agents and worker
     assert [t.state for t in trials(url, "killed-driver")] == [TrialState.RUNNING]
