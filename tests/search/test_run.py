@@ -154,12 +154,12 @@ def test_out_of_memory_fails_the_trial_and_the_study_goes_on(tmp_path, monkeypat
     assert all(t.state != TrialState.FAIL for t in done[1:])
 
 
-def wait_for(condition, *, timeout: float = 120.0, what: str) -> None:
+def wait_for(condition, *, timeout: float = 120.0, what: str, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.2)
+        time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
 
 

@@ -49,10 +49,7 @@ def worker_pid(db: Path) -> int | None:
 
 def stop_worker_after_epochs(db: Path, epochs: int, *, driver: int) -> None:
     """SIGSTOP the trial's Ray worker as soon as ``epochs`` epochs are recorded (polled every 10 ms)."""
-    deadline = time.monotonic() + 300
-    while epochs_recorded(db) < epochs:
-        assert time.monotonic() < deadline, f"timed out waiting for {epochs} epochs"
-        time.sleep(0.01)
+    wait_for(lambda: epochs_recorded(db) >= epochs, timeout=300, interval=0.01, what=f"{epochs} epochs")
     pid = worker_pid(db)  # the worker's, recorded as it started the trial (the driver's before that)
     assert pid is not None and pid != driver, pid
     os.kill(pid, signal.SIGSTOP)  # ended only by the leftovers' cleanup
